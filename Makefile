@@ -1,0 +1,78 @@
+# SAGE — Kubernetes-native serving and fine-tuning of LLMs.
+# `make help` lists the targets. The two a newcomer needs: `make run` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# The working tree's packages win over whatever the shared environment has installed.
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/gateway:$(CURDIR)/images/engine:$(CURDIR)/images/finetune:$(CURDIR)/e2e
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+PYTEST_ARGS ?=
+
+timed = start=$$SECONDS; $(1); echo "==> phase $(2) took $$((SECONDS - start))s"
+
+.PHONY: help
+help: ## List every target with one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[1m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: env
+env: ## Create the Python environment (once per machine; PyTorch is large) and install SAGE editable
+	@$(call timed,venv=$$(.ci/python-env.sh) && ln -sfn "$$venv" $(VENV),env)
+
+.PHONY: binaries
+binaries: ## Build kube-apiserver, etcd, kube-controller-manager, kubectl, helm from Go modules (cached)
+	@$(call timed,e2e/envtest/build-binaries.sh >/dev/null,binaries)
+
+.PHONY: crds
+crds: env-ready ## Regenerate crds/ and charts/sage/crds/ from the pydantic models
+	@$(PY) -m sage_api.write_crds crds $$( [ -d charts/sage ] && echo charts/sage/crds )
+
+.PHONY: lint
+lint: env-ready ## ruff (lint + format check), mypy --strict, import-linter contracts, CRDs current
+	@$(call timed,$(MAKE) --no-print-directory lint-steps,lint)
+
+.PHONY: lint-steps
+lint-steps:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy operator gateway images e2e
+	$(VENV)/bin/lint-imports
+	$(PY) -m sage_api.write_crds --check crds $$( [ -d charts/sage ] && echo charts/sage/crds )
+
+.PHONY: fmt
+fmt: env-ready ## Format and auto-fix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: test
+test: ## Everything CI runs: environment, binaries, lint, then unit + integration + e2e tests
+	@$(MAKE) --no-print-directory env
+	@$(MAKE) --no-print-directory binaries
+	@$(MAKE) --no-print-directory lint
+	@$(call timed,$(PY) -m pytest -ra --durations=15 $(PYTEST_ARGS),tests)
+
+.PHONY: unit
+unit: env-ready ## Only the fast unit tests (no API server, no engine processes)
+	$(PY) -m pytest -m "not integration and not engine and not slow" $(PYTEST_ARGS)
+
+.PHONY: run
+run: ## Start SAGE locally (a real control plane with the CRDs applied; see README)
+	@$(MAKE) --no-print-directory env
+	@$(MAKE) --no-print-directory binaries
+	$(PY) -m sage_testing.devcluster
+
+.PHONY: env-ready
+env-ready:
+	@[ -x $(PY) ] || $(MAKE) --no-print-directory env
+
+.PHONY: clean
+clean: ## Remove build and test leftovers (the shared caches stay)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache build *.egg-info $(VENV)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: print-pythonpath
+print-pythonpath:
+	@echo $(PYTHONPATH)

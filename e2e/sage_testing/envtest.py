@@ -1,0 +1,246 @@
+"""A real Kubernetes control plane for tests: etcd + kube-apiserver (+ kube-controller-manager).
+
+The way controller-runtime's envtest does it: binaries from `KUBEBUILDER_ASSETS`, else built from
+Go modules by `e2e/envtest/build-binaries.sh` into the user cache; free loopback ports; a throwaway
+CA; an admin client certificate (CN=default, O=system:masters) written into a kubeconfig. No
+kubelet and no scheduler: pods never run, which is what engine processes on loopback stand in for.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "e2e" / "envtest" / "build-binaries.sh"
+
+# Controllers worth having without nodes: garbage collection (owner references), Deployments ->
+# ReplicaSets -> Pods, Jobs, namespace deletion, EndpointSlices, and service-account tokens.
+CONTROLLERS = (
+    "garbagecollector",
+    "deployment",
+    "replicaset",
+    "job",
+    "namespace",
+    "endpointslice",
+    "serviceaccount",
+    "serviceaccount-token",
+)
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be provisioned or started."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def locate_binaries() -> Path:
+    """The folder holding kube-apiserver, etcd, kube-controller-manager, kubectl and helm."""
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and (Path(assets) / "kube-apiserver").exists() and (Path(assets) / "etcd").exists():
+        return Path(assets)
+    if shutil.which("go") is None and not assets:
+        msg = "no KUBEBUILDER_ASSETS and no Go toolchain to build kube-apiserver and etcd"
+        raise ControlPlaneError(msg)
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False, timeout=3600
+    )
+    if result.returncode != 0:
+        msg = f"building the control-plane binaries failed:\n{result.stderr[-4000:]}"
+        raise ControlPlaneError(msg)
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(folder: Path) -> None:
+    """A CA, a serving certificate for 127.0.0.1/localhost, an admin client certificate and a
+    service-account signing key, all throwaway."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sage-test-ca",
+             "-keyout", "ca.key", "-out", "ca.crt", cwd=folder)  # fmt: skip
+    (folder / "serving.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes.default.svc\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject, ext in (
+        ("serving", "/CN=127.0.0.1", "serving.ext"),
+        ("admin", "/O=system:masters/CN=default", "client.ext"),
+    ):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=folder)  # fmt: skip
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.crt", cwd=folder)  # fmt: skip
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=folder)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=folder)
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def write_kubeconfig(path: Path, server: str, certs: Path) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "envtest", "cluster": {"server": server, "certificate-authority-data": _b64(certs / "ca.crt")}}
+        ],
+        "users": [
+            {
+                "name": "admin",
+                "user": {
+                    "client-certificate-data": _b64(certs / "admin.crt"),
+                    "client-key-data": _b64(certs / "admin.key"),
+                },
+            }
+        ],
+        "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "admin", "namespace": "default"}}],
+        "current-context": "envtest",
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+@dataclass
+class ControlPlane:
+    """A running etcd + kube-apiserver (+ kube-controller-manager). Use as a context manager."""
+
+    binaries: Path
+    with_controller_manager: bool = True
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sage-envtest-")))
+    server: str = ""
+    kubeconfig: Path = field(init=False)
+    _processes: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.kubeconfig = self.workdir / "kubeconfig"
+
+    @property
+    def certs(self) -> Path:
+        return self.workdir / "certs"
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.workdir / f"{name}.log").open("wb")
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._processes.append((name, process, log))
+        return process
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.workdir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def start(self) -> ControlPlane:
+        make_certificates(self.certs)
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        self._spawn("etcd", [
+            str(self.binaries / "etcd"), "--name=default", f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=default=http://127.0.0.1:{peer_port}",
+            "--unsafe-no-fsync", "--log-level=warn",
+        ])  # fmt: skip
+        certs = self.certs
+        self.server = f"https://127.0.0.1:{api_port}"
+        self._spawn("kube-apiserver", [
+            str(self.binaries / "kube-apiserver"),
+            f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1", f"--secure-port={api_port}",
+            f"--tls-cert-file={certs / 'serving.crt'}", f"--tls-private-key-file={certs / 'serving.key'}",
+            f"--client-ca-file={certs / 'ca.crt'}",
+            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+            "--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={certs / 'sa.pub'}",
+            f"--service-account-signing-key-file={certs / 'sa.key'}",
+            f"--cert-dir={certs}", "--v=0",
+        ])  # fmt: skip
+        write_kubeconfig(self.kubeconfig, self.server, certs)
+        self._wait_ready()
+        if self.with_controller_manager and (self.binaries / "kube-controller-manager").exists():
+            self._spawn("kube-controller-manager", [
+                str(self.binaries / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}", f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                f"--service-account-private-key-file={certs / 'sa.key'}",
+                f"--root-ca-file={certs / 'ca.crt'}", "--leader-elect=false",
+                f"--secure-port={free_port()}", "--bind-address=127.0.0.1",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--concurrent-gc-syncs=5",
+            ])  # fmt: skip
+        return self
+
+    def _client(self) -> httpx.Client:
+        certs = self.certs
+        return httpx.Client(
+            base_url=self.server,
+            verify=str(certs / "ca.crt"),
+            cert=(str(certs / "admin.crt"), str(certs / "admin.key")),
+            timeout=5,
+        )
+
+    def _wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        last = "not started"
+        with self._client() as client:
+            while time.monotonic() < deadline:
+                for name, process, _ in self._processes:
+                    if process.poll() is not None:
+                        msg = f"{name} exited with {process.returncode}:\n{self.log_tail(name)}"
+                        raise ControlPlaneError(msg)
+                with contextlib.suppress(httpx.HTTPError):
+                    response = client.get("/readyz")
+                    if response.status_code == 200:
+                        return
+                    last = response.text
+                time.sleep(0.2)
+        msg = f"kube-apiserver not ready after {timeout}s: {last}\n{self.log_tail('kube-apiserver')}"
+        raise ControlPlaneError(msg)
+
+    def stop(self) -> None:
+        for _, process, _ in reversed(self._processes):
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        for _, process, log in reversed(self._processes):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            log.close()
+        self._processes.clear()
+        if not os.environ.get("SAGE_KEEP_ENVTEST"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ControlPlane:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

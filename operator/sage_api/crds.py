@@ -1,0 +1,145 @@
+"""The two CustomResourceDefinitions, rendered from the pydantic models (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from sage_api import names
+from sage_api.engine import LLMEngineSpec, LLMEngineStatus
+from sage_api.finetune import FinetuneJobSpec, FinetuneJobStatus
+from sage_api.schema import structural_schema
+
+
+def _column(name: str, path: str, type_: str = "string", priority: int = 0, description: str = "") -> dict[str, Any]:
+    column: dict[str, Any] = {"name": name, "type": type_, "jsonPath": path}
+    if priority:
+        column["priority"] = priority
+    if description:
+        column["description"] = description
+    return column
+
+
+_AGE = _column("Age", ".metadata.creationTimestamp", "date")
+
+
+def _root_schema(spec: type[BaseModel], status: type[BaseModel], description: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "API version: sage.ai/v1alpha1."},
+            "kind": {"type": "string", "description": "Kind of the object."},
+            "metadata": {"type": "object"},
+            "spec": structural_schema(spec),
+            "status": structural_schema(status),
+        },
+    }
+
+
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: tuple[str, ...],
+    schema: dict[str, Any],
+    columns: list[dict[str, Any]],
+    subresources: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.{names.GROUP}",
+            "labels": {names.LABEL_NAME: "sage", "app.kubernetes.io/part-of": "sage"},
+        },
+        "spec": {
+            "group": names.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": list(short_names),
+                "categories": [names.CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": names.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": subresources,
+                    "additionalPrinterColumns": columns,
+                }
+            ],
+        },
+    }
+
+
+def llmengine_crd() -> dict[str, Any]:
+    """The LLMEngine CRD, with status and scale subresources."""
+    return _crd(
+        kind=names.ENGINE_KIND,
+        plural=names.ENGINE_PLURAL,
+        singular=names.ENGINE_SINGULAR,
+        short_names=names.ENGINE_SHORT_NAMES,
+        schema=_root_schema(
+            LLMEngineSpec,
+            LLMEngineStatus,
+            "An LLM or embedding model served by engine pods behind an OpenAI-compatible API.",
+        ),
+        columns=[
+            _column("Model", ".spec.model", description="The model served"),
+            _column("Kind", ".spec.engineKind", description="llm or embedding"),
+            _column("Backend", ".status.backend", description="Engine server in use"),
+            _column("Ready", ".status.ready", description="Ready/desired replicas"),
+            _column("Phase", ".status.phase"),
+            _AGE,
+            _column("Endpoint", ".status.endpoint", priority=1),
+            _column("Served", ".status.servedModels", priority=1, description="Names clients can use"),
+        ],
+        subresources={
+            "status": {},
+            "scale": {
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
+        },
+    )
+
+
+def finetunejob_crd() -> dict[str, Any]:
+    """The FinetuneJob CRD, with a status subresource."""
+    return _crd(
+        kind=names.FINETUNE_KIND,
+        plural=names.FINETUNE_PLURAL,
+        singular=names.FINETUNE_SINGULAR,
+        short_names=names.FINETUNE_SHORT_NAMES,
+        schema=_root_schema(
+            FinetuneJobSpec,
+            FinetuneJobStatus,
+            "A LoRA or full fine-tune run as a Kubernetes Job, with progress in its status.",
+        ),
+        columns=[
+            _column("Base", ".spec.baseModel", description="Model being fine-tuned"),
+            _column("Phase", ".status.phase"),
+            _column("Progress", ".status.progressText"),
+            _column("Loss", ".status.progress.loss", "number"),
+            _AGE,
+        ],
+        subresources={"status": {}},
+    )
+
+
+def all_crds() -> dict[str, dict[str, Any]]:
+    """File name -> CRD, as written under crds/."""
+    return {
+        f"{names.ENGINE_PLURAL}.yaml": llmengine_crd(),
+        f"{names.FINETUNE_PLURAL}.yaml": finetunejob_crd(),
+    }

@@ -1,0 +1,216 @@
+"""The LLMEngine custom resource: an LLM or embedding model served by engine pods."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, Field
+
+from sage_api.common import (
+    CONDITIONS_SCHEMA_EXTRA,
+    DNS_LABEL,
+    Condition,
+    EnvVar,
+    Resources,
+    SageModel,
+    SecretKeyRef,
+    Toleration,
+)
+
+
+class EngineKind(StrEnum):
+    """What the engine serves."""
+
+    LLM = "llm"
+    EMBEDDING = "embedding"
+
+
+class Backend(StrEnum):
+    """The server that runs inside engine pods."""
+
+    VLLM = "vllm"
+    TRANSFORMERS = "transformers"
+    SENTENCE_TRANSFORMERS = "sentence-transformers"
+    DETERMINISTIC = "deterministic"
+
+
+class EnginePhase(StrEnum):
+    """Where an engine is in its life."""
+
+    PENDING = "Pending"
+    DEPLOYING = "Deploying"
+    LOADING = "Loading"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    PAUSED = "Paused"
+    FAILED = "Failed"
+
+
+MODEL_PATTERN_RULE = {
+    "rule": "!self.startsWith('pvc://') || self.matches('^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+$')",
+    "message": "a pvc:// model must be pvc://<claim>/<path inside the claim>",
+}
+
+
+class Adapter(SageModel):
+    """A LoRA adapter served next to the base model, selectable by its name."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.source) != has(self.finetuneJob)",
+                    "message": "set exactly one of source or finetuneJob",
+                }
+            ]
+        }
+    )
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    """Name clients put in the request's "model" field to use this adapter."""
+
+    source: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """Where the adapter lives: pvc://<claim>/<path>, hf://<repo> or a hub id."""
+
+    finetune_job: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """Name of a FinetuneJob in the same namespace whose output is this adapter."""
+
+
+class ModelCache(SageModel):
+    """A PersistentVolumeClaim that keeps downloaded model weights across pod restarts."""
+
+    claim_name: Annotated[str, Field(min_length=1, max_length=253)]
+    """Name of the PersistentVolumeClaim (in the engine's namespace)."""
+
+    sub_path: str | None = None
+    """Folder inside the claim to use as the cache."""
+
+
+class LLMEngineSpec(SageModel):
+    """Desired state of an LLMEngine."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must be less than or equal to maxReplicas",
+                    "fieldPath": ".minReplicas",
+                },
+            ]
+        }
+    )
+
+    model: Annotated[
+        str,
+        Field(min_length=1, max_length=1024, json_schema_extra={"x-kubernetes-validations": [MODEL_PATTERN_RULE]}),
+    ]
+    """The model to serve: a hub id (Qwen/Qwen2.5-0.5B-Instruct), hf://<repo>, pvc://<claim>/<path>, or a local path (local mode)."""
+
+    engine_kind: EngineKind = EngineKind.LLM
+    """What the engine serves: llm (chat and completions) or embedding."""
+
+    backend: Backend | None = None
+    """Server inside the pods. Defaults from engineKind: embedding -> sentence-transformers; llm -> vllm when resources.gpus > 0, else transformers. deterministic is a test backend with no model."""
+
+    served_model_name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """Name clients put in the request's "model" field. Defaults to metadata.name."""
+
+    aliases: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(max_length=16)] | None = None
+    """Further names that route to this engine."""
+
+    replicas: Annotated[int, Field(ge=0, le=1000)] = 1
+    """Number of engine pods. 0 pauses the engine."""
+
+    min_replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
+    """Lower bound for autoscaling (0 allows scale to zero)."""
+
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """Upper bound for autoscaling."""
+
+    target_inflight_requests: Annotated[int, Field(ge=1, le=100000)] | None = None
+    """Autoscaling target: concurrent requests per replica."""
+
+    resources: Resources | None = None
+    """GPUs, CPU and memory per pod."""
+
+    image: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    """Container image; defaults to the operator's image for the backend."""
+
+    args: Annotated[list[str], Field(max_length=128)] | None = None
+    """Extra command-line arguments for the engine (e.g. vLLM flags)."""
+
+    env: Annotated[list[EnvVar], Field(max_length=128)] | None = None
+    """Extra environment variables for the engine container."""
+
+    adapters: Annotated[
+        list[Adapter],
+        Field(max_length=64, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
+    ] | None = None
+    """LoRA adapters loaded into every replica; names must be unique."""
+
+    preemptible: bool = False
+    """Whether a FinetuneJob with a matching preemptEngines selector may scale this engine to zero while it trains."""
+
+    cache: ModelCache | None = None
+    """A PersistentVolumeClaim for model weights, mounted as the model cache."""
+
+    hf_token_secret: SecretKeyRef | None = None
+    """Secret holding a Hugging Face token, passed to the engine as HF_TOKEN."""
+
+    node_selector: dict[str, str] | None = None
+    """Node labels the pods must run on."""
+
+    tolerations: Annotated[list[Toleration], Field(max_length=64)] | None = None
+    """Taints the pods tolerate (e.g. GPU node taints)."""
+
+    priority_class_name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    """PriorityClass of the pods."""
+
+
+class LLMEngineStatus(SageModel):
+    """Observed state of an LLMEngine, written by the operator."""
+
+    phase: EnginePhase | None = None
+    """Pending, Deploying, Loading, Ready, Degraded (some replicas ready), Paused (scaled to zero) or Failed (see message)."""
+
+    backend: Backend | None = None
+    """The backend in use, after defaulting."""
+
+    replicas: int | None = None
+    """Engine pods that exist."""
+
+    ready_replicas: int | None = None
+    """Engine pods that are ready to serve."""
+
+    ready: str | None = None
+    """Ready over desired replicas, e.g. 1/2."""
+
+    selector: str | None = None
+    """Label selector of the engine pods (for the scale subresource)."""
+
+    endpoint: str | None = None
+    """In-cluster URL of the engine Service."""
+
+    served_models: list[str] | None = None
+    """Names this engine answers to: served name, aliases and loaded adapters."""
+
+    observed_generation: int | None = None
+    """The metadata.generation this status describes."""
+
+    conditions: Annotated[list[Condition], Field(json_schema_extra=CONDITIONS_SCHEMA_EXTRA)] | None = None
+    """Ready and Progressing conditions, with reasons."""
+
+    message: str | None = None
+    """What the engine is doing, or why it failed."""
+
+
+class LLMEngine(SageModel):
+    """An LLM or embedding model served by engine pods behind an OpenAI-compatible API."""
+
+    api_version: str = "sage.ai/v1alpha1"
+    kind: str = "LLMEngine"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: LLMEngineSpec
+    status: LLMEngineStatus | None = None

@@ -1,0 +1,59 @@
+"""Every port SAGE listens on or talks to, in one place.
+
+Nothing else in the code base writes a literal port number: engines, the gateway, the edge
+shell, local mode and the renderers all read them from here, and each can be overridden by an
+environment variable named beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Final
+
+
+def _env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    port = int(raw)
+    if not 0 < port < 65536:
+        msg = f"{name}={raw} is not a TCP port (1-65535)"
+        raise ValueError(msg)
+    return port
+
+
+@dataclass(frozen=True)
+class SagePorts:
+    """Well-known ports. The container-side ports are fixed by contract; the host-side ones
+    (local mode) are defaults that environment variables override."""
+
+    # Inside a pod every engine (vLLM or ours) listens on this one port.
+    ENGINE: Final[int] = 8000
+    # The gateway's HTTP port (Service and local mode).
+    GATEWAY: Final[int] = 8080
+    # The operator's health/metrics probe port.
+    OPERATOR_HEALTH: Final[int] = 8081
+    # The sage-edge aggregator shell.
+    EDGE: Final[int] = 8090
+    # Local mode: engine processes get consecutive ports from here.
+    LOCAL_ENGINE_BASE: Final[int] = 18000
+
+    @staticmethod
+    def gateway() -> int:
+        return _env_port("SAGE_GATEWAY_PORT", SagePorts.GATEWAY)
+
+    @staticmethod
+    def engine() -> int:
+        return _env_port("SAGE_ENGINE_PORT", SagePorts.ENGINE)
+
+    @staticmethod
+    def edge() -> int:
+        return _env_port("SAGE_EDGE_PORT", SagePorts.EDGE)
+
+    @staticmethod
+    def local_engine_base() -> int:
+        return _env_port("SAGE_LOCAL_ENGINE_BASE_PORT", SagePorts.LOCAL_ENGINE_BASE)
+
+
+PORTS: Final = SagePorts()
