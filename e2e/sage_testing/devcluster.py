@@ -8,6 +8,7 @@ KUBECONFIG line to paste, and runs until Ctrl-C. No kubelet: engine pods are not
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -35,10 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  export PATH={binaries}:$PATH")
         print(f"  kubectl apply -f {REPO_ROOT / 'examples'}/ && kubectl get sage\n")
         print("Ctrl-C stops it and removes its data.", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
         print("stopping ...")
     return 0
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -60,9 +61,7 @@ def locate_binaries() -> Path:
     if shutil.which("go") is None and not assets:
         msg = "no KUBEBUILDER_ASSETS and no Go toolchain to build kube-apiserver and etcd"
         raise ControlPlaneError(msg)
-    result = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False, timeout=3600
-    )
+    result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False, timeout=3600)
     if result.returncode != 0:
         msg = f"building the control-plane binaries failed:\n{result.stderr[-4000:]}"
         raise ControlPlaneError(msg)
@@ -195,7 +194,7 @@ class ControlPlane:
         certs = self.certs
         return httpx.Client(
             base_url=self.server,
-            verify=str(certs / "ca.crt"),
+            verify=ssl.create_default_context(cafile=str(certs / "ca.crt")),
             cert=(str(certs / "admin.crt"), str(certs / "admin.key")),
             timeout=5,
         )

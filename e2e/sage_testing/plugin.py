@@ -32,7 +32,9 @@ def control_plane(kube_binaries: Path) -> Iterator[ControlPlane]:
     with ControlPlane(kube_binaries) as plane:
         kubectl = Kubectl(kube_binaries / "kubectl", plane.kubeconfig)
         kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "llmengines.sage.ai", "finetunejobs.sage.ai")
+        kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", "crd", "llmengines.sage.ai", "finetunejobs.sage.ai"
+        )
         yield plane
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from sage_testing.envtest import REPO_ROOT
 from sage_testing.kubectl import Kubectl
 

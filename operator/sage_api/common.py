@@ -10,7 +10,9 @@ from pydantic.alias_generators import to_camel
 # A Kubernetes quantity ("500m", "2", "16Gi", or a bare number).
 Quantity = Annotated[
     int | str,
-    WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"}),
+    WithJsonSchema(
+        {"x-kubernetes-int-or-string": True, "pattern": r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"}
+    ),
 ]
 
 # An arbitrary JSON object passed through to Kubernetes untouched.

@@ -144,10 +144,16 @@ class LLMEngineSpec(SageModel):
     env: Annotated[list[EnvVar], Field(max_length=128)] | None = None
     """Extra environment variables for the engine container."""
 
-    adapters: Annotated[
-        list[Adapter],
-        Field(max_length=64, json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}),
-    ] | None = None
+    adapters: (
+        Annotated[
+            list[Adapter],
+            Field(
+                max_length=64,
+                json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+            ),
+        ]
+        | None
+    ) = None
     """LoRA adapters loaded into every replica; names must be unique."""
 
     preemptible: bool = False

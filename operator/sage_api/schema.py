@@ -36,42 +36,42 @@ def _convert(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
         # Field-level keys (description, default, validations) win over the definition's.
         merged = {**_resolve_ref(node["$ref"], definitions), **{k: v for k, v in node.items() if k != "$ref"}}
         return _convert(merged, definitions)
-
     if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
-        options = _strip_null(node["anyOf"])
-        rest = {k: v for k, v in node.items() if k != "anyOf"}
-        if len(options) == 1:
-            merged = {**options[0], **rest} if "$ref" not in options[0] else {"$ref": options[0]["$ref"], **rest}
-            return _convert(merged, definitions)
-        msg = f"cannot express a union in a structural schema: {node}"
-        raise ValueError(msg)
+        return _convert(_collapse_optional(node), definitions)
 
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _DROPPED_KEYS:
+        if key in _DROPPED_KEYS or (key == "default" and value is None) or key == "anyOf":
+            # anyOf survives only on int-or-string, where Kubernetes wants the marker alone.
             continue
-        if key == "default" and value is None:
-            continue
-        if key == "anyOf":  # int-or-string: Kubernetes wants the marker only
-            continue
-        if key == "properties":
-            out["properties"] = {name: _convert(sub, definitions) for name, sub in value.items()}
-        elif key == "items":
-            out["items"] = _convert(value, definitions)
-        elif key == "additionalProperties" and isinstance(value, dict):
-            out["additionalProperties"] = _convert(value, definitions)
-        elif key == "additionalProperties":
-            # pydantic marks `extra="forbid"` models with false: structural schemas prune
+        if key == "additionalProperties" and not isinstance(value, dict):
+            # pydantic marks `extra="forbid"` models with false; structural schemas prune
             # unknown fields instead, which is the Kubernetes way of refusing them.
             continue
-        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
-            bound = "minimum" if key == "exclusiveMinimum" else "maximum"
-            out[bound] = value
-            out[key] = True
-        else:
-            out[key] = value
+        out.update(_convert_keyword(key, value, definitions))
     if "enum" in out and "type" not in out:
         out["type"] = "string"
-    if "const" in out:
-        out["enum"] = [out.pop("const")]
     return out
+
+
+def _collapse_optional(node: dict[str, Any]) -> dict[str, Any]:
+    """`X | None` -> X: an optional field is one that may be left out, not one that may be null."""
+    options = _strip_null(node["anyOf"])
+    if len(options) != 1:
+        msg = f"cannot express a union in a structural schema: {node}"
+        raise ValueError(msg)
+    rest = {k: v for k, v in node.items() if k != "anyOf"}
+    return {**options[0], **rest}
+
+
+def _convert_keyword(key: str, value: Any, definitions: dict[str, Any]) -> dict[str, Any]:
+    if key == "properties":
+        return {key: {name: _convert(sub, definitions) for name, sub in value.items()}}
+    if key in ("items", "additionalProperties"):
+        return {key: _convert(value, definitions)}
+    if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+        # JSON Schema 2020 puts the bound here; OpenAPI v3.0 wants it in minimum/maximum.
+        return {"minimum" if key == "exclusiveMinimum" else "maximum": value, key: True}
+    if key == "const":
+        return {"enum": [value]}
+    return {key: value}
