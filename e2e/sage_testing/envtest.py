@@ -191,13 +191,9 @@ class ControlPlane:
         return self
 
     def _client(self) -> httpx.Client:
-        certs = self.certs
-        return httpx.Client(
-            base_url=self.server,
-            verify=ssl.create_default_context(cafile=str(certs / "ca.crt")),
-            cert=(str(certs / "admin.crt"), str(certs / "admin.key")),
-            timeout=5,
-        )
+        context = ssl.create_default_context(cafile=str(self.certs / "ca.crt"))
+        context.load_cert_chain(self.certs / "admin.crt", self.certs / "admin.key")
+        return httpx.Client(base_url=self.server, verify=context, timeout=5)
 
     def _wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sage_testing.envtest import REPO_ROOT
 from sage_testing.kubectl import Kubectl
 

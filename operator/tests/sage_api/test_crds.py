@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from sage_api import names
 from sage_api.crds import all_crds, finetunejob_crd, llmengine_crd
 from sage_api.write_crds import render_files
 from sage_testing.envtest import REPO_ROOT
-
 
 CRD_FOLDERS = [folder for folder in ("crds", "charts/sage/crds") if (REPO_ROOT / folder).exists()]
 
