@@ -1,0 +1,92 @@
+"""From LLMEngine manifests to the processes local mode starts (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sage_api.defaults import check_spec, resolve_backend, served_model_name
+from sage_api.engine import Backend, EngineKind
+from sage_local.manifests import LoadedEngine, ManifestError
+
+
+@dataclass(frozen=True)
+class LocalEngine:
+    """One engine process: what it serves and how it is started."""
+
+    name: str
+    served_name: str
+    aliases: tuple[str, ...]
+    kind: EngineKind
+    backend: Backend
+    model: str
+    port: int
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.served_name, *self.aliases)
+
+
+def resolve_model(model: str, manifest: Path) -> str:
+    """Local mode reads models from the hub cache, hf:// ids, or paths relative to the manifest."""
+    if model.startswith("pvc://"):
+        msg = f"{manifest}: spec.model {model!r}: pvc:// needs a cluster; use a local path or a hub id"
+        raise ManifestError(msg)
+    if model.startswith(("./", "../")):
+        return str((manifest.parent / model).resolve())
+    return model
+
+
+def plan_engines(engines: list[LoadedEngine], *, base_port: int, host: str, python: str) -> list[LocalEngine]:
+    """Ports are handed out in manifest order from `base_port`."""
+    planned: list[LocalEngine] = []
+    for index, loaded in enumerate(engines):
+        spec = loaded.engine.spec
+        try:
+            check_spec(spec)
+        except ValueError as error:
+            msg = f"{loaded.source}: LLMEngine {loaded.name}: {error}"
+            raise ManifestError(msg) from error
+        backend = resolve_backend(spec)
+        if backend is Backend.VLLM:
+            msg = (
+                f"{loaded.source}: LLMEngine {loaded.name}: spec.backend vllm needs GPUs; local mode runs transformers"
+            )
+            raise ManifestError(msg)
+        port = base_port + index
+        served = served_model_name(spec, loaded.name)
+        model = resolve_model(spec.model, loaded.source)
+        aliases = tuple(spec.aliases or ())
+        argv = [python, "-m", "sage_engine", "--backend", backend.value, "--model", model]
+        argv += ["--served-model-name", served, "--host", host, "--port", str(port)]
+        for alias in aliases:
+            argv += ["--alias", alias]
+        argv += list(spec.args or ())
+        env = {var.name: var.value for var in spec.env or () if var.value is not None}
+        planned.append(
+            LocalEngine(
+                name=loaded.name,
+                served_name=served,
+                aliases=aliases,
+                kind=spec.engine_kind,
+                backend=backend,
+                model=model,
+                port=port,
+                argv=tuple(argv),
+                env=env,
+            )
+        )
+    return planned
+
+
+def example_request(gateway_url: str, engines: list[LocalEngine]) -> str:
+    """A ready-to-paste curl for the first engine."""
+    first = next((e for e in engines if e.kind is EngineKind.EMBEDDING), engines[0])
+    if first.kind is EngineKind.EMBEDDING:
+        route, body = "embeddings", f'{{"model": "{first.served_name}", "input": "SAGE runs on my laptop"}}'
+    else:
+        route = "chat/completions"
+        body = f'{{"model": "{first.served_name}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
+    return f"curl -s {gateway_url}/v1/{route} -H 'Content-Type: application/json' -d '{body}'"
