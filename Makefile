@@ -76,3 +76,7 @@ clean: ## Remove build and test leftovers (the shared caches stay)
 .PHONY: print-pythonpath
 print-pythonpath:
 	@echo $(PYTHONPATH)
+
+.PHONY: e2e-kind
+e2e-kind: ## kind cluster e2e: build + load images, helm install, call the gateway (needs Docker; else says so)
+	@$(call timed,e2e/kind/run.sh,e2e-kind)
