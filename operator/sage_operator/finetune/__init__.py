@@ -1,0 +1,1 @@
+"""FinetuneJob: rendering the training Job, computing honest status, pausing preemptible engines."""

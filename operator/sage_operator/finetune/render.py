@@ -1,0 +1,160 @@
+"""FinetuneJob -> the Kubernetes Job that trains, and the narrowly scoped ServiceAccount that lets
+the runner patch its own progress into the FinetuneJob's status (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sage_api import names
+from sage_api.finetune import FinetuneJob, FinetuneMethod, LoraConfig, TrainingConfig
+from sage_operator.finetune.volumes import Mount, base_model_argument, base_model_mount, dataset_mount, output_mount
+
+COMPONENT = "finetune"
+CONTAINER = "trainer"
+# The runner saves a checkpoint on SIGTERM and exits with this code (see docs/finetune-runner.md).
+CHECKPOINT_EXIT_CODE = 75
+# Time the runner gets between SIGTERM (suspend, preemption, deletion) and SIGKILL to write it.
+CHECKPOINT_GRACE_SECONDS = 300
+
+
+def finetune_labels(name: str) -> dict[str, str]:
+    return {
+        names.LABEL_NAME: "sage-finetune",
+        names.LABEL_INSTANCE: name,
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+        names.LABEL_COMPONENT: COMPONENT,
+        names.LABEL_FINETUNEJOB: name,
+    }
+
+
+def owner_reference(job: FinetuneJob) -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.FINETUNE_KIND,
+        "name": job.metadata["name"],
+        "uid": job.metadata["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(job: FinetuneJob, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": job.metadata["namespace"],
+        "labels": finetune_labels(job.metadata["name"]),
+        "ownerReferences": [owner_reference(job)],
+    }
+
+
+def progress_account_name(job: FinetuneJob) -> str:
+    return f"{job.metadata['name']}-progress"
+
+
+def _runner_env(job: FinetuneJob, dataset: Mount, output: Mount) -> list[dict[str, str]]:
+    spec = job.spec
+    lora = spec.lora or LoraConfig()
+    training = spec.training or TrainingConfig()
+    values: dict[str, str | None] = {
+        "BASE_MODEL": base_model_argument(job),
+        "DATASET": dataset.path_in_pod,
+        "FORMAT": spec.dataset.format.value,
+        "METHOD": spec.method.value,
+        "OUTPUT": output.path_in_pod,
+        "EPOCHS": str(training.epochs),
+        "MAX_STEPS": str(training.max_steps) if training.max_steps else None,
+        "LEARNING_RATE": str(training.learning_rate),
+        "BATCH_SIZE": str(training.batch_size),
+        "GRADIENT_ACCUMULATION_STEPS": str(training.gradient_accumulation_steps),
+        "MAX_SEQ_LENGTH": str(training.max_seq_length),
+        "SEED": str(training.seed),
+        "STATUS_TARGET": f"{job.metadata['namespace']}/{job.metadata['name']}",
+    }
+    if spec.method is FinetuneMethod.LORA:
+        values |= {"RANK": str(lora.rank), "ALPHA": str(lora.alpha), "DROPOUT": str(lora.dropout)}
+        if lora.target_modules:
+            values["TARGET_MODULES"] = ",".join(lora.target_modules)
+    env = [{"name": f"SAGE_FT_{key}", "value": value} for key, value in values.items() if value is not None]
+    return [*env, {"name": "HF_HOME", "value": f"{output_mount(job).mount['mountPath']}/.hf-cache"}]
+
+
+def _resources(job: FinetuneJob) -> dict[str, Any]:
+    resources = job.spec.resources
+    if resources is None:
+        return {}
+    limits: dict[str, Any] = {}
+    requests: dict[str, Any] = {}
+    if resources.gpus:
+        limits[resources.gpu_resource_name] = resources.gpus
+    for key, value in (("cpu", resources.cpu), ("memory", resources.memory)):
+        if value is not None:
+            requests[key] = limits[key] = str(value)
+    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+
+
+def render_finetune_job(job: FinetuneJob, *, image: str) -> dict[str, Any]:
+    """The batch/v1 Job. Its `suspend` follows the FinetuneJob's: Kubernetes then deletes the pod
+    with a grace period in which the runner writes a checkpoint, and a resumed Job's new pod
+    continues from it. Disruptions (preemption, drain) do not count against backoffLimit."""
+    dataset, output = dataset_mount(job), output_mount(job)
+    mounts = [dataset, output] + ([model] if (model := base_model_mount(job)) else [])
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "sage_finetune"],
+        "env": _runner_env(job, dataset, output),
+        "volumeMounts": [m.mount for m in mounts] + [{"name": "shm", "mountPath": "/dev/shm"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if resources := _resources(job):
+        container["resources"] = resources
+    job_spec: dict[str, Any] = {
+        "backoffLimit": job.spec.backoff_limit,
+        "suspend": job.spec.suspend,
+        "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+        "template": {
+            "metadata": {"labels": finetune_labels(job.metadata["name"])},
+            "spec": {
+                "restartPolicy": "Never",
+                "serviceAccountName": progress_account_name(job),
+                "terminationGracePeriodSeconds": CHECKPOINT_GRACE_SECONDS,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
+                "containers": [container],
+                "volumes": [m.volume for m in mounts] + [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
+            },
+        },
+    }
+    if job.spec.active_deadline_seconds:
+        job_spec["activeDeadlineSeconds"] = job.spec.active_deadline_seconds
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _metadata(job, job.metadata["name"]), "spec": job_spec}
+
+
+def render_progress_rbac(job: FinetuneJob) -> list[dict[str, Any]]:
+    """ServiceAccount + Role + RoleBinding: the runner may get and patch the status of its own
+    FinetuneJob, and nothing else."""
+    name = progress_account_name(job)
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(job, name)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _metadata(job, name),
+            "rules": [
+                {
+                    "apiGroups": [names.GROUP],
+                    "resources": [f"{names.FINETUNE_PLURAL}/status"],
+                    "resourceNames": [job.metadata["name"]],
+                    "verbs": ["get", "patch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _metadata(job, name),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": job.metadata["namespace"]}],
+        },
+    ]
