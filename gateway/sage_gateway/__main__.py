@@ -1,0 +1,83 @@
+"""`python -m sage_gateway`: serve the gateway with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pydantic import ValidationError
+
+from sage_gateway.settings import GatewaySettings
+
+
+def _settings_help() -> str:
+    lines = ["environment variables (flags override them):"]
+    for name, info in GatewaySettings.model_fields.items():
+        default = info.get_default(call_default_factory=True)
+        lines.append(f"  SAGE_GATEWAY_{name.upper():<22} default: {default!r}")
+        if info.description:
+            lines.append(f"      {info.description}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sage_gateway",
+        description=(
+            "The SAGE gateway: routes OpenAI /v1/chat/completions, /v1/completions, /v1/embeddings, "
+            "/v1/models and the Anthropic /v1/messages to ready engine replicas by the request's "
+            "'model'. Engines come from a watch on the Kubernetes API (LLMEngines and their "
+            "EndpointSlices) or from a static list (local mode)."
+        ),
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", help="address to listen on (SAGE_GATEWAY_HOST)")
+    parser.add_argument("--port", type=int, help="port to listen on (SAGE_GATEWAY_PORT)")
+    parser.add_argument("--discovery", choices=["kubernetes", "static"], help="where engines come from")
+    parser.add_argument("--static-engines-file", help="static discovery: YAML/JSON file listing engines and URLs")
+    parser.add_argument("--namespaces", help="kubernetes discovery: comma-separated namespaces (default: all)")
+    parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {
+        key: value for key, value in vars(args).items() if value is not None and key in GatewaySettings.model_fields
+    }
+    try:
+        settings = GatewaySettings(**overrides)
+    except ValidationError as error:
+        print(f"sage_gateway: invalid settings:\n{error}", file=sys.stderr)
+        return 2
+
+    import uvicorn  # noqa: PLC0415 - keep --help fast
+
+    from sage_gateway.app import create_app  # noqa: PLC0415
+
+    if settings.discovery == "static":
+        from sage_gateway.discovery.static import load_static  # noqa: PLC0415
+        from sage_gateway.registry import EngineRegistry  # noqa: PLC0415
+
+        try:  # a bad list stops here with one clear line instead of a lifespan traceback
+            load_static(EngineRegistry(), file=settings.static_engines_file, inline=settings.static_engines)
+        except ValueError as error:
+            print(f"sage_gateway: {error}", file=sys.stderr)
+            return 2
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_keep_alive=75,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

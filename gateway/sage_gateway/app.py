@@ -1,0 +1,150 @@
+"""`create_app(settings)`: the gateway as a FastAPI app whose lifespan owns the HTTP client to the
+replicas and the discovery task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from sage_gateway.discovery import Discovery
+from sage_gateway.discovery.static import StaticDiscovery
+from sage_gateway.errors import GatewayError
+from sage_gateway.http import JSON, error_response
+from sage_gateway.metrics import GatewayMetrics
+from sage_gateway.proxy import Proxy, request_id_of
+from sage_gateway.registry import EngineRegistry
+from sage_gateway.routes_anthropic import router as anthropic_router
+from sage_gateway.routes_openai import router as openai_router
+from sage_gateway.settings import GatewaySettings
+from sage_gateway.state import GatewayState
+
+log = logging.getLogger(__name__)
+
+
+def make_discovery(settings: GatewaySettings, registry: EngineRegistry) -> Discovery:
+    if settings.discovery == "static":
+        return StaticDiscovery(registry, file=settings.static_engines_file, inline=settings.static_engines)
+    from sage_kube import KubeClient  # noqa: PLC0415
+
+    from sage_gateway.discovery.kubernetes import KubernetesDiscovery  # noqa: PLC0415 - local mode needs no client
+
+    return KubernetesDiscovery(registry, KubeClient.from_env(settings.kubeconfig), settings.namespaces)
+
+
+def make_client(settings: GatewaySettings) -> httpx.AsyncClient:
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout,
+        read=settings.read_timeout,
+        write=settings.write_timeout,
+        pool=settings.pool_timeout,
+    )
+    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
+    return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+
+
+async def _run_discovery(discovery: Discovery) -> None:
+    try:
+        await discovery.run()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("discovery stopped; the registry no longer follows the cluster")
+        raise
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """The gateway app. Discovery starts with the app's lifespan (a bad static list fails there)."""
+    settings = settings or GatewaySettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = EngineRegistry()
+        metrics = GatewayMetrics()
+        discovery = make_discovery(settings, registry)
+        client = make_client(settings)
+        app.state.gateway = GatewayState(
+            settings, registry, metrics, Proxy(registry, settings, metrics, client), discovery
+        )
+        task = asyncio.create_task(_run_discovery(discovery), name="sage-gateway-discovery")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            closer = getattr(discovery, "aclose", None)
+            if closer is not None:
+                await closer()
+            await client.aclose()
+
+    app = FastAPI(
+        title="SAGE gateway",
+        summary="OpenAI-compatible routing to ready SAGE engine replicas",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.include_router(openai_router)
+    app.include_router(anthropic_router)
+    _add_health_routes(app)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_health_routes(app: FastAPI) -> None:
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type=JSON)
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> Response:
+        state: GatewayState = request.app.state.gateway
+        if not state.discovery.synced.is_set():
+            return error_response(GatewayError(503, "Discovery has not synced yet.", "not_ready"))
+        engines = len(state.registry.engines())
+        return Response(orjson.dumps({"status": "ready", "engines": engines}), media_type=JSON)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        state: GatewayState = request.app.state.gateway
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    anthropic_paths = ("/v1/messages",)
+
+    def respond(request: Request, error: GatewayError) -> Response:
+        anthropic = request.url.path.endswith(anthropic_paths)
+        return error_response(error, request_id_of(request.headers), anthropic=anthropic)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return respond(request, GatewayError(exc.status_code, message, code, headers=dict(exc.headers or {})))
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        return respond(request, GatewayError(400, f"Invalid request: {exc}", "invalid_request"))
+
+    async def gateway_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GatewayError)
+        return respond(request, exc)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return respond(request, GatewayError(500, "The gateway failed unexpectedly; see its log.", "internal_error"))
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(Exception, unexpected)

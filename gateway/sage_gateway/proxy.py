@@ -1,0 +1,188 @@
+"""The proxy: pick a ready replica, open the upstream request, retry connect failures elsewhere.
+
+A request may move to another replica only before any byte of the response went to the client:
+when connecting fails, or when a kept-alive connection turns out to be dead before the response
+started (the replica went away). Slow replicas (read timeouts) are not retried.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+from sage_gateway.errors import GatewayError, model_not_found, no_ready_replica, upstream_failed
+from sage_gateway.metrics import GatewayMetrics
+from sage_gateway.policies import InflightCounter, RoutingPolicy, make_policy
+from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable
+from sage_gateway.settings import GatewaySettings
+from sage_gateway.sse import encode_data
+
+# RFC 9110 section 7.6.1, plus what the proxy recomputes itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+# The gateway's own server writes these on the way out.
+_RESPONSE_DROPPED = HOP_BY_HOP | {"date", "server"}
+
+RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+REQUEST_ID = "x-request-id"
+
+
+def forward_headers(headers: Mapping[str, str] | httpx.Headers, request_id: str) -> dict[str, str]:
+    """Request headers for the upstream: no hop-by-hop ones (nor those `Connection` names)."""
+    named = {part.strip().lower() for part in headers.get("connection", "").split(",") if part.strip()}
+    kept = {
+        name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP and name.lower() not in named
+    }
+    kept[REQUEST_ID] = request_id
+    return kept
+
+
+def response_headers(headers: httpx.Headers, request_id: str) -> dict[str, str]:
+    named = {part.strip().lower() for part in headers.get("connection", "").split(",") if part.strip()}
+    kept = {name: value for name, value in headers.items() if name not in _RESPONSE_DROPPED and name not in named}
+    kept[REQUEST_ID] = request_id
+    return kept
+
+
+def request_id_of(headers: Mapping[str, str]) -> str:
+    given = headers.get(REQUEST_ID)
+    if given and len(given) <= 200:
+        return given
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Upstream:
+    """An upstream response whose headers arrived; the body is still to be read."""
+
+    url: str
+    response: httpx.Response
+    started: float
+
+
+@dataclass
+class Proxy:
+    registry: EngineRegistry
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    client: httpx.AsyncClient
+    inflight: InflightCounter = field(default_factory=InflightCounter)
+    _policies: dict[tuple[str, PolicyName], RoutingPolicy] = field(default_factory=dict)
+
+    def resolve(self, model: str) -> Route:
+        found = self.registry.resolve(model)
+        if isinstance(found, Route):
+            return found
+        if isinstance(found, Unavailable):
+            raise no_ready_replica(model, self.settings.retry_after_seconds)
+        raise model_not_found(model, list(found.known))
+
+    def _policy(self, route: Route, use_affinity: bool) -> RoutingPolicy:
+        name = route.engine.routing_policy if use_affinity else PolicyName.LEAST_INFLIGHT
+        key = (route.engine.key, name)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies[key] = make_policy(name, factor=self.settings.bounded_load_factor)
+        return policy
+
+    def pick(self, route: Route, affinity_key: str | None, exclude: set[str]) -> str | None:
+        urls = [url for url in route.urls if url not in exclude] if exclude else route.urls
+        if not urls:
+            return None
+        return self._policy(route, affinity_key is not None).choose(urls, self.inflight.counts, affinity_key)
+
+    def _start(self, url: str) -> None:
+        self.inflight.start(url)
+        self.metrics.inflight.labels(url).inc()
+
+    def finish(self, url: str) -> None:
+        self.inflight.finish(url)
+        self.metrics.inflight.labels(url).dec()
+
+    async def open(
+        self, model: str, path: str, body: bytes, headers: dict[str, str], affinity_key: str | None
+    ) -> Upstream:
+        """Send `body` to a ready replica of `model` and wait for the response headers.
+
+        The caller owns the returned response: read it, then `close()` it.
+        """
+        tried: set[str] = set()
+        last_error = "no replica answered"
+        for attempt in range(self.settings.connect_retries + 1):
+            route = self.resolve(model)
+            url = self.pick(route, affinity_key, tried)
+            if url is None:
+                break
+            if attempt:
+                self.metrics.retries.labels(model).inc()
+            tried.add(url)
+            started = time.perf_counter()
+            self._start(url)
+            request = self.client.build_request("POST", url + path, content=body, headers=headers)
+            try:
+                response = await self.client.send(request, stream=True)
+            except RETRYABLE as error:
+                self.finish(url)
+                self.metrics.upstream_errors.labels(url, type(error).__name__).inc()
+                last_error = f"{url}: {type(error).__name__}: {error}"
+                continue
+            except httpx.TimeoutException as error:
+                self.finish(url)
+                self.metrics.upstream_errors.labels(url, type(error).__name__).inc()
+                raise upstream_failed(model, f"{url} did not answer in time ({type(error).__name__})") from None
+            except BaseException:
+                self.finish(url)
+                raise
+            return Upstream(url, response, started)
+        raise upstream_failed(model, last_error)
+
+    async def close(self, upstream: Upstream) -> None:
+        try:
+            await upstream.response.aclose()
+        finally:
+            self.finish(upstream.url)
+
+    async def read(self, upstream: Upstream, model: str) -> bytes:
+        """The whole raw body (still compressed if the upstream compressed it)."""
+        try:
+            return b"".join([chunk async for chunk in upstream.response.aiter_raw()])
+        except httpx.HTTPError as error:
+            self.metrics.upstream_errors.labels(upstream.url, type(error).__name__).inc()
+            raise upstream_failed(model, f"{upstream.url} broke off the response ({type(error).__name__})") from None
+
+    async def relay(self, upstream: Upstream, model: str, route: str, started: float) -> AsyncIterator[bytes]:
+        """The raw body chunk by chunk as it arrives; an upstream failure mid-stream ends the stream
+        with an error event (the status line is long gone by then)."""
+        first = True
+        try:
+            async for chunk in upstream.response.aiter_raw():
+                if first:
+                    self.metrics.ttft.labels(model, route).observe(time.perf_counter() - started)
+                    first = False
+                yield chunk
+        except httpx.HTTPError as error:
+            self.metrics.upstream_errors.labels(upstream.url, type(error).__name__).inc()
+            failure = GatewayError(
+                502, f"{upstream.url} broke off the stream ({type(error).__name__})", "upstream_error"
+            )
+            yield encode_data(failure.envelope())
+        finally:
+            await self.close(upstream)

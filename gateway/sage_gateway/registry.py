@@ -1,0 +1,174 @@
+"""The engine registry: engines and their endpoints in, routable endpoints by model name out (pure).
+
+Discovery providers feed it; the proxy asks it where a model can go. Engines and endpoint groups
+(an EndpointSlice, or a static list) arrive independently and in any order: a slice seen before
+its engine waits for it, an engine without ready endpoints is known but not routable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class PolicyName(StrEnum):
+    """Routing policies an engine can select."""
+
+    LEAST_INFLIGHT = "least-inflight"
+    PREFIX_HASH = "prefix-hash"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the gateway needs to know about one engine."""
+
+    key: str
+    """Unique within the registry, e.g. `namespace/name`."""
+    served_name: str
+    aliases: tuple[str, ...] = ()
+    adapters: tuple[str, ...] = ()
+    kind: str = "llm"
+    phase: str | None = None
+    policy: PolicyName | None = None
+    """None: the default for the engine's kind."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every model name that routes here, served name first."""
+        seen: dict[str, None] = {self.served_name: None}
+        for name in (*self.aliases, *self.adapters):
+            seen.setdefault(name, None)
+        return tuple(seen)
+
+    @property
+    def routing_policy(self) -> PolicyName:
+        if self.policy is not None:
+            return self.policy
+        return PolicyName.LEAST_INFLIGHT if self.kind == "embedding" else PolicyName.PREFIX_HASH
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One replica: a base URL such as `http://10.0.0.7:8000`."""
+
+    url: str
+    ready: bool = True
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a model can go: its engine and the URLs of its ready replicas (never empty)."""
+
+    model: str
+    engine: EngineInfo
+    urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """The model is known but no replica is ready."""
+
+    model: str
+    engine: EngineInfo
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """No engine serves this name; `known` lists the names that exist."""
+
+    model: str
+    known: tuple[str, ...]
+
+
+Resolution = Route | Unavailable | Unknown
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One line of `GET /v1/models`."""
+
+    id: str
+    engine: str
+    kind: str
+    role: str
+    """served, alias or adapter."""
+    root: str
+    """The engine's served name (the base model for adapters and aliases)."""
+
+
+@dataclass
+class EngineRegistry:
+    """Engines and endpoint groups, with a name index rebuilt on every change (changes are rare,
+    lookups are per request)."""
+
+    _engines: dict[str, EngineInfo] = field(default_factory=dict)
+    _groups: dict[str, dict[str, tuple[Endpoint, ...]]] = field(default_factory=dict)
+    """engine key -> group key (e.g. a slice name) -> endpoints."""
+    _by_name: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _ready: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    version: int = 0
+    """Bumped on every change so that callers can cache what they derive from the registry."""
+
+    def upsert_engine(self, engine: EngineInfo) -> None:
+        self._engines[engine.key] = engine
+        self._reindex()
+
+    def remove_engine(self, key: str) -> None:
+        if self._engines.pop(key, None) is not None:
+            self._reindex()
+
+    def set_endpoints(self, engine_key: str, group: str, endpoints: Iterable[Endpoint]) -> None:
+        self._groups.setdefault(engine_key, {})[group] = tuple(endpoints)
+        self._reindex()
+
+    def remove_endpoints(self, engine_key: str, group: str) -> None:
+        groups = self._groups.get(engine_key)
+        if groups is not None and groups.pop(group, None) is not None:
+            if not groups:
+                del self._groups[engine_key]
+            self._reindex()
+
+    def engines(self) -> list[EngineInfo]:
+        return sorted(self._engines.values(), key=lambda engine: engine.key)
+
+    def ready_urls(self, engine_key: str) -> tuple[str, ...]:
+        return self._ready.get(engine_key, ())
+
+    def _reindex(self) -> None:
+        self.version += 1
+        self._ready = {}
+        for key, groups in self._groups.items():
+            urls: dict[str, None] = {}
+            for endpoints in groups.values():
+                urls.update((endpoint.url, None) for endpoint in endpoints if endpoint.ready)
+            self._ready[key] = tuple(sorted(urls))
+        by_name: dict[str, list[str]] = {}
+        for engine in self.engines():
+            for name in engine.names:
+                by_name.setdefault(name, []).append(engine.key)
+        self._by_name = {name: tuple(keys) for name, keys in by_name.items()}
+
+    def resolve(self, model: str) -> Resolution:
+        """The first engine (by key) serving `model` that has a ready replica."""
+        keys = self._by_name.get(model)
+        if not keys:
+            return Unknown(model, tuple(sorted(self._by_name)))
+        for key in keys:
+            urls = self._ready.get(key)
+            if urls:
+                return Route(model, self._engines[key], urls)
+        return Unavailable(model, self._engines[keys[0]])
+
+    def models(self, *, ready_only: bool = True) -> list[ModelEntry]:
+        """Served names, aliases and adapters of the (ready) engines, each name once."""
+        entries: dict[str, ModelEntry] = {}
+        for engine in self.engines():
+            if ready_only and not self._ready.get(engine.key):
+                continue
+            roles = [(engine.served_name, "served")]
+            roles += [(alias, "alias") for alias in engine.aliases]
+            roles += [(adapter, "adapter") for adapter in engine.adapters]
+            for name, role in roles:
+                entries.setdefault(name, ModelEntry(name, engine.key, engine.kind, role, engine.served_name))
+        return sorted(entries.values(), key=lambda entry: entry.id)

@@ -1,0 +1,123 @@
+"""`POST /v1/messages`: the Anthropic Messages API, served by translating to chat completions."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from sage_gateway.anthropic import MessageStreamTranslator, chat_to_message, encode_events, messages_to_chat
+from sage_gateway.errors import GatewayError, error_envelope
+from sage_gateway.http import JSON, ClientGone, error_response, read_body, unless_disconnected
+from sage_gateway.proxy import Upstream, forward_headers, request_id_of
+from sage_gateway.request_fields import chat_prefix, parse_body, require_model
+from sage_gateway.routes_openai import CLIENT_CLOSED
+from sage_gateway.sse import SSEDecoder
+from sage_gateway.state import GatewayState
+
+router = APIRouter()
+ROUTE = "messages"
+
+
+def _upstream_error(status: int, content: bytes) -> GatewayError:
+    """An upstream error body (normally an OpenAI envelope) as a GatewayError with its status."""
+    try:
+        error = orjson.loads(content).get("error") or {}
+    except (orjson.JSONDecodeError, AttributeError):
+        error = {}
+    message = error.get("message") if isinstance(error, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    param = error.get("param") if isinstance(error, dict) else None
+    return GatewayError(
+        status, str(message or content[:500].decode(errors="replace")), str(code or "upstream_error"), param
+    )
+
+
+@router.post("/v1/messages")
+async def messages(request: Request) -> Response:
+    state: GatewayState = request.app.state.gateway
+    proxy = state.proxy
+    started = time.perf_counter()
+    request_id = request_id_of(request.headers)
+    model = "unknown"
+    try:
+        parsed = parse_body(await read_body(request, state.settings.max_body_bytes))
+        requested = require_model(parsed)
+        chat = messages_to_chat(parsed)
+        proxy.resolve(requested)
+        model = requested
+        body = orjson.dumps(chat)
+        headers = forward_headers(request.headers, request_id)
+        headers["content-type"] = JSON
+        for name in [name for name in headers if name.lower().startswith("anthropic-") or name.lower() == "x-api-key"]:
+            del headers[name]
+        affinity = chat_prefix(chat["messages"], state.settings.prefix_chars)
+        upstream = await unless_disconnected(
+            request, proxy.open(model, "/v1/chat/completions", body, headers, affinity)
+        )
+        status = upstream.response.status_code
+        streaming = upstream.response.headers.get("content-type", "").startswith("text/event-stream")
+        if status >= 400 or not streaming:
+            try:
+                content = await proxy.read(upstream, model)
+            finally:
+                await proxy.close(upstream)
+            if status >= 400:
+                raise _upstream_error(status, content)
+            message = chat_to_message(orjson.loads(content), model)
+            state.observe(model, ROUTE, status, started)
+            return Response(orjson.dumps(message), status, {"x-request-id": request_id}, media_type=JSON)
+    except GatewayError as error:
+        state.observe(model, ROUTE, error.status, started)
+        return error_response(error, request_id, anthropic=True)
+    except orjson.JSONDecodeError:
+        failure = GatewayError(502, "The upstream answered with a body that is not JSON.", "upstream_error")
+        state.observe(model, ROUTE, 502, started)
+        return error_response(failure, request_id, anthropic=True)
+    except ClientGone:
+        state.observe(model, ROUTE, CLIENT_CLOSED, started)
+        return Response(status_code=CLIENT_CLOSED)
+    events = _translate_stream(state, upstream, model, started)
+    return StreamingResponse(
+        events, 200, {"x-request-id": request_id, "cache-control": "no-cache"}, media_type="text/event-stream"
+    )
+
+
+async def _translate_stream(
+    state: GatewayState, upstream: Upstream, model: str, started: float
+) -> AsyncIterator[bytes]:
+    translator = MessageStreamTranslator(model, f"msg_{uuid.uuid4().hex}")
+    decoder = SSEDecoder()
+    first = True
+    try:
+        async for chunk in upstream.response.aiter_bytes():
+            if first:
+                state.metrics.ttft.labels(model, ROUTE).observe(time.perf_counter() - started)
+                first = False
+            out = []
+            for data in decoder.feed(chunk):
+                if data == b"[DONE]":
+                    continue
+                payload = orjson.loads(data)
+                if isinstance(payload, dict) and "error" in payload and "choices" not in payload:
+                    out += translator.error(payload)
+                    yield encode_events(out)
+                    return
+                out += translator.feed(payload)
+            if out:
+                yield encode_events(out)
+        yield encode_events(translator.finish())
+    except (httpx.HTTPError, orjson.JSONDecodeError) as error:
+        state.metrics.upstream_errors.labels(upstream.url, type(error).__name__).inc()
+        envelope = error_envelope(
+            502, f"{upstream.url} broke off the stream ({type(error).__name__})", "upstream_error"
+        )
+        yield encode_events(translator.error(envelope))
+    finally:
+        await state.proxy.close(upstream)
+        state.observe(model, ROUTE, 200, started)

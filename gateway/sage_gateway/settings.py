@@ -1,0 +1,70 @@
+"""The gateway's settings, all from environment variables prefixed `SAGE_GATEWAY_`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sage_api.ports import SagePorts
+
+
+class GatewaySettings(BaseSettings):
+    """Every knob of the gateway. `python -m sage_gateway --help` lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="SAGE_GATEWAY_", extra="ignore", use_attribute_docstrings=True)
+
+    discovery: Literal["kubernetes", "static"] = "kubernetes"
+    """Where engines come from: a watch on the Kubernetes API, or a static list (local mode)."""
+
+    static_engines_file: Path | None = None
+    """static discovery: a YAML or JSON file with `engines: [{name, urls, aliases, adapters, kind, policy}]`."""
+
+    static_engines: str | None = None
+    """static discovery: the same document inline (YAML or JSON), used when no file is given."""
+
+    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """kubernetes discovery: namespaces to watch, comma-separated; empty means every namespace."""
+
+    kubeconfig: str | None = None
+    """kubernetes discovery: a kubeconfig path; default: $KUBECONFIG, ~/.kube/config, or in-cluster."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(default_factory=SagePorts.gateway)
+
+    connect_timeout: float = Field(default=2.0, gt=0)
+    """Seconds to open a connection to a replica before trying another."""
+
+    read_timeout: float = Field(default=600.0, gt=0)
+    """Seconds to wait for the next bytes from a replica (long generations need minutes)."""
+
+    write_timeout: float = Field(default=30.0, gt=0)
+    pool_timeout: float = Field(default=30.0, gt=0)
+
+    connect_retries: int = Field(default=2, ge=0, le=16)
+    """Further replicas to try when connecting fails, before any byte went to the client."""
+
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Larger request bodies get 413."""
+
+    retry_after_seconds: int = Field(default=5, ge=1)
+    """Retry-After of the 503 a known model without a ready replica gets."""
+
+    prefix_chars: int = Field(default=256, ge=0)
+    """Characters of the prompt that the prefix-hash policy hashes."""
+
+    bounded_load_factor: float = Field(default=1.25, gt=1)
+    """prefix-hash: a replica takes at most this factor times the average load."""
+
+    max_connections: int = Field(default=1024, ge=1)
+    """Connections to all replicas together."""
+
+    log_level: str = "info"
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

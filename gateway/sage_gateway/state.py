@@ -1,0 +1,25 @@
+"""What one running gateway holds: settings, registry, proxy, metrics and discovery."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sage_gateway.discovery import Discovery
+from sage_gateway.metrics import GatewayMetrics
+from sage_gateway.proxy import Proxy
+from sage_gateway.registry import EngineRegistry
+from sage_gateway.settings import GatewaySettings
+
+
+@dataclass
+class GatewayState:
+    settings: GatewaySettings
+    registry: EngineRegistry
+    metrics: GatewayMetrics
+    proxy: Proxy
+    discovery: Discovery
+
+    def observe(self, model: str, route: str, status: int, started: float) -> None:
+        self.metrics.requests.labels(model, route, str(status)).inc()
+        self.metrics.latency.labels(model, route).observe(time.perf_counter() - started)

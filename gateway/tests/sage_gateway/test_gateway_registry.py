@@ -1,0 +1,95 @@
+"""The registry: engines and endpoint groups in, routable endpoints by model name out."""
+
+from __future__ import annotations
+
+from sage_gateway.registry import Endpoint, EngineInfo, EngineRegistry, PolicyName, Route, Unavailable, Unknown
+
+QWEN = EngineInfo("ml/qwen", "qwen", aliases=("chat",), adapters=("support-bot",))
+MINILM = EngineInfo("ml/minilm", "minilm", kind="embedding")
+
+
+def test_served_name_alias_and_adapter_route_to_the_ready_replicas() -> None:
+    registry = EngineRegistry()
+    registry.upsert_engine(QWEN)
+    registry.set_endpoints("ml/qwen", "slice-a", [Endpoint("http://10.0.0.1:8000"), Endpoint("http://10.0.0.2:8000")])
+    for name in ("qwen", "chat", "support-bot"):
+        found = registry.resolve(name)
+        assert isinstance(found, Route)
+        assert found.engine is QWEN
+        assert found.urls == ("http://10.0.0.1:8000", "http://10.0.0.2:8000")
+
+
+def test_not_ready_endpoints_are_not_routable() -> None:
+    registry = EngineRegistry()
+    registry.upsert_engine(QWEN)
+    registry.set_endpoints("ml/qwen", "s", [Endpoint("http://a:1", ready=False), Endpoint("http://b:1")])
+    found = registry.resolve("qwen")
+    assert isinstance(found, Route)
+    assert found.urls == ("http://b:1",)
+    registry.set_endpoints("ml/qwen", "s", [Endpoint("http://a:1", ready=False)])
+    assert registry.resolve("qwen") == Unavailable("qwen", QWEN)
+
+
+def test_endpoints_from_several_slices_merge_and_removing_one_slice_keeps_the_other() -> None:
+    registry = EngineRegistry()
+    registry.upsert_engine(QWEN)
+    registry.set_endpoints("ml/qwen", "s1", [Endpoint("http://a:1")])
+    registry.set_endpoints("ml/qwen", "s2", [Endpoint("http://b:1"), Endpoint("http://a:1")])
+    assert registry.ready_urls("ml/qwen") == ("http://a:1", "http://b:1")
+    registry.remove_endpoints("ml/qwen", "s1")
+    assert registry.ready_urls("ml/qwen") == ("http://a:1", "http://b:1")
+    registry.remove_endpoints("ml/qwen", "s2")
+    assert isinstance(registry.resolve("qwen"), Unavailable)
+
+
+def test_a_slice_seen_before_its_engine_counts_once_the_engine_arrives() -> None:
+    registry = EngineRegistry()
+    registry.set_endpoints("ml/qwen", "s", [Endpoint("http://a:1")])
+    assert isinstance(registry.resolve("qwen"), Unknown)
+    registry.upsert_engine(QWEN)
+    assert isinstance(registry.resolve("qwen"), Route)
+
+
+def test_unknown_model_lists_the_names_that_exist() -> None:
+    registry = EngineRegistry()
+    registry.upsert_engine(QWEN)
+    registry.upsert_engine(MINILM)
+    found = registry.resolve("gpt-4")
+    assert found == Unknown("gpt-4", ("chat", "minilm", "qwen", "support-bot"))
+
+
+def test_removed_engine_is_unknown() -> None:
+    registry = EngineRegistry()
+    registry.upsert_engine(QWEN)
+    registry.set_endpoints("ml/qwen", "s", [Endpoint("http://a:1")])
+    registry.remove_engine("ml/qwen")
+    assert isinstance(registry.resolve("qwen"), Unknown)
+
+
+def test_a_name_served_by_two_engines_goes_to_one_with_ready_replicas() -> None:
+    registry = EngineRegistry()
+    first = EngineInfo("a/m", "m")
+    second = EngineInfo("b/m", "m")
+    registry.upsert_engine(first)
+    registry.upsert_engine(second)
+    registry.set_endpoints("b/m", "s", [Endpoint("http://b:1")])
+    found = registry.resolve("m")
+    assert isinstance(found, Route)
+    assert found.engine is second
+
+
+def test_models_lists_ready_engines_with_roles() -> None:
+    registry = EngineRegistry()
+    registry.upsert_engine(QWEN)
+    registry.upsert_engine(MINILM)
+    registry.set_endpoints("ml/qwen", "s", [Endpoint("http://a:1")])
+    listed = {(entry.id, entry.role, entry.root) for entry in registry.models()}
+    assert listed == {("qwen", "served", "qwen"), ("chat", "alias", "qwen"), ("support-bot", "adapter", "qwen")}
+    assert {entry.id for entry in registry.models(ready_only=False)} >= {"minilm"}
+
+
+def test_default_policy_follows_the_engine_kind_and_can_be_overridden() -> None:
+    assert QWEN.routing_policy is PolicyName.PREFIX_HASH
+    assert MINILM.routing_policy is PolicyName.LEAST_INFLIGHT
+    pinned = EngineInfo("ml/x", "x", policy=PolicyName.LEAST_INFLIGHT)
+    assert pinned.routing_policy is PolicyName.LEAST_INFLIGHT

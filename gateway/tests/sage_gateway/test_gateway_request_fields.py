@@ -1,0 +1,85 @@
+"""Only model, stream and the prompt prefix are read from a request body."""
+
+from __future__ import annotations
+
+import pytest
+from sage_gateway.discovery.model import endpoints_from_slice, engine_from_object, parse_static_engines
+from sage_gateway.errors import GatewayError
+from sage_gateway.registry import PolicyName
+from sage_gateway.request_fields import routing_fields
+
+
+def test_chat_fields() -> None:
+    body = b'{"model": "qwen", "stream": true, "messages": [{"role": "system", "content": "You are terse."}]}'
+    fields = routing_fields(body, "chat", 8)
+    assert (fields.model, fields.stream, fields.affinity_key) == ("qwen", True, "system:Y")
+
+
+def test_completion_prefix_from_text_and_tokens() -> None:
+    assert routing_fields(b'{"model": "m", "prompt": "abcdef"}', "completions", 3).affinity_key == "abc"
+    assert routing_fields(b'{"model": "m", "prompt": [1, 2, 3]}', "completions", 10).affinity_key == "1,2,3"
+    assert routing_fields(b'{"model": "m", "input": "x"}', "embeddings", 10).affinity_key is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"", "invalid_json"),
+        (b"{not json", "invalid_json"),
+        (b"[1, 2]", "invalid_json"),
+        (b'{"messages": []}', "missing_model"),
+        (b'{"model": 3}', "invalid_model"),
+    ],
+)
+def test_bad_bodies_are_400_with_a_code(body: bytes, code: str) -> None:
+    with pytest.raises(GatewayError) as caught:
+        routing_fields(body, "chat", 10)
+    assert (caught.value.status, caught.value.code) == (400, code)
+
+
+def test_engine_object_to_engine_info() -> None:
+    engine = engine_from_object(
+        {
+            "metadata": {
+                "name": "qwen",
+                "namespace": "ml",
+                "annotations": {"sage.ai/routing-policy": "least-inflight"},
+            },
+            "spec": {"model": "Q", "aliases": ["chat"], "adapters": [{"name": "bot", "source": "hf://x"}]},
+            "status": {"phase": "Ready", "servedModels": ["qwen", "bot", "late-adapter"]},
+        }
+    )
+    assert engine.key == "ml/qwen"
+    assert engine.names == ("qwen", "chat", "bot", "late-adapter")
+    assert engine.policy is PolicyName.LEAST_INFLIGHT
+
+
+def test_slice_endpoints_with_port_and_readiness() -> None:
+    endpoints = endpoints_from_slice(
+        {
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 9000}],
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": True}},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": False}},
+                {"addresses": ["10.0.0.3"]},
+            ],
+        },
+        8000,
+    )
+    assert [(e.url, e.ready) for e in endpoints] == [
+        ("http://10.0.0.1:9000", True),
+        ("http://10.0.0.2:9000", False),
+        ("http://10.0.0.3:9000", True),
+    ]
+
+
+def test_static_list_parses_and_bad_fields_are_named() -> None:
+    parsed = parse_static_engines("engines:\n- {name: echo, urls: ['http://127.0.0.1:1/'], aliases: [e]}\n", "f.yaml")
+    engine, endpoints = parsed[0]
+    assert engine.names == ("echo", "e")
+    assert endpoints[0].url == "http://127.0.0.1:1"
+    with pytest.raises(ValueError, match=r"f.yaml: engines.0.urls"):
+        parse_static_engines("engines:\n- {name: echo, urls: []}\n", "f.yaml")
+    with pytest.raises(ValueError, match=r"engines.0.policy"):
+        parse_static_engines("engines:\n- {name: e, urls: [u], policy: random}\n", "f.yaml")
