@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 
 import orjson
 from fastapi import FastAPI
+from starlette.responses import Response
+
 from sage_gateway import GatewaySettings
 from sage_gateway import create_app as create_gateway
 from sage_gateway.state import GatewayState
-from starlette.responses import Response
 
 JSON = "application/json"
 

@@ -33,9 +33,8 @@ log = logging.getLogger(__name__)
 def make_discovery(settings: GatewaySettings, registry: EngineRegistry) -> Discovery:
     if settings.discovery == "static":
         return StaticDiscovery(registry, file=settings.static_engines_file, inline=settings.static_engines)
-    from sage_kube import KubeClient  # noqa: PLC0415
-
     from sage_gateway.discovery.kubernetes import KubernetesDiscovery  # noqa: PLC0415 - local mode needs no client
+    from sage_kube import KubeClient  # noqa: PLC0415
 
     return KubernetesDiscovery(registry, KubeClient.from_env(settings.kubeconfig), settings.namespaces)
 

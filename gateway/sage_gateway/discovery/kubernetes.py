@@ -18,11 +18,10 @@ from typing import Any
 from sage_api.names import ENGINE_PLURAL, LABEL_ENGINE, VERSION
 from sage_api.names import GROUP as SAGE_GROUP
 from sage_api.ports import SagePorts
-from sage_kube import KubeClient, resource_path
-from sage_kube.informer import EventType, Informer, object_key
-
 from sage_gateway.discovery.model import endpoints_from_slice, engine_from_object, slice_engine_key
 from sage_gateway.registry import EngineRegistry
+from sage_kube import KubeClient, resource_path
+from sage_kube.informer import EventType, Informer, object_key
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sage_api.names import GROUP, LABEL_ENGINE
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from sage_api.names import GROUP, LABEL_ENGINE
 from sage_gateway.registry import Endpoint, EngineInfo, PolicyName
 
 ANNOTATION_ROUTING_POLICY = f"{GROUP}/routing-policy"
@@ -88,16 +88,19 @@ def endpoints_from_slice(obj: dict[str, Any], default_port: int) -> list[Endpoin
 
 
 class StaticEngine(BaseModel):
-    """One engine of the static list."""
+    """One engine of the static list. `urls` may be empty: the model is then known but not ready
+    (503 rather than 404), which is how local mode reports an engine that failed to start."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     name: Annotated[str, Field(min_length=1)]
     served_model_name: Annotated[str | None, Field(alias="servedModelName")] = None
-    urls: Annotated[list[str], Field(min_length=1)]
+    urls: Annotated[list[str], Field(validation_alias=AliasChoices("urls", "endpoints"))]
     aliases: list[str] = Field(default_factory=list)
     adapters: list[str] = Field(default_factory=list)
-    kind: Annotated[str, Field(pattern="^(llm|embedding)$")] = "llm"
+    kind: Annotated[str, Field(pattern="^(llm|embedding)$", validation_alias=AliasChoices("kind", "engineKind"))] = (
+        "llm"
+    )
     policy: PolicyName | None = None
 
 

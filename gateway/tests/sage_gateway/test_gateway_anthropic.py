@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from sage_gateway.anthropic import MessageStreamTranslator, chat_to_message, encode_events, messages_to_chat
 from sage_gateway.errors import GatewayError
 from sage_gateway.sse import SSEDecoder

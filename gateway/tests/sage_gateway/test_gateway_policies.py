@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from sage_gateway.policies import InflightCounter, LeastInflight, PrefixHash
 
 URLS = [f"http://10.0.0.{n}:8000" for n in range(1, 5)]

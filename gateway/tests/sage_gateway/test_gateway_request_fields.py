@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sage_gateway.discovery.model import endpoints_from_slice, engine_from_object, parse_static_engines
 from sage_gateway.errors import GatewayError
 from sage_gateway.registry import PolicyName
@@ -80,6 +81,12 @@ def test_static_list_parses_and_bad_fields_are_named() -> None:
     assert engine.names == ("echo", "e")
     assert endpoints[0].url == "http://127.0.0.1:1"
     with pytest.raises(ValueError, match=r"f.yaml: engines.0.urls"):
-        parse_static_engines("engines:\n- {name: echo, urls: []}\n", "f.yaml")
+        parse_static_engines("engines:\n- {name: echo}\n", "f.yaml")
     with pytest.raises(ValueError, match=r"engines.0.policy"):
         parse_static_engines("engines:\n- {name: e, urls: [u], policy: random}\n", "f.yaml")
+
+
+def test_static_list_in_the_shape_local_mode_writes() -> None:
+    text = '[{"name": "echo", "servedModelName": "echo", "aliases": [], "engineKind": "embedding", "endpoints": []}]'
+    engine, endpoints = parse_static_engines(text, "env")[0]
+    assert (engine.served_name, engine.kind, endpoints) == ("echo", "embedding", [])
