@@ -1,0 +1,94 @@
+{{/* Names, labels and small shared pieces of the SAGE chart. */}}
+
+{{- define "sage.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* "<release>-<chart>", or the release name when it already contains the chart name. */}}
+{{- define "sage.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "sage.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The standard labels on every object. */}}
+{{- define "sage.labels" -}}
+helm.sh/chart: {{ include "sage.chart" . }}
+app.kubernetes.io/name: {{ include "sage.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sage
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: (dict "root" $ "component" "gateway"). */}}
+{{- define "sage.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sage.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Standard labels plus the component: (dict "root" $ "component" "gateway"). */}}
+{{- define "sage.componentLabels" -}}
+{{ include "sage.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "sage.operator.fullname" -}}
+{{- printf "%s-operator" (include "sage.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "sage.gateway.fullname" -}}
+{{- printf "%s-gateway" (include "sage.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "sage.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "sage.operator.fullname" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "sage.gateway.serviceAccountName" -}}
+{{- if .Values.gateway.serviceAccount.create }}
+{{- default (include "sage.gateway.fullname" .) .Values.gateway.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.gateway.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* "repository:tag", the tag defaulting to the chart's appVersion: (dict "root" $ "image" .Values.gateway.image). */}}
+{{- define "sage.image" -}}
+{{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
+{{- end }}
+
+{{/* The namespaces watched, as a list: watchNamespaces, else the release namespace when namespaced, else empty (all). */}}
+{{- define "sage.watchNamespaces" -}}
+{{- if .Values.watchNamespaces }}
+{{- toJson .Values.watchNamespaces }}
+{{- else if .Values.rbac.namespaced }}
+{{- toJson (list .Release.Namespace) }}
+{{- else }}
+{{- toJson (list) }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the cluster serves the Prometheus Operator's ServiceMonitor. */}}
+{{- define "sage.hasServiceMonitor" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor" }}true{{ end }}
+{{- end }}
