@@ -1,0 +1,255 @@
+"""The Helm chart, rendered by the real `helm` binary: lint, every option, least-privilege RBAC,
+security contexts, and agreement with the ports module. No API server needed."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sage_api.ports import PORTS
+from sage_testing.helm import CHART, Helm
+
+ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+Manifest = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def helm(kube_binaries: Path) -> Helm:
+    return Helm(kube_binaries / "helm")
+
+
+def kinds(objects: list[Manifest]) -> list[str]:
+    return sorted(obj["kind"] for obj in objects)
+
+
+def find(objects: list[Manifest], kind: str, name: str | None = None) -> list[Manifest]:
+    return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objects: list[Manifest], kind: str, name: str) -> Manifest:
+    (found,) = find(objects, kind, name)
+    return found
+
+
+def env_of(deployment: Manifest) -> dict[str, str]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+# --- lint and schema ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(ALL_OPTIONS)]], ids=["defaults", "all-options"])
+def test_helm_lint_is_clean(helm: Helm, values: list[str]) -> None:
+    result = helm.run("lint", "--strict", str(CHART), *values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout
+    assert "[ERROR]" not in result.stdout
+
+
+BAD_VALUES = {
+    "unknown key": (["--set", "gateway.replica=3"], "replica"),
+    "two standalone operators": (["--set", "operator.replicas=2"], "/operator/replicas"),
+    "root pods": (["--set", "podSecurityContext.runAsNonRoot=false"], "/podSecurityContext/runAsNonRoot"),
+    "port out of range": (["--set", "gateway.port=70000"], "/gateway/port"),
+    "no resource requests": (["--set", "gateway.resources.requests=null"], "/gateway/resources"),
+    "bad namespace name": (["--set", "watchNamespaces={Not_A_Namespace}"], "/watchNamespaces/0"),
+}
+
+
+@pytest.mark.parametrize(("args", "field"), list(BAD_VALUES.values()), ids=list(BAD_VALUES))
+def test_schema_refuses_bad_values_naming_the_field(helm: Helm, args: list[str], field: str) -> None:
+    result = helm.run("template", "sage", str(CHART), *args, check=False)
+    assert result.returncode != 0, "the chart rendered invalid values"
+    assert field in result.stderr, result.stderr
+
+
+def _value_lines() -> list[str]:
+    return (CHART / "values.yaml").read_text().splitlines()
+
+
+def test_every_value_is_commented() -> None:
+    """A key needs a comment right above it, unless a commented ancestor describes its block."""
+    undocumented: list[str] = []
+    stack: list[tuple[int, str, bool]] = []  # (indent, key, documented) of the open ancestors
+    previous = ""
+    for line in _value_lines():
+        match = re.match(r"^(\s*)([A-Za-z0-9_.-]+):", line)
+        if match:
+            indent, key = len(match.group(1)), match.group(2)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            documented = previous.strip().startswith("#") or any(doc for _, _, doc in stack)
+            has_children = line.rstrip().endswith(":")
+            if not documented and not has_children:
+                undocumented.append(".".join([k for _, k, _ in stack] + [key]))
+            stack.append((indent, key, previous.strip().startswith("#")))
+        if line.strip():
+            previous = line
+    assert undocumented == []
+
+
+def test_defaults_agree_with_the_ports_module() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["gateway"]["port"] == PORTS.GATEWAY
+    assert values["operator"]["healthPort"] == PORTS.OPERATOR_HEALTH
+    assert values["networkPolicy"]["enginePort"] == PORTS.ENGINE
+
+
+def test_schema_describes_every_default_value() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def missing(value: Any, node: dict[str, Any], path: str) -> Iterator[str]:
+        if not isinstance(value, dict) or node.get("additionalProperties") is not False:
+            return  # free-form blocks (security contexts, affinity) are Kubernetes' own types
+        for key, sub in value.items():
+            if key not in node["properties"]:
+                yield f"{path}.{key}"
+            else:
+                yield from missing(sub, node["properties"][key], f"{path}.{key}")
+
+    assert list(missing(values, schema, "")) == []
+
+
+# --- rendering with each option ----------------------------------------------------------------
+
+
+def test_defaults_render_operator_and_gateway_cluster_wide(helm: Helm) -> None:
+    objects = helm.template()
+    assert kinds(objects) == sorted(
+        ["ServiceAccount"] * 2 + ["ClusterRole"] * 2 + ["ClusterRoleBinding"] * 2 + ["Deployment"] * 2 + ["Service"]
+    )
+    gateway = one(objects, "Deployment", "sage-gateway")
+    assert env_of(gateway)["SAGE_GATEWAY_DISCOVERY"] == "kubernetes"
+    assert env_of(gateway)["SAGE_GATEWAY_PORT"] == str(PORTS.GATEWAY)
+    service = one(objects, "Service", "sage-gateway")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    pod_labels = gateway["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert env_of(one(objects, "Deployment", "sage-operator"))["SAGE_OPERATOR_NAMESPACES"] == ""
+
+
+def test_every_object_carries_the_standard_labels(helm: Helm) -> None:
+    for obj in helm.template("-f", str(ALL_OPTIONS), "--api-versions", SERVICE_MONITOR_API):
+        labels = obj["metadata"]["labels"]
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by"):
+            assert labels.get(key), f"{obj['kind']}/{obj['metadata']['name']} lacks {key}"
+        assert labels["app.kubernetes.io/instance"] == "sage"
+        assert labels["team"] == "ml-platform"  # commonLabels
+
+
+def test_each_component_can_be_turned_off(helm: Helm) -> None:
+    no_gateway = helm.template("--set", "gateway.enabled=false")
+    assert all("gateway" not in o["metadata"]["name"] for o in no_gateway)
+    no_operator = helm.template("--set", "operator.enabled=false")
+    assert all("operator" not in o["metadata"]["name"] for o in no_operator)
+    assert find(helm.template("--set", "rbac.create=false"), "ClusterRole") == []
+
+
+def test_ingress_routes_each_host_to_the_gateway_service(helm: Helm) -> None:
+    objects = helm.template(
+        "--set", "gateway.ingress.enabled=true", "--set", "gateway.ingress.className=nginx",
+        "--set", "gateway.ingress.hosts={a.example.com,b.example.com}",
+    )  # fmt: skip
+    ingress = one(objects, "Ingress", "sage-gateway")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["a.example.com", "b.example.com"]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "sage-gateway", "port": {"name": "http"}}
+    any_host = one(helm.template("--set", "gateway.ingress.enabled=true"), "Ingress", "sage-gateway")
+    assert "host" not in any_host["spec"]["rules"][0]
+
+
+def test_service_monitor_only_where_the_api_is_served(helm: Helm) -> None:
+    assert find(helm.template("--set", "serviceMonitor.enabled=true"), "ServiceMonitor") == []
+    objects = helm.template("--set", "serviceMonitor.enabled=true", "--api-versions", SERVICE_MONITOR_API)
+    monitor = one(objects, "ServiceMonitor", "sage-gateway")
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    service_labels = one(objects, "Service", "sage-gateway")["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
+    assert find(helm.template("--api-versions", SERVICE_MONITOR_API), "ServiceMonitor") == []
+
+
+def test_network_policy_admits_only_gateway_and_operator_to_engine_port(helm: Helm) -> None:
+    objects = helm.template("--set", "networkPolicy.enabled=true")
+    policy = one(objects, "NetworkPolicy", "sage-engines")
+    assert policy["metadata"]["namespace"] == "sage-system"
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/managed-by": "sage-operator",
+        "app.kubernetes.io/component": "engine",
+    }
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": PORTS.ENGINE}]
+    allowed = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    pods = {
+        name: one(objects, "Deployment", f"sage-{name}")["spec"]["template"]["metadata"]["labels"]
+        for name in ("gateway", "operator")
+    }
+    assert [next(n for n, labels in pods.items() if sel.items() <= labels.items()) for sel in allowed] == [
+        "gateway",
+        "operator",
+    ]
+    for peer in rule["from"]:
+        assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "sage-system"}
+
+
+def test_network_policy_follows_the_watched_namespaces(helm: Helm) -> None:
+    objects = helm.template("--set", "networkPolicy.enabled=true", "--set", "watchNamespaces={ml,research}")
+    assert sorted(p["metadata"]["namespace"] for p in find(objects, "NetworkPolicy")) == ["ml", "research"]
+
+
+def test_watched_namespaces_reach_both_components(helm: Helm) -> None:
+    objects = helm.template("--set", "watchNamespaces={ml,research}")
+    assert env_of(one(objects, "Deployment", "sage-operator"))["SAGE_OPERATOR_NAMESPACES"] == "ml,research"
+    assert env_of(one(objects, "Deployment", "sage-gateway"))["SAGE_GATEWAY_NAMESPACES"] == "ml,research"
+
+
+def test_engine_images_are_passed_to_the_operator_only_when_set(helm: Helm) -> None:
+    default_env = env_of(one(helm.template(), "Deployment", "sage-operator"))
+    assert "SAGE_OPERATOR_VLLM_IMAGE" not in default_env
+    env = env_of(one(helm.template("-f", str(ALL_OPTIONS)), "Deployment", "sage-operator"))
+    assert env["SAGE_OPERATOR_ENGINE_IMAGE"] == "sage/engine:0.1.0"
+    assert env["SAGE_OPERATOR_VLLM_IMAGE"] == "vllm/vllm-openai:v0.11.0"
+    assert env["SAGE_OPERATOR_FINETUNE_IMAGE"] == "sage/finetune:0.1.0"
+    assert env["SAGE_OPERATOR_EXTRA"] == "1"
+
+
+def test_images_default_to_the_app_version(helm: Helm) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    for deployment in find(helm.template(), "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["image"].endswith(f":{app_version}")
+    gateway = one(helm.template("--set", "gateway.image.tag=dev"), "Deployment", "sage-gateway")
+    assert gateway["spec"]["template"]["spec"]["containers"][0]["image"] == "sage/gateway:dev"
+
+
+# --- security ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(ALL_OPTIONS)]], ids=["defaults", "all-options"])
+def test_pods_run_non_root_with_requests(helm: Helm, values: list[str]) -> None:
+    for deployment in find(helm.template(*values), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"]["drop"] == ["ALL"]
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+            assert container.get("livenessProbe"), f"{container['name']} has no liveness probe"
+
+
+def test_gateway_has_a_readiness_probe_on_readyz(helm: Helm) -> None:
+    (container,) = one(helm.template(), "Deployment", "sage-gateway")["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["ports"] == [{"name": "http", "containerPort": PORTS.GATEWAY, "protocol": "TCP"}]

@@ -1,0 +1,124 @@
+"""The chart's RBAC is least privilege: exactly the API calls each component makes, no wildcard,
+read-only for the gateway, and confined to the watched namespaces when `rbac.namespaced` is on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sage_testing.helm import CHART, Helm
+
+ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
+Rules = set[tuple[str, str, str]]  # (apiGroup, resource, verb)
+
+# What the operator does with the API (issue 4 and kopf), and nothing more.
+CRUD = ("get", "list", "watch", "create", "patch", "delete")
+OPERATOR_NAMESPACED: Rules = {
+    *{("sage.ai", r, v) for r in ("llmengines", "finetunejobs") for v in ("get", "list", "watch", "patch")},
+    ("sage.ai", "llmengines/status", "patch"),
+    ("sage.ai", "finetunejobs/status", "patch"),
+    *{("apps", "deployments", v) for v in CRUD},
+    *{("", "services", v) for v in CRUD},
+    *{("batch", "jobs", v) for v in CRUD},
+    *{("", "pods", v) for v in ("get", "list", "watch")},
+    ("", "events", "create"),
+    ("", "events", "patch"),
+    ("", "persistentvolumeclaims", "get"),
+    ("", "configmaps", "get"),
+}
+OPERATOR_CRDS: Rules = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")}
+GATEWAY: Rules = {
+    *{("sage.ai", "llmengines", v) for v in ("get", "list", "watch")},
+    *{("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")},
+}
+READ = {"get", "list", "watch"}
+
+
+@pytest.fixture(scope="module")
+def helm(kube_binaries: Path) -> Helm:
+    return Helm(kube_binaries / "helm")
+
+
+def expand(role: dict[str, Any]) -> Rules:
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def roles(objects: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in objects
+        if o["kind"] in {"Role", "ClusterRole"} and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ["-f", str(ALL_OPTIONS)], ["--set", "rbac.namespaced=true,rbac.crdDiscovery=false"]],
+    ids=["cluster", "namespaced", "namespaced-without-crd-discovery"],
+)
+def test_no_wildcards_and_no_secrets(helm: Helm, values: list[str]) -> None:
+    for obj in helm.template(*values):
+        if obj["kind"] not in {"Role", "ClusterRole"}:
+            continue
+        for rule in obj["rules"]:
+            assert "nonResourceURLs" not in rule
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], f"{obj['metadata']['name']}: wildcard in {field}"
+            assert "secrets" not in rule["resources"]
+            assert not {"escalate", "bind", "impersonate", "update", "deletecollection"} & set(rule["verbs"])
+
+
+def test_cluster_install_grants_exactly_what_is_used(helm: Helm) -> None:
+    objects = helm.template()
+    (operator,) = roles(objects, "operator")
+    assert operator["kind"] == "ClusterRole"
+    assert expand(operator) == OPERATOR_NAMESPACED | OPERATOR_CRDS
+    (gateway,) = roles(objects, "gateway")
+    assert expand(gateway) == GATEWAY
+
+
+def test_gateway_cannot_write(helm: Helm) -> None:
+    for values in ([], ["-f", str(ALL_OPTIONS)]):
+        for role in roles(helm.template(*values), "gateway"):
+            assert {verb for _, _, verb in expand(role)} <= READ
+
+
+def test_namespaced_install_uses_roles_in_each_watched_namespace(helm: Helm) -> None:
+    objects = helm.template("-f", str(ALL_OPTIONS))
+    operator_roles = roles(objects, "operator")
+    by_namespace = {r["metadata"].get("namespace"): r for r in operator_roles}
+    assert set(by_namespace) == {"sage-system", "ml-team", None}
+    assert by_namespace[None]["kind"] == "ClusterRole"
+    assert expand(by_namespace[None]) == OPERATOR_CRDS
+    for namespace in ("sage-system", "ml-team"):
+        assert by_namespace[namespace]["kind"] == "Role"
+        assert expand(by_namespace[namespace]) == OPERATOR_NAMESPACED
+    gateway_roles = roles(objects, "gateway")
+    assert {r["kind"] for r in gateway_roles} == {"Role"}
+    assert {r["metadata"]["namespace"] for r in gateway_roles} == {"sage-system", "ml-team"}
+    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+    assert len(bindings) == 4
+    for binding in bindings:
+        (subject,) = binding["subjects"]
+        assert subject["namespace"] == "sage-system"
+        assert binding["roleRef"]["name"] == subject["name"]
+
+
+def test_namespaced_install_defaults_to_the_release_namespace(helm: Helm) -> None:
+    objects = helm.template("--set", "rbac.namespaced=true,rbac.crdDiscovery=false", namespace="ml")
+    assert {o["kind"] for o in objects if "Cluster" in o["kind"]} == set()
+    assert {o["metadata"]["namespace"] for o in objects if o["kind"] == "Role"} == {"ml"}
+
+
+def test_releases_in_two_namespaces_do_not_share_cluster_roles(helm: Helm) -> None:
+    def cluster_names(namespace: str) -> set[str]:
+        return {o["metadata"]["name"] for o in helm.template(namespace=namespace) if "Cluster" in o["kind"]}
+
+    assert cluster_names("a").isdisjoint(cluster_names("b"))
