@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from sage_api.ports import PORTS
 from sage_testing.helm import CHART, Helm
 

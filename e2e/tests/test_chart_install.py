@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sage_testing.envtest import ControlPlane
 from sage_testing.helm import CHART, Helm
 from sage_testing.kubectl import Kubectl

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sage_testing.helm import CHART, Helm
 
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
