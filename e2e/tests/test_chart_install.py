@@ -51,8 +51,10 @@ def absent(kubectl: Kubectl, obj: dict[str, Any]) -> bool:
     return found.strip() == ""
 
 
-def can(kubectl: Kubectl, account: str, verb: str, resource: str, namespace: str) -> bool:
-    result = kubectl.run("auth", "can-i", verb, resource, "-n", namespace, f"--as={account}", check=False)
+def can(kubectl: Kubectl, account: str, verb: str, resource: str, namespace: str | None) -> bool:
+    """The API server's answer to `kubectl auth can-i` (namespace None: a cluster-scoped resource)."""
+    scope = ["-n", namespace] if namespace else ["--all-namespaces"]
+    result = kubectl.run("auth", "can-i", verb, resource, *scope, f"--as={account}", check=False)
     assert "arning" not in result.stderr, result.stderr  # an unknown resource would read as a "no"
     return result.stdout.strip() == "yes"
 
@@ -78,7 +80,7 @@ def test_install_is_accepted_and_uninstall_cleans_up(helm: Helm, kubectl: Kubect
     elsewhere = "default"
     assert can(kubectl, operator, "patch", "llmengines.sage.ai/status", elsewhere)
     assert can(kubectl, operator, "create", "deployments.apps", elsewhere)
-    assert can(kubectl, operator, "watch", "customresourcedefinitions.apiextensions.k8s.io", elsewhere)
+    assert can(kubectl, operator, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
     assert not can(kubectl, operator, "get", "secrets", elsewhere)
     assert not can(kubectl, operator, "create", "pods", elsewhere)
     assert not can(kubectl, operator, "delete", "llmengines.sage.ai", elsewhere)
