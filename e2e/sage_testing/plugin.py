@@ -15,6 +15,8 @@ from sage_testing.envtest import REPO_ROOT, ControlPlane, ControlPlaneError, loc
 from sage_testing.kubectl import Kubectl
 from sage_testing.prereq import missing
 
+pytest_plugins = ["sage_testing.engine_fixtures"]
+
 _namespace_counter = itertools.count(1)
 
 

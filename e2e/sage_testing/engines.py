@@ -1,0 +1,159 @@
+"""Real engine server processes for tests: `python -m sage_engine` on a free loopback port.
+
+    with EngineProcess("deterministic", "echo") as engine:
+        httpx.get(f"{engine.base_url}/v1/models")
+
+`start()` waits for `/health` and, when the engine exits or does not turn healthy in time, raises
+`EngineStartError` carrying the engine's log, so a failing test shows why.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+import httpx
+
+from sage_testing.envtest import REPO_ROOT, free_port
+
+SOURCE_FOLDERS = ("operator", "gateway", "images/engine", "images/finetune", "e2e")
+
+
+class EngineStartError(RuntimeError):
+    """The engine exited or did not become healthy; the message ends with its log."""
+
+
+def _pythonpath() -> str:
+    ours = [str(REPO_ROOT / folder) for folder in SOURCE_FOLDERS]
+    existing = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([*ours, existing] if existing else ours)
+
+
+@dataclass
+class EngineProcess:
+    """One engine process. Every option maps to a `python -m sage_engine` flag."""
+
+    backend: str
+    model: str
+    served_model_name: str | None = None
+    aliases: Sequence[str] = ()
+    extra_args: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    threads: int = 1
+    startup_timeout: float = 180.0
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    _log_file: IO[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return self.served_model_name or self.model
+
+    def command(self) -> list[str]:
+        args = [sys.executable, "-m", "sage_engine", "--backend", self.backend, "--model", self.model]
+        args += ["--host", "127.0.0.1", "--port", str(self.port), "--threads", str(self.threads)]
+        if self.served_model_name:
+            args += ["--served-model-name", self.served_model_name]
+        for alias in self.aliases:
+            args += ["--alias", alias]
+        return [*args, *self.extra_args]
+
+    def launch(self) -> Self:
+        """Start the process without waiting for it to be healthy."""
+        if self.port == 0:
+            self.port = free_port()
+        handle, name = tempfile.mkstemp(prefix=f"sage-engine-{self.port}-", suffix=".log")
+        os.close(handle)
+        self.log_path = Path(name)
+        self._log_file = self.log_path.open("wb")
+        environment = {
+            **os.environ,
+            "PYTHONPATH": _pythonpath(),
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "SAGE_ENGINE_TERMINATION_LOG": str(self.log_path.with_suffix(".termination")),
+            **self.env,
+        }
+        self.process = subprocess.Popen(
+            self.command(), stdout=self._log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+        )
+        return self
+
+    def start(self) -> Self:
+        """Start and wait until `/health` answers 200."""
+        self.launch()
+        self.wait_healthy()
+        return self
+
+    def log(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def termination_message(self) -> str:
+        path = self.log_path.with_suffix(".termination") if self.log_path else None
+        return path.read_text() if path is not None and path.exists() else ""
+
+    def _fail(self, why: str) -> EngineStartError:
+        return EngineStartError(
+            f"engine {' '.join(self.command()[2:])}: {why}\n--- engine log ---\n{self.log()[-6000:]}"
+        )
+
+    def wait_healthy(self, timeout: float | None = None) -> None:
+        assert self.process is not None, "launch() first"
+        deadline = time.monotonic() + (timeout or self.startup_timeout)
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                code = self.process.poll()
+                if code is not None:
+                    raise self._fail(f"exited with code {code} before becoming healthy")
+                try:
+                    if client.get(f"{self.base_url}/health").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+        raise self._fail(f"not healthy after {timeout or self.startup_timeout:.0f}s")
+
+    def wait_exit(self, timeout: float = 120.0) -> int:
+        """For engines expected to stop on their own (a model that cannot load)."""
+        assert self.process is not None, "launch() first"
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise self._fail(f"still running after {timeout:.0f}s") from None
+
+    def stop(self) -> None:
+        """SIGTERM (graceful), SIGKILL after 10 s; closes the log."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()

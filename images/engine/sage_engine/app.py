@@ -1,0 +1,102 @@
+"""The FastAPI application: lifespan (background model load), error envelopes, health and
+model listing. Routes: `openai_routes` (embeddings, chat, completions), `adapter_routes`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sage_engine import errors
+from sage_engine.adapter_routes import router as adapter_router
+from sage_engine.backends import load_backend
+from sage_engine.backends.base import Backend
+from sage_engine.errors import EngineError
+from sage_engine.http_io import error_response, json_response
+from sage_engine.openai_routes import router as openai_router
+from sage_engine.responses import model_list
+from sage_engine.settings import EngineSettings
+from sage_engine.state import EngineState
+
+log = logging.getLogger("sage_engine")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EngineError)
+    async def _engine_error(_: Request, error: EngineError) -> Response:
+        return error_response(error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, error: StarletteHTTPException) -> Response:
+        code = "not_found" if error.status_code == 404 else None
+        return error_response(EngineError(error.status_code, str(error.detail), "invalid_request_error", None, code))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, error: RequestValidationError) -> Response:
+        return error_response(errors.bad_request(f"Invalid request: {error.errors()[0]['msg']}"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> Response:
+        log.exception("unexpected error")
+        return error_response(EngineError(500, f"Internal engine error: {type(error).__name__}", "server_error"))
+
+
+def create_app(
+    settings: EngineSettings,
+    on_load_failure: Callable[[str], None] | None = None,
+    loader: Callable[[EngineSettings], Backend] = load_backend,
+) -> FastAPI:
+    """The engine app. The model loads in a thread after start-up; `on_load_failure` gets the
+    reason when it cannot (the server then exits non-zero)."""
+    state = EngineState(settings)
+
+    async def load() -> None:
+        log.info("%s", state.reason)
+        try:
+            backend = await asyncio.to_thread(loader, settings)
+        except Exception as error:  # any load failure is reported, never swallowed
+            reason = f"failed to load model '{settings.model}' ({settings.backend}): {error}"
+            log.exception("%s", reason)
+            state.failed(reason)
+            if on_load_failure is not None:
+                on_load_failure(reason)
+            return
+        state.ready(backend)
+        log.info("model '%s' ready, serving as %s", settings.model, settings.model_names())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(load(), name="load-model")
+        try:
+            yield
+        finally:
+            task.cancel()
+            if state.batcher is not None:
+                await state.batcher.close()
+            state.shutdown()
+
+    app = FastAPI(title="SAGE engine", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine = state
+    app.include_router(openai_router)
+    app.include_router(adapter_router)
+    _install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> Response:
+        if state.status == "ok":
+            return json_response({"status": "ok"})
+        return json_response({"status": state.status, "reason": state.reason}, 503)
+
+    @app.get("/v1/models")
+    async def models() -> Response:
+        backend = state.require_backend()
+        names = settings.model_names()
+        return json_response(model_list(names, backend.adapter_names(), settings.model, state.created))
+
+    return app

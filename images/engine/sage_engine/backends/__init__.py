@@ -1,0 +1,27 @@
+"""Model backends: what a model can do, independent of HTTP.
+
+`load_backend(settings)` imports only the backend asked for, so the deterministic test backend
+starts without importing torch.
+"""
+
+from __future__ import annotations
+
+from sage_engine.backends.base import Backend
+from sage_engine.settings import EngineSettings
+
+
+def load_backend(settings: EngineSettings) -> Backend:
+    """Load the model (slow: runs in a thread while /health answers 503)."""
+    if settings.backend == "deterministic":
+        from sage_engine.backends.deterministic_backend import DeterministicBackend  # noqa: PLC0415 (torch-free start)
+
+        return DeterministicBackend(settings.model, settings.dimensions)
+    if settings.backend == "sentence-transformers":
+        from sage_engine.backends.sentence_transformers_backend import (  # noqa: PLC0415 (imports torch)
+            SentenceTransformersBackend,
+        )
+
+        return SentenceTransformersBackend.load(settings.model, settings.resolved_threads())
+    from sage_engine.backends.transformers_backend import TransformersBackend  # noqa: PLC0415 (imports torch)
+
+    return TransformersBackend.load(settings.model, settings.resolved_threads())

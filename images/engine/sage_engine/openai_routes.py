@@ -1,0 +1,184 @@
+"""POST /v1/embeddings, /v1/chat/completions and /v1/completions."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from sage_engine import errors, responses, sse
+from sage_engine.backends.base import Backend, Prompt
+from sage_engine.generation import GenerationResult, SamplingParams, run_generation
+from sage_engine.http_io import engine_state, json_response, request_body
+from sage_engine.protocol import (
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    SamplingRequest,
+    context_too_long,
+    input_too_long,
+    normalize_embedding_input,
+    parse_body,
+)
+from sage_engine.state import EngineState
+
+router = APIRouter()
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    state = engine_state(request)
+    backend = state.require_backend()
+    body = parse_body(EmbeddingRequest, await request_body(request))
+    state.resolve(body.model, allow_adapters=False)
+    if not backend.supports_embeddings():
+        raise errors.unsupported_route("a text-generation model", "/v1/embeddings")
+    items = normalize_embedding_input(body.input, state.settings.max_inputs)
+    if body.dimensions is not None and not backend.supports_dimensions(body.dimensions):
+        raise errors.bad_request(
+            f"This model does not support 'dimensions' ({body.dimensions} requested); its "
+            f"embeddings have {backend.embedding_dimensions()} dimensions.",
+            param="dimensions",
+        )
+    vocabulary = backend.vocabulary_size()
+    for index, item in enumerate(items):
+        if isinstance(item, list) and max(item) >= vocabulary:
+            raise errors.bad_request(
+                f"Input {index} has token id {max(item)}; this model's vocabulary has {vocabulary} tokens.", "input"
+            )
+    assert state.batcher is not None  # set together with the backend
+    rows = await state.batcher.submit(items)
+    counts = [count for _, count in rows]
+    limit = backend.max_input_tokens()
+    for index, count in enumerate(counts):
+        if count > limit:
+            raise input_too_long(index, count, limit)
+    vectors = responses.truncate_dimensions(np.stack([vector for vector, _ in rows]), body.dimensions)
+    name = body.model or state.settings.name()
+    return json_response(responses.embedding_response(vectors, name, body.encoding_format, sum(counts)))
+
+
+def _sampling(body: SamplingRequest, backend: Backend, prompt: Prompt, param: str) -> SamplingParams:
+    prompt_tokens = len(prompt.token_ids)
+    limit = backend.context_length()
+    requested = body.requested_max_tokens()
+    max_tokens = requested if requested is not None else backend.default_max_tokens(prompt_tokens)
+    if prompt_tokens + max_tokens > limit:
+        raise context_too_long(prompt_tokens, max_tokens, limit, param if requested is None else "max_tokens")
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=tuple(body.stop_sequences()),
+    )
+
+
+def _generation_backend(state: EngineState) -> Backend:
+    backend = state.require_backend()
+    if not backend.supports_generation():
+        raise errors.unsupported_route("an embedding model", "chat or completions")
+    return backend
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    state = engine_state(request)
+    backend = _generation_backend(state)
+    body = parse_body(ChatRequest, await request_body(request))
+    adapter = state.resolve(body.model, allow_adapters=True)
+    try:
+        prompt = backend.chat_prompt(body.plain_messages())
+    except ValueError as error:
+        raise errors.bad_request(f"The messages cannot be rendered: {error}", "messages") from None
+    params = _sampling(body, backend, prompt, "messages")
+    name = body.model or state.settings.name()
+    if body.stream:
+        return _stream(state, _Job(backend, prompt, params, adapter, name, True), body.include_usage_in_stream())
+    result = await _generate(state, backend, prompt, params, adapter)
+    return json_response(responses.chat_completion(result, name, len(prompt.token_ids)))
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    state = engine_state(request)
+    backend = _generation_backend(state)
+    body = parse_body(CompletionRequest, await request_body(request))
+    adapter = state.resolve(body.model, allow_adapters=True)
+    try:
+        prompt = backend.text_prompt(body.prompt_text_or_ids())
+    except ValueError as error:
+        raise errors.bad_request(f"The prompt cannot be tokenized: {error}", "prompt") from None
+    params = _sampling(body, backend, prompt, "prompt")
+    name = body.model or state.settings.name()
+    if body.stream:
+        return _stream(state, _Job(backend, prompt, params, adapter, name, False), body.include_usage_in_stream())
+    result = await _generate(state, backend, prompt, params, adapter)
+    prefix = body.prompt if body.echo and isinstance(body.prompt, str) else ""
+    return json_response(responses.text_completion(result, name, len(prompt.token_ids), prefix))
+
+
+async def _generate(
+    state: EngineState, backend: Backend, prompt: Prompt, params: SamplingParams, adapter: str | None
+) -> GenerationResult:
+    loop = asyncio.get_running_loop()
+    cancelled = threading.Event()
+    try:
+        return await loop.run_in_executor(
+            state.generate_executor,
+            lambda: run_generation(backend.generate(prompt, params, adapter), params, None, cancelled),
+        )
+    finally:
+        cancelled.set()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One generation to stream."""
+
+    backend: Backend
+    prompt: Prompt
+    params: SamplingParams
+    adapter: str | None
+    model_name: str
+    chat: bool
+
+
+def _stream(state: EngineState, job: _Job, include_usage: bool) -> StreamingResponse:
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue[str | None] = asyncio.Queue()
+    cancelled = threading.Event()
+    chunks = responses.ChunkBuilder(job.model_name, job.chat)
+
+    def emit(piece: str) -> None:
+        loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+    def work() -> GenerationResult:
+        try:
+            return run_generation(
+                job.backend.generate(job.prompt, job.params, job.adapter), job.params, emit, cancelled
+            )
+        finally:
+            loop.call_soon_threadsafe(pieces.put_nowait, None)
+
+    async def events() -> AsyncIterator[bytes]:
+        future = loop.run_in_executor(state.generate_executor, work)
+        try:
+            if job.chat:
+                yield sse.event(chunks.role())
+            while (piece := await pieces.get()) is not None:
+                yield sse.event(chunks.text(piece))
+            result = await future
+            yield sse.event(chunks.finish(result.finish_reason))
+            if include_usage:
+                yield sse.event(chunks.usage(len(job.prompt.token_ids), result.completion_tokens))
+            yield sse.DONE
+        finally:
+            cancelled.set()  # a client that went away stops the generation at the next token
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

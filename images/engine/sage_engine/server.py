@@ -1,0 +1,60 @@
+"""Run the engine: uvicorn on the configured port; exit non-zero when the model fails to load,
+with the reason in the log and in the Kubernetes termination log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from sage_engine.app import create_app
+from sage_engine.cli import parse_settings
+from sage_engine.settings import EngineSettings
+
+log = logging.getLogger("sage_engine")
+
+
+def write_termination_log(path: str, reason: str) -> None:
+    """Kubernetes shows this file's content as the container's termination message."""
+    try:
+        Path(path).write_text(reason[-4000:] + "\n")
+    except OSError:
+        log.debug("termination log %s is not writable", path)
+
+
+def serve(settings: EngineSettings) -> int:
+    """Serve until stopped; returns the process exit code."""
+    failure: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def on_load_failure(reason: str) -> None:
+        failure.append(reason)
+        write_termination_log(settings.termination_log, reason)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_load_failure)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    asyncio.run(server.serve())
+    if failure:
+        log.error("exiting: %s", failure[0])
+        return 1
+    return 0 if server.started else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return serve(settings)

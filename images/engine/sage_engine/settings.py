@@ -1,0 +1,66 @@
+"""The engine's settings: one pydantic-settings class, filled from `SAGE_ENGINE_*` variables and
+overridden by command-line options (see `python -m sage_engine --help`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sage_api.ports import SagePorts
+from sage_engine.cgroup import torch_threads
+
+BackendName = Literal["sentence-transformers", "transformers", "deterministic"]
+BACKENDS: tuple[str, ...] = ("sentence-transformers", "transformers", "deterministic")
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SAGE_ENGINE_", extra="ignore")
+
+    backend: BackendName = Field(
+        description="sentence-transformers (embeddings), transformers (causal LM chat and "
+        "completions, LoRA adapters) or deterministic (a TEST backend: hash embeddings, echo chat)"
+    )
+    model: str = Field(
+        description="A local folder, hf://<org>/<name> or a hub id (fetched only when "
+        "HF_HUB_OFFLINE is not set); any name for the deterministic backend"
+    )
+    served_model_name: str | None = Field(
+        default=None, description="The name clients use in 'model' (default: --model as given)"
+    )
+    aliases: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="More names clients may use (env: comma-separated)",
+    )
+    host: str = Field(default="0.0.0.0", description="Interface to listen on")
+    port: int = Field(default_factory=SagePorts.engine, ge=1, le=65535, description="TCP port")
+    threads: int | None = Field(default=None, ge=1, description="Torch threads (default: the container's CPU limit)")
+    max_batch_items: int = Field(default=64, ge=1, description="Most texts one embedding batch coalesces")
+    max_batch_wait_ms: float = Field(default=3.0, ge=0, description="Longest a request waits for batch company (ms)")
+    max_inputs: int = Field(default=2048, ge=1, description="Most inputs per embeddings request")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes)")
+    dimensions: int = Field(default=64, ge=1, description="Embedding size of the deterministic test backend")
+    termination_log: str = Field(
+        default="/dev/termination-log",
+        description="Where a load failure's reason is written for Kubernetes (when writable)",
+    )
+
+    @field_validator("aliases", mode="before")
+    @classmethod
+    def _split_aliases(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    def name(self) -> str:
+        return self.served_model_name or self.model
+
+    def model_names(self) -> list[str]:
+        """Every name the base model answers to, served name first."""
+        names = [self.name()]
+        names += [alias for alias in self.aliases if alias not in names]
+        return names
+
+    def resolved_threads(self) -> int:
+        return self.threads or torch_threads()

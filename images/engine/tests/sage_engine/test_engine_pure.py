@@ -1,0 +1,194 @@
+"""Unit tests of the engine's pure modules: cgroup parsing, stop matching, request parsing,
+SSE framing, deterministic models, batching policy and the generation driver."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sage_engine import cgroup, deterministic, responses, sse
+from sage_engine.batching import Batcher, BatchPolicy
+from sage_engine.errors import EngineError
+from sage_engine.generation import SamplingParams, run_generation
+from sage_engine.protocol import ChatRequest, CompletionRequest, EmbeddingRequest, normalize_embedding_input, parse_body
+from sage_engine.stops import StopMatcher
+
+
+@pytest.mark.parametrize(
+    ("text", "cpus"),
+    [("max 100000\n", None), ("200000 100000\n", 2.0), ("50000 100000", 0.5), ("150000", 1.5), ("", None)],
+)
+def test_cpu_max(text: str, cpus: float | None) -> None:
+    assert cgroup.parse_cpu_max(text) == cpus
+
+
+@pytest.mark.parametrize(("quota", "period", "cpus"), [("-1\n", "100000\n", None), ("300000", "100000", 3.0)])
+def test_cfs_quota(quota: str, period: str, cpus: float | None) -> None:
+    assert cgroup.parse_cfs(quota, period) == cpus
+
+
+@pytest.mark.parametrize(("limit", "available", "threads"), [(None, 8, 8), (0.5, 8, 1), (2.5, 8, 3), (16.0, 4, 4)])
+def test_threads_follow_the_limit(limit: float | None, available: int, threads: int) -> None:
+    assert cgroup.threads_for(limit, available) == threads
+
+
+def test_container_limit_reads_v2_then_v1(tmp_path: Path) -> None:
+    assert cgroup.container_cpu_limit(tmp_path) is None
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup.container_cpu_limit(tmp_path) == 1.0
+    (tmp_path / "cpu.max").write_text("400000 100000\n")
+    assert cgroup.container_cpu_limit(tmp_path) == 4.0
+
+
+def test_stop_matcher_across_pieces() -> None:
+    matcher = StopMatcher(["STOP"])
+    out = [matcher.feed(piece) for piece in ["hello S", "T", "OP and more"]]
+    assert "".join(out) == "hello "
+    assert matcher.stopped
+    assert matcher.feed("ignored") == ""
+
+
+def test_stop_matcher_releases_false_prefix() -> None:
+    matcher = StopMatcher(["STOP"])
+    assert matcher.feed("a ST") == "a "
+    assert matcher.feed("ART") == "START"
+    assert matcher.feed(" S") == " "
+    assert matcher.flush() == "S"
+    assert matcher.text() == "a START S"
+    assert not matcher.stopped
+
+
+def test_stop_matcher_earliest_of_several() -> None:
+    matcher = StopMatcher(["world", "lo"])
+    assert matcher.feed("hello world") == "hel"
+
+
+def test_generation_finish_reasons() -> None:
+    assert run_generation(iter(["a", "b"]), SamplingParams(max_tokens=5)).finish_reason == "stop"
+    long = run_generation(iter(["a", "b", "c"]), SamplingParams(max_tokens=2))
+    assert (long.text, long.completion_tokens, long.finish_reason) == ("ab", 2, "length")
+    stopped = run_generation(iter(["x", "y", "z"]), SamplingParams(max_tokens=2, stop=("y",)))
+    assert (stopped.text, stopped.finish_reason) == ("x", "stop")
+    emitted: list[str] = []
+    cancel = threading.Event()
+    cancel.set()
+    cut = run_generation(iter(["a", "b", "c"]), SamplingParams(max_tokens=9), emitted.append, cancel)
+    assert (cut.completion_tokens, emitted) == (1, ["a"])
+
+
+def test_parse_body_names_the_field() -> None:
+    with pytest.raises(EngineError) as caught:
+        parse_body(ChatRequest, b'{"messages": [{"role": "user", "content": 3}]}')
+    assert (caught.value.status, caught.value.param) == (400, "messages.0.content")
+    with pytest.raises(EngineError) as caught:
+        parse_body(ChatRequest, b"{not json")
+    assert "not valid JSON" in caught.value.message
+    with pytest.raises(EngineError) as caught:
+        parse_body(ChatRequest, b'{"messages": [{"role": "user", "content": "x"}], "n": 2}')
+    assert caught.value.param == "n"
+    with pytest.raises(EngineError) as caught:
+        parse_body(EmbeddingRequest, b'{"input": "x", "encoding_format": "int8"}')
+    assert caught.value.param == "encoding_format"
+    with pytest.raises(EngineError):
+        parse_body(ChatRequest, b"[1, 2]")
+
+
+def test_completion_prompt_shapes() -> None:
+    assert parse_body(CompletionRequest, b'{"prompt": "hi"}').prompt_text_or_ids() == "hi"
+    assert parse_body(CompletionRequest, b'{"prompt": ["hi"]}').prompt_text_or_ids() == "hi"
+    assert parse_body(CompletionRequest, b'{"prompt": [5, 6]}').prompt_text_or_ids() == [5, 6]
+    with pytest.raises(EngineError) as caught:
+        parse_body(CompletionRequest, b'{"prompt": ["a", "b"]}')
+    assert caught.value.param == "prompt"
+
+
+def test_embedding_input_shapes() -> None:
+    assert normalize_embedding_input("a", 4) == ["a"]
+    assert normalize_embedding_input(["a", "b"], 4) == ["a", "b"]
+    assert normalize_embedding_input([1, 2], 4) == [[1, 2]]
+    assert normalize_embedding_input([[1], [2, 3]], 4) == [[1], [2, 3]]
+    bad: object
+    for bad in (None, "", [], [""], ["a", 1], [[]], 3, {"a": 1}, [True], [[-1]], [[1.5]]):
+        with pytest.raises(EngineError) as caught:
+            normalize_embedding_input(bad, 4)
+        assert (caught.value.status, caught.value.param) == (400, "input")
+    with pytest.raises(EngineError, match="at most 2"):
+        normalize_embedding_input(["a", "b", "c"], 2)
+
+
+def test_hash_embeddings_are_deterministic_unit_vectors() -> None:
+    first = deterministic.hash_embedding("hello", 32)
+    assert np.array_equal(first, deterministic.hash_embedding("hello", 32))
+    assert not np.array_equal(first, deterministic.hash_embedding("hello!", 32))
+    assert abs(float(np.linalg.norm(first)) - 1.0) < 1e-6
+    assert deterministic.hash_embedding([1, 2], 8).shape == (8,)
+
+
+def test_echo_reply_and_tokens() -> None:
+    reply = deterministic.echo_reply([{"role": "system", "content": "s"}, {"role": "user", "content": "hi there"}])
+    assert reply == "echo: hi there"
+    assert list(deterministic.echo_tokens(reply, 2)) == ["echo:", " hi"]
+
+
+def test_base64_is_little_endian_float32() -> None:
+    vector = np.array([0.5, -1.25], dtype=np.float32)
+    decoded = np.frombuffer(base64.b64decode(responses.encode_base64(vector)), dtype="<f4")
+    assert np.array_equal(decoded, vector)
+
+
+def test_truncated_dimensions_are_renormalised() -> None:
+    vectors = np.array([[3.0, 4.0, 12.0]], dtype=np.float32)
+    short = responses.truncate_dimensions(vectors, 2)
+    assert np.allclose(short, [[0.6, 0.8]])
+    assert responses.truncate_dimensions(vectors, None) is vectors
+
+
+def test_sse_framing_round_trip() -> None:
+    body = sse.event({"a": 1}) + sse.event({"b": "x y"}) + sse.DONE
+    assert body.endswith(b"data: [DONE]\n\n")
+    assert sse.parse_events(body) == ['{"a":1}', '{"b":"x y"}', "[DONE]"]
+
+
+def test_batch_policy() -> None:
+    policy = BatchPolicy(max_items=4, max_wait_seconds=0.01)
+    assert policy.wait_budget(1) == 0.0
+    assert policy.wait_budget(3) == 0.01
+    assert policy.fits(0, 10)
+    assert policy.fits(2, 2)
+    assert not policy.fits(3, 2)
+
+
+async def test_batcher_coalesces_and_returns_each_its_own() -> None:
+    batches: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        return [item * 10 for item in items]
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher: Batcher[int, int] = Batcher(run, executor, BatchPolicy(max_items=8, max_wait_seconds=0.005))
+        requests = [[i, i + 100] for i in range(12)]
+        results = await asyncio.gather(*(batcher.submit(r) for r in requests))
+        await batcher.close()
+    assert results == [[i * 10, (i + 100) * 10] for i in range(12)]
+    assert all(len(batch) <= 8 for batch in batches)
+    assert len(batches) < len(requests)
+
+
+async def test_batcher_delivers_errors_to_the_batch() -> None:
+    def run(items: list[int]) -> list[int]:
+        raise ValueError("boom")
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher: Batcher[int, int] = Batcher(run, executor)
+        with pytest.raises(ValueError, match="boom"):
+            await batcher.submit([1])
+        await batcher.close()
