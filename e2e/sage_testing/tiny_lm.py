@@ -2,8 +2,8 @@
 2-layer Llama with random weights, and a chat template. Saved once into the user cache and
 reused; a lock file keeps parallel test runs from building it twice.
 
-The model talks nonsense (ASCII only: special and non-ASCII byte tokens are silenced); tests check plumbing (templates, streaming, stops, usage, adapters),
-never quality.
+The model talks nonsense (ASCII only: special and non-ASCII byte tokens are silenced); tests
+check plumbing (templates, streaming, stops, usage, adapters), never quality.
 """
 
 from __future__ import annotations
