@@ -1,0 +1,126 @@
+"""Level-based reconciliation of one LLMEngine: read it, render its children, server-side apply
+them, observe the Deployment and pods, load adapters, write the status that tells the truth, and
+post an Event when the phase changes. Every trigger (engine, child or pod change, the resync
+timer) just queues the engine's key; the work queue coalesces them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from datetime import UTC, datetime
+from typing import Any
+
+from sage_api.engine import LLMEngine
+from sage_operator.adapters import AdapterLoader
+from sage_operator.engine_spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
+from sage_operator.kube_io import EngineStore
+from sage_operator.render import adapter_paths, render_engine_deployment, render_engine_service, render_event
+from sage_operator.settings import OperatorSettings
+from sage_operator.status import Observed, compute_status, status_patch, transition_event
+from sage_operator.workqueue import WorkQueue
+
+Key = tuple[str, str]
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Reconciler:
+    def __init__(self, store: EngineStore, adapters: AdapterLoader, settings: OperatorSettings) -> None:
+        self.store = store
+        self.adapters = adapters
+        self.settings = settings
+        self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=settings.workers)
+        self.reporter = socket.gethostname()
+        self._resync_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.queue.start()
+        self._resync_task = asyncio.create_task(self._resync_forever(), name="resync")
+
+    async def stop(self) -> None:
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            await asyncio.gather(self._resync_task, return_exceptions=True)
+        await self.queue.stop()
+
+    def enqueue(self, namespace: str, name: str) -> None:
+        self.queue.add((namespace, name))
+
+    async def _resync_forever(self) -> None:
+        """The safety net: every engine is reconciled at least every `resync_seconds`, so drift that
+        no watch event reported (a missed event, an edit while the operator was down) is corrected."""
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            try:
+                for key in await self.store.list_engine_keys(self.settings.namespaces):
+                    self.queue.add(key)
+            except Exception:
+                log.exception("resync listing failed; trying again next period")
+
+    async def reconcile(self, key: Key) -> None:
+        namespace, name = key
+        body = await self.store.get_engine(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # owner references let the garbage collector remove the children
+        metadata = body["metadata"]
+        previous: dict[str, Any] | None = body.get("status")
+        parsed = parse_spec(body.get("spec"))
+        invalid = parsed if isinstance(parsed, InvalidSpec) else check_spec(parsed, name)
+        if isinstance(parsed, InvalidSpec) or invalid is not None:
+            observed = Observed(
+                name=name,
+                namespace=namespace,
+                generation=int(metadata.get("generation") or 0),
+                desired_replicas=int((body.get("spec") or {}).get("replicas") or 0),
+                backend=None,
+                model_names=[],
+                invalid=invalid,
+            )
+            await self._write_status(metadata, previous, observed)
+            return
+        engine = LLMEngine.model_validate({"metadata": metadata, "spec": parsed})
+        await self.store.apply(render_engine_service(engine))
+        deployment = await self.store.apply(render_engine_deployment(engine, self.settings))
+        pods = await self.store.list_engine_pods(namespace, name)
+        self.adapters.forget({pod["metadata"].get("uid", "") for pod in pods})
+        adapters = await self.adapters.sync(pods, adapter_paths(parsed))
+        if adapters.retry_in is not None:
+            self.queue.add_after(key, adapters.retry_in)
+        observed = Observed(
+            name=name,
+            namespace=namespace,
+            generation=int(metadata.get("generation") or 0),
+            desired_replicas=parsed.replicas,
+            backend=resolve_backend(parsed),
+            model_names=model_names(parsed, name),
+            deployment=deployment,
+            pods=pods,
+            loaded_adapters=adapters.loaded_everywhere,
+        )
+        await self._write_status(metadata, previous, observed)
+
+    async def _write_status(
+        self, metadata: dict[str, Any], previous: dict[str, Any] | None, observed: Observed
+    ) -> None:
+        now = utc_now()
+        status = compute_status(observed, previous, now)
+        patch = status_patch(previous, status)
+        if patch is None:
+            return
+        await self.store.patch_status(observed.namespace, observed.name, patch)
+        if event := transition_event(previous, status):
+            log.info("%s/%s: %s %s", observed.namespace, observed.name, event.reason, event.message)
+            await self.store.post_event(
+                render_event(
+                    metadata,
+                    event_type=event.type,
+                    reason=event.reason,
+                    message=event.message,
+                    now=now,
+                    reporter=self.reporter,
+                )
+            )

@@ -1,0 +1,281 @@
+"""Pure renderers: an LLMEngine (and the operator's settings) -> the Deployment, Service and Events
+that serve it, as plain dicts ready for server-side apply."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sage_api import names
+from sage_api.engine import Backend, LLMEngine, LLMEngineSpec
+from sage_api.ports import SagePorts
+from sage_operator.engine_spec import gpus, model_names, resolve_backend
+from sage_operator.settings import OperatorSettings
+
+COMPONENT = "engine"
+CONTAINER = "engine"
+PORT_NAME = "http"
+HEALTH_PATH = "/health"
+CACHE_MOUNT = "/cache"
+MODELS_MOUNT = "/models"
+ADAPTERS_MOUNT = "/adapters"
+# Scaling fields change the replica count, never the pods: they stay out of the spec hash.
+SCALING_FIELDS = ("replicas", "minReplicas", "maxReplicas", "targetInflightRequests", "preemptible")
+# Model loading can take long (vLLM compiles graphs, downloads weights): the startup probe allows it.
+STARTUP_BUDGET_SECONDS = {Backend.VLLM: 1800}
+DEFAULT_STARTUP_BUDGET_SECONDS = 600
+PROBE_PERIOD_SECONDS = 10
+
+
+def engine_labels(name: str) -> dict[str, str]:
+    return {
+        names.LABEL_NAME: "sage-engine",
+        names.LABEL_INSTANCE: name,
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+        names.LABEL_COMPONENT: COMPONENT,
+        names.LABEL_ENGINE: name,
+    }
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """Selects an engine's pods; the Deployment's selector is immutable, so it stays this small."""
+    return {names.LABEL_ENGINE: name}
+
+
+def selector_string(name: str) -> str:
+    return ",".join(f"{key}={value}" for key, value in selector_labels(name).items())
+
+
+def endpoint_url(name: str, namespace: str) -> str:
+    return f"http://{name}.{namespace}.svc:{SagePorts.ENGINE}"
+
+
+def owner_reference(engine: LLMEngine) -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.ENGINE_KIND,
+        "name": engine.metadata["name"],
+        "uid": engine.metadata["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def spec_hash(spec: LLMEngineSpec) -> str:
+    """A digest of everything in the spec that shapes the pods (not the replica count)."""
+    wire = {key: value for key, value in spec.to_wire().items() if key not in SCALING_FIELDS}
+    return hashlib.sha256(json.dumps(wire, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def _metadata(engine: LLMEngine, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": engine.metadata["name"],
+        "namespace": engine.metadata["namespace"],
+        "labels": engine_labels(engine.metadata["name"]),
+        "ownerReferences": [owner_reference(engine)],
+        **extra,
+    }
+
+
+class _Volumes:
+    """PVC volumes, one per claim however many things (model, adapters) live on it."""
+
+    def __init__(self) -> None:
+        self.volumes: list[dict[str, Any]] = []
+        self.mounts: list[dict[str, Any]] = []
+        self._by_claim: dict[str, str] = {}
+
+    def claim_path(self, uri: str, root: str) -> str:
+        """`pvc://claim/some/path` -> the path inside the container, mounting the claim read-only."""
+        claim, _, inner = uri.removeprefix("pvc://").partition("/")
+        mount = f"{root}/{claim}"
+        if claim not in self._by_claim:
+            volume = f"pvc-{len(self._by_claim)}"
+            self._by_claim[claim] = volume
+            self.volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        if not any(m["mountPath"] == mount for m in self.mounts):
+            self.mounts.append({"name": self._by_claim[claim], "mountPath": mount, "readOnly": True})
+        return f"{mount}/{inner}".rstrip("/")
+
+
+def model_argument(model: str, volumes: _Volumes) -> str:
+    if model.startswith("pvc://"):
+        return volumes.claim_path(model, MODELS_MOUNT)
+    return model.removeprefix("hf://")
+
+
+def adapter_paths(spec: LLMEngineSpec) -> dict[str, str]:
+    """Adapter name -> the path the engine loads it from (inside the pod). Adapters produced by a
+    FinetuneJob are resolved when that job has finished, elsewhere."""
+    volumes = _Volumes()
+    return {adapter.name: _adapter_path(adapter.source, volumes) for adapter in spec.adapters or [] if adapter.source}
+
+
+def _adapter_path(source: str, volumes: _Volumes) -> str:
+    if source.startswith("pvc://"):
+        return volumes.claim_path(source, ADAPTERS_MOUNT)
+    return source.removeprefix("hf://")
+
+
+def _command(engine: LLMEngine, backend: Backend, model: str) -> list[str]:
+    spec = engine.spec
+    served = model_names(spec, engine.metadata["name"])
+    port = str(SagePorts.ENGINE)
+    if backend is Backend.VLLM:
+        command = ["vllm", "serve", model, "--served-model-name", *served, "--port", port]
+        if spec.adapters:
+            command.append("--enable-lora")
+        return command + list(spec.args or [])
+    command = ["python", "-m", "sage_engine", "--backend", backend.value, "--model", model]
+    command += ["--served-model-name", served[0]]
+    for alias in served[1:]:
+        command += ["--alias", alias]
+    return command + list(spec.args or [])
+
+
+def _env(engine: LLMEngine, backend: Backend) -> list[dict[str, Any]]:
+    spec = engine.spec
+    env: dict[str, dict[str, Any]] = {}
+    if backend is not Backend.VLLM:
+        env["SAGE_ENGINE_PORT"] = {"value": str(SagePorts.ENGINE)}
+    elif spec.adapters:
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = {"value": "True"}
+    if spec.cache:
+        env["HF_HOME"] = {"value": CACHE_MOUNT}
+    if spec.hf_token_secret:
+        ref = {"name": spec.hf_token_secret.name, "key": spec.hf_token_secret.key}
+        env["HF_TOKEN"] = {"valueFrom": {"secretKeyRef": ref}}
+    for variable in spec.env or []:  # the user's variables win over ours, by name
+        wire = variable.to_wire()
+        env[wire.pop("name")] = wire
+    return [{"name": name, **value} for name, value in env.items()]
+
+
+def _resources(spec: LLMEngineSpec, settings: OperatorSettings) -> dict[str, Any]:
+    given = spec.resources
+    requests: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    cpu = given.cpu if given and given.cpu is not None else None
+    memory = given.memory if given and given.memory is not None else None
+    requests["cpu"] = str(cpu) if cpu is not None else settings.default_cpu
+    requests["memory"] = str(memory) if memory is not None else settings.default_memory
+    if memory is not None:
+        limits["memory"] = str(memory)
+    if cpu is not None:
+        limits["cpu"] = str(cpu)
+    if given and given.gpus > 0:
+        limits[given.gpu_resource_name] = str(given.gpus)
+    return {"requests": requests, "limits": limits} if limits else {"requests": requests}
+
+
+def _probe(backend: Backend, kind: str) -> dict[str, Any]:
+    probe: dict[str, Any] = {"httpGet": {"path": HEALTH_PATH, "port": PORT_NAME}, "timeoutSeconds": 5}
+    if kind == "startup":
+        budget = STARTUP_BUDGET_SECONDS.get(backend, DEFAULT_STARTUP_BUDGET_SECONDS)
+        return probe | {"periodSeconds": PROBE_PERIOD_SECONDS, "failureThreshold": budget // PROBE_PERIOD_SECONDS}
+    if kind == "readiness":
+        return probe | {"periodSeconds": 5, "failureThreshold": 3}
+    return probe | {"periodSeconds": 15, "failureThreshold": 4}
+
+
+def render_engine_deployment(engine: LLMEngine, settings: OperatorSettings) -> dict[str, Any]:
+    """The Deployment of `spec.replicas` engine pods; the pod template carries the spec hash so
+    that only a change of the spec rolls the pods."""
+    spec, name = engine.spec, engine.metadata["name"]
+    backend = resolve_backend(spec)
+    volumes = _Volumes()
+    model = model_argument(spec.model, volumes)
+    for adapter in spec.adapters or []:
+        if adapter.source:
+            _adapter_path(adapter.source, volumes)
+    mounts = list(volumes.mounts)
+    pod_volumes = list(volumes.volumes)
+    if spec.cache:
+        pod_volumes.append({"name": "cache", "persistentVolumeClaim": {"claimName": spec.cache.claim_name}})
+        cache_mount = {"name": "cache", "mountPath": CACHE_MOUNT}
+        mounts.append(cache_mount | ({"subPath": spec.cache.sub_path} if spec.cache.sub_path else {}))
+    if backend is Backend.VLLM:
+        pod_volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image or settings.image_for(backend),
+        "command": _command(engine, backend, model),
+        "ports": [{"name": PORT_NAME, "containerPort": SagePorts.ENGINE, "protocol": "TCP"}],
+        "env": _env(engine, backend),
+        "resources": _resources(spec, settings),
+        "startupProbe": _probe(backend, "startup"),
+        "readinessProbe": _probe(backend, "readiness"),
+        "livenessProbe": _probe(backend, "liveness"),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if mounts:
+        container["volumeMounts"] = mounts
+    pod_spec: dict[str, Any] = {"containers": [container], "enableServiceLinks": False}
+    if pod_volumes:
+        pod_spec["volumes"] = pod_volumes
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [toleration.to_wire() for toleration in spec.tolerations]
+    if spec.priority_class_name:
+        pod_spec["priorityClassName"] = spec.priority_class_name
+    digest = {names.ANNOTATION_SPEC_HASH: spec_hash(spec)}
+    # GPU pods cannot count on a spare GPU for a surge pod: replace them one at a time instead.
+    rolling = {"maxSurge": 0, "maxUnavailable": 1} if gpus(spec) > 0 else {"maxSurge": 1, "maxUnavailable": 0}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(engine, annotations=dict(digest)),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(name)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
+            "template": {
+                "metadata": {"labels": engine_labels(name), "annotations": dict(digest)},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def render_engine_service(engine: LLMEngine) -> dict[str, Any]:
+    """A ClusterIP Service on the engine port selecting the engine's pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(engine),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(engine.metadata["name"]),
+            "ports": [{"name": PORT_NAME, "port": SagePorts.ENGINE, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+def render_event(
+    engine_metadata: dict[str, Any], *, event_type: str, reason: str, message: str, now: str, reporter: str
+) -> dict[str, Any]:
+    """A core/v1 Event about the engine (a phase transition)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{engine_metadata['name']}.", "namespace": engine_metadata["namespace"]},
+        "involvedObject": {
+            "apiVersion": names.API_VERSION,
+            "kind": names.ENGINE_KIND,
+            "name": engine_metadata["name"],
+            "namespace": engine_metadata["namespace"],
+            "uid": engine_metadata.get("uid", ""),
+        },
+        "type": event_type,
+        "reason": reason,
+        "message": message[:1024],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+        "source": {"component": names.MANAGED_BY},
+        "reportingComponent": names.MANAGED_BY,
+        "reportingInstance": reporter,
+    }

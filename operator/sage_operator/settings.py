@@ -1,0 +1,68 @@
+"""The operator's settings: one pydantic-settings class filled from `SAGE_OPERATOR_*` variables."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from sage_api.engine import Backend
+from sage_api.ports import SagePorts
+
+ENV_PREFIX = "SAGE_OPERATOR_"
+
+
+class OperatorSettings(BaseSettings):
+    """Everything the operator can be told; `python -m sage_operator --help` lists the variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Namespaces to watch, comma-separated; empty watches all namespaces"
+    )
+    engine_image: str = Field(
+        default="sage/engine:0.1.0",
+        description="Image of SAGE's engine server (transformers, sentence-transformers, deterministic)",
+    )
+    vllm_image: str = Field(default="vllm/vllm-openai:v0.6.6", description="Image for the vllm backend")
+    engine_images: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-backend image overrides as JSON, e.g. {"sentence-transformers": "my/st:1"}',
+    )
+    default_cpu: str = Field(default="1", description="CPU request of an engine pod whose spec sets none")
+    default_memory: str = Field(default="2Gi", description="Memory request of an engine pod whose spec sets none")
+    resync_seconds: float = Field(
+        default=60.0, gt=0, description="Every engine is reconciled at least this often (drift safety net)"
+    )
+    workers: int = Field(default=8, ge=1, le=256, description="Engines reconciled concurrently")
+    engine_port: int = Field(
+        default_factory=SagePorts.engine,
+        ge=1,
+        le=65535,
+        description="Port the operator uses to reach engine pods (adapter loading); the container port stays fixed",
+    )
+    adapter_retry_max_seconds: float = Field(
+        default=60.0, gt=0, description="Longest back-off between attempts to load an adapter into a pod"
+    )
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @field_validator("engine_images")
+    @classmethod
+    def _known_backends(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {backend.value for backend in Backend}
+        if unknown := sorted(set(value) - known):
+            msg = f"unknown backend(s) {unknown} in engine_images; known: {sorted(known)}"
+            raise ValueError(msg)
+        return value
+
+    def image_for(self, backend: Backend) -> str:
+        if backend.value in self.engine_images:
+            return self.engine_images[backend.value]
+        return self.vllm_image if backend is Backend.VLLM else self.engine_image

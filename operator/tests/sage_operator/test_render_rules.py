@@ -1,0 +1,55 @@
+"""Renderer rules the golden files do not spell out: the spec hash, env merging, paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sage_api.engine import LLMEngine
+from sage_operator.render import adapter_paths, render_engine_deployment, spec_hash
+from sage_operator.settings import OperatorSettings
+
+
+def engine(**spec: Any) -> LLMEngine:
+    return LLMEngine.model_validate(
+        {"metadata": {"name": "e", "namespace": "ns", "uid": "u"}, "spec": {"model": "m", **spec}}
+    )
+
+
+def template_hash(rendered: dict[str, Any]) -> str:
+    annotations: dict[str, str] = rendered["spec"]["template"]["metadata"]["annotations"]
+    return annotations["sage.ai/spec-hash"]
+
+
+def test_scaling_does_not_change_the_spec_hash_but_args_do() -> None:
+    base = engine(replicas=1)
+    assert spec_hash(base.spec) == spec_hash(engine(replicas=5, maxReplicas=9).spec)
+    assert spec_hash(base.spec) != spec_hash(engine(replicas=1, args=["--x"]).spec)
+    settings = OperatorSettings()
+    one, five = render_engine_deployment(base, settings), render_engine_deployment(engine(replicas=5), settings)
+    assert one["spec"]["template"] == five["spec"]["template"]
+    assert five["spec"]["replicas"] == 5
+    assert template_hash(one) == spec_hash(base.spec)
+
+
+def test_user_env_overrides_ours_by_name_without_duplicates() -> None:
+    rendered = render_engine_deployment(
+        engine(env=[{"name": "SAGE_ENGINE_PORT", "value": "9"}, {"name": "X", "value": "1"}]), OperatorSettings()
+    )
+    env = rendered["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env == [{"name": "SAGE_ENGINE_PORT", "value": "9"}, {"name": "X", "value": "1"}]
+
+
+def test_adapter_paths_match_the_mounts() -> None:
+    eng = engine(adapters=[{"name": "a", "source": "pvc://claim/dir/a"}, {"name": "b", "source": "hf://org/b"}])
+    assert adapter_paths(eng.spec) == {"a": "/adapters/claim/dir/a", "b": "org/b"}
+    mounts = render_engine_deployment(eng, OperatorSettings())["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "pvc-0", "mountPath": "/adapters/claim", "readOnly": True} in mounts["volumeMounts"]
+
+
+def test_images_per_backend() -> None:
+    settings = OperatorSettings.model_validate({"engine_images": {"deterministic": "det:1"}, "engine_image": "eng:1"})
+    det = render_engine_deployment(engine(backend="deterministic"), settings)
+    tr = render_engine_deployment(engine(), settings)
+    own = render_engine_deployment(engine(image="mine:2"), settings)
+    images = [d["spec"]["template"]["spec"]["containers"][0]["image"] for d in (det, tr, own)]
+    assert images == ["det:1", "eng:1", "mine:2"]
