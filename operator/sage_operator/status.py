@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sage_api.conditions import set_condition
 from sage_api.engine import Backend, EnginePhase
 from sage_operator.engine_spec import InvalidSpec
 from sage_operator.render import endpoint_url, selector_string
@@ -136,33 +137,6 @@ def phase_of(observed: Observed) -> tuple[EnginePhase, str, str]:
     return EnginePhase.DEPLOYING, "Deploying", f"0/{desired} replicas ready: waiting for pods to be scheduled"
 
 
-def _condition(
-    previous: list[dict[str, Any]],
-    kind: str,
-    *,
-    status: bool,
-    reason: str,
-    message: str,
-    generation: int,
-    now: str,
-) -> dict[str, Any]:
-    value = "True" if status else "False"
-    before = next((c for c in previous if c.get("type") == kind), None)
-    since = (
-        before["lastTransitionTime"]
-        if before and before.get("status") == value and before.get("lastTransitionTime")
-        else now
-    )
-    return {
-        "type": kind,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-        "observedGeneration": generation,
-    }
-
-
 def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str) -> dict[str, Any]:
     """The status to write (wire format); `previous` keeps condition transition times stable."""
     previous = previous or {}
@@ -175,7 +149,7 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
     progressing = phase in PROGRESSING_PHASES or (phase is not EnginePhase.FAILED and rolling)
     progress_reason = reason if phase in PROGRESSING_PHASES else ("RollingUpdate" if progressing else reason)
     old_conditions = previous.get("conditions") or []
-    common: dict[str, Any] = {"message": message, "generation": observed.generation, "now": now}
+    common: dict[str, Any] = {"message": message, "observed_generation": observed.generation, "now": now}
     status: dict[str, Any] = {
         "phase": phase.value,
         "replicas": replicas,
@@ -187,8 +161,8 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
         "observedGeneration": observed.generation,
         "message": message,
         "conditions": [
-            _condition(old_conditions, "Ready", status=phase is EnginePhase.READY, reason=reason, **common),
-            _condition(old_conditions, "Progressing", status=progressing, reason=progress_reason, **common),
+            set_condition(old_conditions, "Ready", status=phase is EnginePhase.READY, reason=reason, **common),
+            set_condition(old_conditions, "Progressing", status=progressing, reason=progress_reason, **common),
         ],
     }
     if observed.backend is not None:

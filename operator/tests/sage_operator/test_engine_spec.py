@@ -36,13 +36,13 @@ def test_deterministic_serves_both_kinds(kind: str) -> None:
 @pytest.mark.parametrize(
     ("fields", "field", "words"),
     [
-        ({"backend": "sentence-transformers", "engineKind": "llm"}, "spec.backend", "serves engineKind embedding"),
-        ({"backend": "transformers", "engineKind": "embedding"}, "spec.backend", "serves engineKind llm"),
+        ({"backend": "sentence-transformers", "engineKind": "llm"}, "spec.backend", "cannot serve engineKind llm"),
+        ({"backend": "transformers", "engineKind": "embedding"}, "spec.backend", "cannot serve engineKind embedding"),
         ({"backend": "vllm"}, "spec.resources.gpus", "at least one GPU"),
         (
             {"engineKind": "embedding", "adapters": [{"name": "a", "source": "pvc://c/a"}]},
             "spec.adapters",
-            "engineKind llm",
+            "llm engines only",
         ),
         ({"aliases": ["x"], "adapters": [{"name": "x", "source": "pvc://c/a"}]}, "spec.adapters[0].name", "alias"),
     ],

@@ -11,6 +11,7 @@ from sage_operator.engine_spec import InvalidSpec
 from sage_operator.status import Observed, compute_status, status_patch, transition_event
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
+IMAGE_PULL = {"containerStatuses": [{"name": "engine", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}
 
 
 def deployment(ready: int = 0, replicas: int = 1, updated: int | None = None) -> dict[str, Any]:
@@ -71,7 +72,10 @@ def test_crash_loop_carries_the_termination_message() -> None:
 @pytest.mark.parametrize(
     ("pod_status", "reason"),
     [
-        ({"containerStatuses": [{"name": "engine", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}, "ImagePull"),
+        (
+            {"containerStatuses": [{"name": "engine", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]},
+            "ImagePull",
+        ),
         (
             {
                 "containerStatuses": [

@@ -1,0 +1,343 @@
+"""The operator as a real process against a real kube-apiserver (+ controller-manager: garbage
+collector, Deployment and ReplicaSet controllers). Pods never run (no kubelet): tests play the
+kubelet by patching pod status, and a loopback stand-in answers the adapter API for a 'ready pod'."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from adapter_standin import StandInEngine  # type: ignore[import-not-found]
+
+from sage_testing.envtest import ControlPlane
+from sage_testing.kubectl import Kubectl
+from sage_testing.operator_process import OperatorProcess, wait_until
+
+ENGINE = """
+apiVersion: sage.ai/v1alpha1
+kind: LLMEngine
+metadata: {{name: {name}}}
+spec:
+  model: deterministic
+  backend: {backend}
+  engineKind: {kind}
+  replicas: {replicas}
+"""
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[StandInEngine]:
+    engine = StandInEngine(["chat"]).start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane: ControlPlane, standin: StandInEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = {"SAGE_OPERATOR_ENGINE_PORT": str(standin.port), "SAGE_OPERATOR_RESYNC_SECONDS": "30"}
+    with OperatorProcess(control_plane.kubeconfig, log, env=env) as process:
+        yield process
+        print(process.log_tail(200))
+
+
+def apply_engine(
+    kubectl: Kubectl, ns: str, name: str, *, backend: str = "deterministic", kind: str = "llm", replicas: int = 1
+) -> None:
+    kubectl.apply(ENGINE.format(name=name, backend=backend, kind=kind, replicas=replicas), ns)
+
+
+def get(kubectl: Kubectl, ns: str, kind: str, name: str) -> dict[str, Any] | None:
+    result = kubectl.run("get", kind, name, "-n", ns, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def must_get(kubectl: Kubectl, ns: str, kind: str, name: str) -> dict[str, Any]:
+    found = get(kubectl, ns, kind, name)
+    assert found is not None, f"{kind} {ns}/{name} does not exist"
+    return found
+
+
+def engine_status(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
+    engine = get(kubectl, ns, "llmengine", name) or {}
+    status: dict[str, Any] = engine.get("status") or {}
+    return status
+
+
+def wait_phase(kubectl: Kubectl, ns: str, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status = engine_status(kubectl, ns, name)
+        return status if status.get("phase") == phase else None
+
+    return wait_until(reached, f"engine {ns}/{name} phase {phase}", timeout)
+
+
+def engine_pods(kubectl: Kubectl, ns: str, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl.json("get", "pods", "-n", ns, "-l", f"sage.ai/engine={name}")["items"]
+    return [pod for pod in items if not pod["metadata"].get("deletionTimestamp")]
+
+
+def the_pod(kubectl: Kubectl, ns: str, name: str) -> str:
+    pods = wait_until(lambda: engine_pods(kubectl, ns, name), f"a pod of {name}")
+    return str(pods[0]["metadata"]["name"])
+
+
+def set_pod_status(kubectl: Kubectl, ns: str, pod: str, *, ready: bool, containers: list[dict[str, Any]] | None = None,
+                   ip: str = "127.0.0.1", restarts: int = 0) -> None:  # fmt: skip
+    """What a kubelet would report: scheduled, running, ready or not."""
+    now = "2026-01-01T00:00:00Z"
+    status = {
+        "phase": "Running",
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+            {"type": "Ready", "status": str(ready), "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": str(ready), "lastTransitionTime": now},
+        ],
+        "containerStatuses": containers
+        or [
+            {
+                "name": "engine",
+                "image": "sage/engine",
+                "imageID": "",
+                "ready": ready,
+                "restartCount": restarts,
+                "started": True,
+                "state": {"running": {"startedAt": now}},
+            }
+        ],
+    }
+    kubectl("patch", "pod", pod, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}))
+
+
+def event_reasons(kubectl: Kubectl, ns: str, name: str) -> list[str]:
+    events = kubectl.json(
+        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name},involvedObject.kind=LLMEngine"
+    )
+    return [e["reason"] for e in sorted(events["items"], key=lambda e: e["metadata"]["creationTimestamp"])]
+
+
+def test_engine_gets_its_deployment_and_service(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
+    apply_engine(kubectl, namespace, "echo")
+    deployment = wait_until(lambda: get(kubectl, namespace, "deployment", "echo"), "the Deployment")
+    service = wait_until(lambda: get(kubectl, namespace, "service", "echo"), "the Service")
+    engine = get(kubectl, namespace, "llmengine", "echo")
+    assert engine is not None
+    for child in (deployment, service):
+        labels = child["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "sage-operator"
+        assert labels["sage.ai/engine"] == "echo"
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["uid"], owner["controller"]) == ("LLMEngine", engine["metadata"]["uid"], True)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:7] == [
+        "python",
+        "-m",
+        "sage_engine",
+        "--backend",
+        "deterministic",
+        "--model",
+        "deterministic",
+    ]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert service["spec"]["selector"] == {"sage.ai/engine": "echo"}
+    assert service["spec"]["ports"][0]["port"] == 8000
+    status = wait_phase(kubectl, namespace, "echo", "Deploying")  # no scheduler: pods stay unscheduled
+    assert status["backend"] == "deterministic"
+    assert status["endpoint"] == f"http://echo.{namespace}.svc:8000"
+    assert status["selector"] == "sage.ai/engine=echo"
+
+
+def test_readiness_drives_deploying_loading_ready(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
+    apply_engine(kubectl, namespace, "chat")
+    wait_phase(kubectl, namespace, "chat", "Deploying")
+    pod = the_pod(kubectl, namespace, "chat")
+    set_pod_status(kubectl, namespace, pod, ready=False)
+    loading = wait_phase(kubectl, namespace, "chat", "Loading")
+    set_pod_status(kubectl, namespace, pod, ready=True)
+    ready = wait_phase(kubectl, namespace, "chat", "Ready")
+    assert (ready["readyReplicas"], ready["ready"]) == (1, "1/1")
+    conditions = {c["type"]: c for c in ready["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["lastTransitionTime"] >= loading["conditions"][0]["lastTransitionTime"]
+    table = kubectl("get", "llmengines", "-n", namespace)
+    row = next(line.split() for line in table.splitlines() if line.startswith("chat "))
+    assert "1/1" in row
+    assert "Ready" in row
+    wait_until(lambda: "Ready" in event_reasons(kubectl, namespace, "chat"), "the Ready event")
+    assert sorted(event_reasons(kubectl, namespace, "chat")) == ["Deploying", "Loading", "Ready"]
+
+
+def test_spec_change_rolls_once_and_scale_reaches_the_deployment(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_engine(kubectl, namespace, "roll")
+    wait_phase(kubectl, namespace, "roll", "Deploying")
+    before = wait_until(lambda: get(kubectl, namespace, "deployment", "roll"), "the Deployment")
+    kubectl(
+        "patch",
+        "llmengine",
+        "roll",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"args": ["--max-batch-items", "8"]}}',
+    )
+    engine_generation = must_get(kubectl, namespace, "llmengine", "roll")["metadata"]["generation"]
+    wait_until(
+        lambda: engine_status(kubectl, namespace, "roll").get("observedGeneration") == engine_generation,
+        "the new generation observed",
+    )
+    after = get(kubectl, namespace, "deployment", "roll")
+    assert after is not None
+    assert after["metadata"]["generation"] == before["metadata"]["generation"] + 1  # the template changed once
+    assert after["spec"]["template"]["spec"]["containers"][0]["command"][-2:] == ["--max-batch-items", "8"]
+    old_hash = before["spec"]["template"]["metadata"]["annotations"]["sage.ai/spec-hash"]
+    new_hash = after["spec"]["template"]["metadata"]["annotations"]["sage.ai/spec-hash"]
+    assert old_hash != new_hash
+    kubectl("scale", "llmengine/roll", "-n", namespace, "--replicas=3")
+    scaled = wait_until(
+        lambda: (d := get(kubectl, namespace, "deployment", "roll")) and d["spec"]["replicas"] == 3 and d, "3 replicas"
+    )
+    assert scaled["spec"]["template"]["metadata"]["annotations"]["sage.ai/spec-hash"] == new_hash
+    assert scaled["metadata"]["generation"] == after["metadata"]["generation"] + 1
+
+
+def test_drift_is_undone(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
+    apply_engine(kubectl, namespace, "drift")
+    first = wait_until(lambda: get(kubectl, namespace, "deployment", "drift"), "the Deployment")
+    wait_until(lambda: get(kubectl, namespace, "service", "drift"), "the Service")
+    kubectl("delete", "deployment", "drift", "-n", namespace)
+    wait_until(
+        lambda: (
+            (d := get(kubectl, namespace, "deployment", "drift")) and d["metadata"]["uid"] != first["metadata"]["uid"]
+        ),
+        "the Deployment to come back",
+    )
+    kubectl(
+        "patch",
+        "service",
+        "drift",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"selector": {"sage.ai/engine": "other"}}}',
+    )
+    kubectl("set", "image", "deployment/drift", "-n", namespace, "engine=hand/edited:1")
+    wait_until(
+        lambda: must_get(kubectl, namespace, "service", "drift")["spec"]["selector"] == {"sage.ai/engine": "drift"},
+        "the selector restored",
+    )
+    wait_until(
+        lambda: (
+            must_get(kubectl, namespace, "deployment", "drift")["spec"]["template"]["spec"]["containers"][0]["image"]
+            != "hand/edited:1"
+        ),
+        "the image restored",
+    )
+
+
+def test_deleting_the_engine_leaves_nothing(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
+    apply_engine(kubectl, namespace, "gone")
+    wait_until(lambda: get(kubectl, namespace, "deployment", "gone"), "the Deployment")
+    wait_until(lambda: get(kubectl, namespace, "service", "gone"), "the Service")
+    the_pod(kubectl, namespace, "gone")
+    kubectl("delete", "llmengine", "gone", "-n", namespace)
+    wait_until(lambda: get(kubectl, namespace, "deployment", "gone") is None, "the Deployment to be collected")
+    wait_until(lambda: get(kubectl, namespace, "service", "gone") is None, "the Service to be collected")
+    wait_until(lambda: not engine_pods(kubectl, namespace, "gone"), "the pods to be collected")
+
+
+def test_crash_loop_is_failed_with_the_termination_message(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_engine(kubectl, namespace, "crash")
+    pod = the_pod(kubectl, namespace, "crash")
+    crashing = {
+        "name": "engine",
+        "image": "sage/engine",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 4,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container"}},
+        "lastState": {
+            "terminated": {"exitCode": 1, "reason": "Error", "message": "cannot load model: no such folder /models/x"}
+        },
+    }
+    set_pod_status(kubectl, namespace, pod, ready=False, containers=[crashing])
+    status = wait_phase(kubectl, namespace, "crash", "Failed")
+    assert "cannot load model: no such folder /models/x" in status["message"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "CrashLoopBackOff")
+    wait_until(lambda: "CrashLoopBackOff" in event_reasons(kubectl, namespace, "crash"), "a CrashLoopBackOff event")
+
+
+def test_invalid_spec_fails_while_other_engines_reconcile(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_engine(kubectl, namespace, "bad", backend="sentence-transformers", kind="llm")
+    apply_engine(kubectl, namespace, "good")
+    status = wait_phase(kubectl, namespace, "bad", "Failed")
+    assert status["message"].startswith("spec.backend:")
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == "InvalidSpec"
+    wait_until(lambda: get(kubectl, namespace, "deployment", "good"), "the good engine's Deployment")
+    wait_phase(kubectl, namespace, "good", "Deploying")
+    assert get(kubectl, namespace, "deployment", "bad") is None
+    # Fixing the spec is picked up like any change; the broken one was not retried in a loop.
+    assert event_reasons(kubectl, namespace, "bad") == ["InvalidSpec"]
+    kubectl("patch", "llmengine", "bad", "-n", namespace, "--type=merge", "-p", '{"spec": {"engineKind": "embedding"}}')
+    wait_until(lambda: get(kubectl, namespace, "deployment", "bad"), "the fixed engine's Deployment")
+
+
+def test_restart_mid_way_keeps_children_and_status(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
+    apply_engine(kubectl, namespace, "steady")
+    pod = the_pod(kubectl, namespace, "steady")
+    set_pod_status(kubectl, namespace, pod, ready=False)
+    before = wait_phase(kubectl, namespace, "steady", "Loading")
+    deployment = get(kubectl, namespace, "deployment", "steady")
+    assert deployment is not None
+    operator.restart()
+    # Prove the new process has reconciled this engine: it restores a deleted Service.
+    kubectl("delete", "service", "steady", "-n", namespace)
+    wait_until(
+        lambda: get(kubectl, namespace, "service", "steady"), "the Service restored after the restart", timeout=90
+    )
+    assert engine_status(kubectl, namespace, "steady") == before
+    deployments = kubectl.json("get", "deployments", "-n", namespace, "-l", "sage.ai/engine=steady")["items"]
+    assert [d["metadata"]["uid"] for d in deployments] == [deployment["metadata"]["uid"]]
+    assert event_reasons(kubectl, namespace, "steady").count("Loading") == 1
+
+
+def test_static_adapters_are_loaded_into_ready_pods(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, standin: StandInEngine
+) -> None:
+    standin.restart()
+    standin.fail_loads = 2  # the first attempts fail; the operator backs off and retries
+    manifest = ENGINE.format(name="chat", backend="deterministic", kind="llm", replicas=1) + (
+        "  adapters: [{name: support-bot, source: pvc://adapters/support-bot}]\n"
+    )
+    kubectl.apply(manifest, namespace)
+    deployment = wait_until(lambda: get(kubectl, namespace, "deployment", "chat"), "the Deployment")
+    mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "pvc-0", "mountPath": "/adapters/adapters", "readOnly": True} in mounts
+    pod = the_pod(kubectl, namespace, "chat")
+    set_pod_status(kubectl, namespace, pod, ready=True)
+    wait_until(
+        lambda: "support-bot" in (engine_status(kubectl, namespace, "chat").get("servedModels") or []),
+        "the adapter in servedModels",
+    )
+    assert engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat", "support-bot"]
+    assert standin.adapters == {"support-bot": "/adapters/adapters/support-bot"}
+    assert len(standin.load_calls) == 3
+    # The container restarts: its adapters are gone until the operator loads them again.
+    standin.restart()
+    set_pod_status(kubectl, namespace, pod, ready=True, restarts=1)
+    wait_until(lambda: standin.adapters.get("support-bot"), "the adapter reloaded after the restart")
+    assert engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat", "support-bot"]
