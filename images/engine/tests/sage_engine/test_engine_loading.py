@@ -1,0 +1,68 @@
+"""The app while its model loads and when loading fails (in-process, with a gated loader that
+stands in for a slow model load), and the termination log writer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from sage_engine.app import create_app
+from sage_engine.backends.base import Backend
+from sage_engine.backends.deterministic_backend import DeterministicBackend
+from sage_engine.server import write_termination_log
+from sage_engine.settings import EngineSettings
+
+
+def _wait_for(condition: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+def test_health_is_503_until_loaded() -> None:
+    gate = threading.Event()
+
+    def slow_loader(settings: EngineSettings) -> Backend:
+        gate.wait(10)
+        return DeterministicBackend(settings.model, 8)
+
+    app = create_app(EngineSettings(backend="deterministic", model="slow"), loader=slow_loader)
+    with TestClient(app) as client:
+        health = client.get("/health")
+        assert health.status_code == 503
+        assert health.json() == {"status": "loading", "reason": "loading model 'slow' with the deterministic backend"}
+        busy = client.post("/v1/embeddings", json={"input": "x"})
+        assert busy.status_code == 503
+        assert busy.json()["error"]["type"] == "service_unavailable_error"
+        assert client.get("/v1/models").status_code == 503
+        gate.set()
+        _wait_for(lambda: client.get("/health").status_code == 200)
+        assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 200
+
+
+def test_load_failure_is_reported() -> None:
+    reasons: list[str] = []
+
+    def broken_loader(settings: EngineSettings) -> Backend:
+        raise OSError("no weights in /models/x")
+
+    app = create_app(EngineSettings(backend="transformers", model="/models/x"), reasons.append, broken_loader)
+    with TestClient(app) as client:
+        _wait_for(lambda: bool(reasons))
+        health = client.get("/health").json()
+        assert health["status"] == "failed"
+        assert "no weights in /models/x" in health["reason"]
+    assert reasons == ["failed to load model '/models/x' (transformers): no weights in /models/x"]
+
+
+def test_termination_log(tmp_path: Path) -> None:
+    target = tmp_path / "termination-log"
+    write_termination_log(str(target), "failed to load")
+    assert target.read_text() == "failed to load\n"
+    write_termination_log(str(tmp_path / "missing-dir" / "log"), "ignored")  # not writable: no error
