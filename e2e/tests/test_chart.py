@@ -57,6 +57,7 @@ def test_helm_lint_is_clean(helm: Helm, values: list[str]) -> None:
 BAD_VALUES = {
     "unknown key": (["--set", "gateway.replica=3"], "replica"),
     "two standalone operators": (["--set", "operator.replicas=2"], "/operator/replicas"),
+    "unknown backend image": (["--set", "operator.engineImages.perBackend.tgi=x"], "perBackend"),
     "root pods": (["--set", "podSecurityContext.runAsNonRoot=false"], "/podSecurityContext/runAsNonRoot"),
     "port out of range": (["--set", "gateway.port=70000"], "/gateway/port"),
     "no resource requests": (["--set", "gateway.resources.requests=null"], "/gateway/resources"),
@@ -99,7 +100,6 @@ def test_every_value_is_commented() -> None:
 def test_defaults_agree_with_the_ports_module() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["gateway"]["port"] == PORTS.GATEWAY
-    assert values["operator"]["healthPort"] == PORTS.OPERATOR_HEALTH
     assert values["networkPolicy"]["enginePort"] == PORTS.ENGINE
 
 
@@ -220,7 +220,9 @@ def test_engine_images_are_passed_to_the_operator_only_when_set(helm: Helm) -> N
     assert env["SAGE_OPERATOR_ENGINE_IMAGE"] == "sage/engine:0.1.0"
     assert env["SAGE_OPERATOR_VLLM_IMAGE"] == "vllm/vllm-openai:v0.11.0"
     assert env["SAGE_OPERATOR_FINETUNE_IMAGE"] == "sage/finetune:0.1.0"
-    assert env["SAGE_OPERATOR_EXTRA"] == "1"
+    assert json.loads(env["SAGE_OPERATOR_ENGINE_IMAGES"]) == {"sentence-transformers": "sage/engine-st:0.1.0"}
+    assert (env["SAGE_OPERATOR_DEFAULT_CPU"], env["SAGE_OPERATOR_DEFAULT_MEMORY"]) == ("2", "4Gi")
+    assert env["SAGE_OPERATOR_WORKERS"] == "4"
 
 
 def test_images_default_to_the_app_version(helm: Helm) -> None:
@@ -247,10 +249,28 @@ def test_pods_run_non_root_with_requests(helm: Helm, values: list[str]) -> None:
             assert context["readOnlyRootFilesystem"] is True
             assert context["capabilities"]["drop"] == ["ALL"]
             assert {"cpu", "memory"} <= set(container["resources"]["requests"])
-            assert container.get("livenessProbe"), f"{container['name']} has no liveness probe"
 
 
 def test_gateway_has_a_readiness_probe_on_readyz(helm: Helm) -> None:
     (container,) = one(helm.template(), "Deployment", "sage-gateway")["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["ports"] == [{"name": "http", "containerPort": PORTS.GATEWAY, "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize("values", [[], ["-f", str(ALL_OPTIONS)]], ids=["defaults", "all-options"])
+def test_gateway_reads_every_variable_the_chart_sets(
+    helm: Helm, values: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rendered environment, loaded by the gateway's own settings class as the pod would."""
+    from sage_gateway.settings import GatewaySettings  # noqa: PLC0415 - keeps collection free of the gateway
+
+    env = env_of(one(helm.template(*values, "--set", "watchNamespaces={ml,research}"), "Deployment", "sage-gateway"))
+    fields = {f"SAGE_GATEWAY_{name.upper()}" for name in GatewaySettings.model_fields}
+    assert set(env) - fields == set(), "the chart sets variables the gateway ignores"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = GatewaySettings()
+    assert settings.discovery == "kubernetes"
+    assert settings.port == PORTS.GATEWAY
+    assert settings.namespaces == ["ml", "research"]

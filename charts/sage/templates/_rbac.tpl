@@ -1,45 +1,66 @@
 {{/*
-The rules each component needs, exactly the API calls it makes; used by both the cluster-wide
-(ClusterRole) and the namespaced (Role per namespace) installs. No wildcard anywhere.
+The rules each component needs: exactly the API calls its code makes (sage_operator and
+sage_gateway, through sage_kube and kopf), used by both the cluster-wide (ClusterRole) and the
+namespaced (a Role per namespace) installs. No wildcard anywhere.
 */}}
 
 {{- define "sage.operator.rules" -}}
-# LLMEngine / FinetuneJob: watched, annotated and finalized by kopf, status written through /status.
+# Engines and fine-tune jobs are watched (kopf) and read; a FinetuneJob pauses an engine and adds
+# its adapter to the engine's spec (patch). Status is written through the /status subresource.
 - apiGroups: ["sage.ai"]
-  resources: ["llmengines", "finetunejobs"]
+  resources: ["llmengines"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["sage.ai"]
-  resources: ["llmengines/status", "finetunejobs/status"]
+  resources: ["finetunejobs"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["sage.ai"]
+  resources: ["llmengines/status"]
   verbs: ["patch"]
-# The children the operator renders (server-side apply is a patch).
+# get as well: the operator grants the training pod get+patch on its own FinetuneJob's status, and
+# Kubernetes lets it grant only what it holds.
+- apiGroups: ["sage.ai"]
+  resources: ["finetunejobs/status"]
+  verbs: ["get", "patch"]
+# The children it renders, kept with server-side apply (create + patch); owner references let the
+# garbage collector delete them, so no delete verb.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Pod status is read to tell why an engine is not ready (ImagePullBackOff, OOMKilled, ...).
+  verbs: ["get", "list", "watch", "create", "patch"]
+# The training pod's own ServiceAccount, Role and RoleBinding (status of its FinetuneJob only).
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["create", "patch"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["create", "patch"]
+# Pod status tells why an engine is not ready (ImagePullBackOff, CrashLoopBackOff, OOMKilled, ...).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
-# Phase transitions are reported as Events.
+# One Event per phase transition.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-# Model and adapter volumes are checked before they are mounted.
-- apiGroups: [""]
-  resources: ["persistentvolumeclaims", "configmaps"]
-  verbs: ["get"]
+  verbs: ["create"]
 {{- end }}
 
-{{- define "sage.operator.crdRules" -}}
+{{/* Cluster-scoped reads kopf makes: CRDs always; namespaces when it watches a list of them. */}}
+{{- define "sage.operator.clusterRules" -}}
 # kopf scans CRDs to find the resources it serves and to notice CRDs (re)installed later.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+{{- if .Values.rbac.namespaced }}
+# Watching a list of namespaces, kopf follows their creation and deletion.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
 {{- end }}
 
 {{- define "sage.gateway.rules" -}}
