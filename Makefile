@@ -80,3 +80,7 @@ print-pythonpath:
 .PHONY: e2e-kind
 e2e-kind: ## kind cluster e2e: build + load images, helm install, call the gateway (needs Docker; else says so)
 	@$(call timed,e2e/kind/run.sh,e2e-kind)
+
+.PHONY: images
+images: ## Build every image under images/ as sage/<name>:<version> (needs Docker; else says so)
+	@$(call timed,images/build.sh,images)
