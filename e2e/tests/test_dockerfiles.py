@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from sage_api.ports import PORTS
 from sage_testing.dockerfile import Stage, instructions, names_registry_host, pinned, stages
 from sage_testing.envtest import REPO_ROOT
