@@ -84,3 +84,8 @@ e2e-kind: ## kind cluster e2e: build + load images, helm install, call the gatew
 .PHONY: images
 images: ## Build every image under images/ as sage/<name>:<version> (needs Docker; else says so)
 	@$(call timed,images/build.sh,images)
+
+.PHONY: bench-operator
+bench-operator: env-ready ## Create 200 LLMEngines at once on a real API server; write docs/perf/operator.md
+	@$(MAKE) --no-print-directory binaries
+	@$(call timed,$(PY) e2e/bench/operator_bench.py,bench-operator)

@@ -103,6 +103,12 @@ class OperatorProcess:
         msg = "VmHWM not found"
         raise RuntimeError(msg)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (Linux /proc)."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
             return ""

@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        # One line per HTTP request and per handled watch event drowns what matters (phase changes).
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     namespaces = settings.namespaces
     if namespaces:  # the handlers read the settings from the environment too
         os.environ[f"{ENV_PREFIX}NAMESPACES"] = ",".join(namespaces)
