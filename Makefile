@@ -89,3 +89,7 @@ images: ## Build every image under images/ as sage/<name>:<version> (needs Docke
 bench-operator: env-ready ## Create 200 LLMEngines at once on a real API server; write docs/perf/operator.md
 	@$(MAKE) --no-print-directory binaries
 	@$(call timed,$(PY) e2e/bench/operator_bench.py,bench-operator)
+
+.PHONY: bench-engine
+bench-engine: env-ready ## Engine embedding throughput vs in-process encode, same run -> docs/perf/engine.md
+	@$(call timed,$(PY) images/engine/bench/engine_bench.py $(BENCH_ARGS),bench-engine)
