@@ -1,6 +1,7 @@
 """The operator as a real process against a real kube-apiserver (+ controller-manager: garbage
 collector, Deployment and ReplicaSet controllers). Pods never run (no kubelet): tests play the
-kubelet by patching pod status, and a loopback stand-in answers the adapter API for a 'ready pod'."""
+kubelet by patching pod status, and a real engine process on loopback plays a ready pod's container
+(the pod's IP is 127.0.0.1 and the operator is told the engine's port)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
-from adapter_standin import StandInEngine  # type: ignore[import-not-found]
 
-from sage_testing.envtest import ControlPlane
+from sage_testing.engines import EngineProcess
+from sage_testing.envtest import ControlPlane, free_port
 from sage_testing.kubectl import Kubectl
 from sage_testing.operator_process import OperatorProcess, wait_until
 
@@ -28,18 +30,17 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def standin() -> Iterator[StandInEngine]:
-    engine = StandInEngine(["chat"]).start()
-    yield engine
-    engine.stop()
+def engine_port() -> int:
+    """Where the 'container' of every ready test pod listens (a real engine, started by the test)."""
+    return free_port()
 
 
 @pytest.fixture(scope="module")
 def operator(
-    control_plane: ControlPlane, standin: StandInEngine, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane, engine_port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {"SAGE_OPERATOR_ENGINE_PORT": str(standin.port), "SAGE_OPERATOR_RESYNC_SECONDS": "30"}
+    env = {"SAGE_OPERATOR_ENGINE_PORT": str(engine_port), "SAGE_OPERATOR_RESYNC_SECONDS": "30"}
     with OperatorProcess(control_plane.kubeconfig, log, env=env) as process:
         yield process
         print(process.log_tail(200))
@@ -316,10 +317,8 @@ def test_restart_mid_way_keeps_children_and_status(operator: OperatorProcess, ku
 
 
 def test_static_adapters_are_loaded_into_ready_pods(
-    operator: OperatorProcess, kubectl: Kubectl, namespace: str, standin: StandInEngine
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, engine_port: int
 ) -> None:
-    standin.restart()
-    standin.fail_loads = 2  # the first attempts fail; the operator backs off and retries
     manifest = ENGINE.format(name="chat", backend="deterministic", kind="llm", replicas=1) + (
         "  adapters: [{name: support-bot, source: pvc://adapters/support-bot}]\n"
     )
@@ -328,16 +327,29 @@ def test_static_adapters_are_loaded_into_ready_pods(
     mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
     assert {"name": "pvc-0", "mountPath": "/adapters/adapters", "readOnly": True} in mounts
     pod = the_pod(kubectl, namespace, "chat")
-    set_pod_status(kubectl, namespace, pod, ready=True)
-    wait_until(
-        lambda: "support-bot" in (engine_status(kubectl, namespace, "chat").get("servedModels") or []),
-        "the adapter in servedModels",
-    )
-    assert engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat", "support-bot"]
-    assert standin.adapters == {"support-bot": "/adapters/adapters/support-bot"}
-    assert len(standin.load_calls) == 3
-    # The container restarts: its adapters are gone until the operator loads them again.
-    standin.restart()
-    set_pod_status(kubectl, namespace, pod, ready=True, restarts=1)
-    wait_until(lambda: standin.adapters.get("support-bot"), "the adapter reloaded after the restart")
-    assert engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat", "support-bot"]
+    engine = EngineProcess("deterministic", "deterministic", served_model_name="chat", port=engine_port)
+    try:
+        # The pod reports ready before its server answers: the operator's first attempts fail and
+        # back off; once the engine is up the adapter gets loaded.
+        set_pod_status(kubectl, namespace, pod, ready=True)
+        wait_phase(kubectl, namespace, "chat", "Ready")
+        assert engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat"]
+        engine.start()
+        wait_until(lambda: "support-bot" in served_ids(engine), "the adapter loaded into the engine")
+        wait_until(
+            lambda: engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat", "support-bot"],
+            "the adapter in servedModels",
+        )
+        # The container restarts: its adapters are gone until the operator loads them again.
+        engine.stop()
+        engine.start()
+        assert "support-bot" not in served_ids(engine)
+        set_pod_status(kubectl, namespace, pod, ready=True, restarts=1)
+        wait_until(lambda: "support-bot" in served_ids(engine), "the adapter reloaded after the restart")
+        assert "loaded LoRA adapter 'support-bot' from /adapters/adapters/support-bot" in engine.log()
+    finally:
+        engine.stop()
+
+
+def served_ids(engine: EngineProcess) -> set[str]:
+    return {model["id"] for model in httpx.get(f"{engine.base_url}/v1/models").json()["data"]}
