@@ -5,6 +5,8 @@ rendered object is accepted, the API server's own authorizer confirms the RBAC g
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,10 +61,23 @@ def can(kubectl: Kubectl, account: str, verb: str, resource: str, namespace: str
     return result.stdout.strip() == "yes"
 
 
+def run_notes_apply_command(notes: str, kubectl: Kubectl) -> None:
+    """Runs the NOTES' `kubectl apply` command with bash, as a user pasting it would."""
+    lines = notes.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("kubectl apply"))
+    end = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith("'"))
+    command = "\n".join(lines[start : end + 1])
+    env = {**os.environ, "KUBECONFIG": str(kubectl.kubeconfig), "PATH": f"{kubectl.binary.parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, f"{command}\n{result.stderr}"
+
+
 def test_install_is_accepted_and_uninstall_cleans_up(helm: Helm, kubectl: Kubectl, release_namespace: str) -> None:
     out = helm.install("sage", release_namespace, "--wait=false")
     assert "STATUS: deployed" in out
     assert "kubectl port-forward" in out  # NOTES tell how to reach the gateway
+    run_notes_apply_command(out, kubectl)  # ... and give a first engine to apply, which works
+    kubectl("get", "llmengine", "minilm", "-n", release_namespace)
     objects = helm.manifest("sage", release_namespace)
     assert {o["kind"] for o in objects} == {
         "ServiceAccount",
@@ -101,6 +116,7 @@ def test_namespaced_install_with_every_option(helm: Helm, kubectl: Kubectl, rele
     values = ["-f", str(ALL_OPTIONS), "--set", f"watchNamespaces={{{release_namespace},ml-team}}"]
     out = helm.install("sage", release_namespace, "--wait=false", *values)
     assert "does not serve monitoring.coreos.com/v1" in out
+    assert "export OPENAI_BASE_URL=https://llm.example.com/v1" in out
     objects = helm.manifest("sage", release_namespace)
     assert "ServiceMonitor" not in {o["kind"] for o in objects}
     assert {"Ingress", "NetworkPolicy", "Role", "RoleBinding"} <= {o["kind"] for o in objects}

@@ -1,0 +1,186 @@
+"""The chart's RBAC is enough, not just small: the real operator and gateway run as processes with
+the tokens of the chart's ServiceAccounts and the environment of the chart's Deployments, against
+the real API server, and do their work without a single Forbidden.
+
+Pods never run here (no kubelet), so the operator and the gateway run on loopback, as
+`ServiceAccount` identities exactly as their pods would be."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from sage_testing.envtest import ControlPlane, free_port
+from sage_testing.helm import Helm
+from sage_testing.kubectl import Kubectl
+from sage_testing.operator_process import PYTHONPATH, OperatorProcess, wait_until
+
+_counter = itertools.count(1)
+ENGINE = """
+apiVersion: sage.ai/v1alpha1
+kind: LLMEngine
+metadata: {name: echo}
+spec: {model: deterministic, backend: deterministic, engineKind: llm, replicas: 1}
+"""
+# httpx logs "403 Forbidden", the API server's message says "forbidden", kopf warns "Not enough permissions".
+FORBIDDEN_MARKS = ("Forbidden", "forbidden", "Not enough permissions")
+
+
+def chart_env(objects: list[dict[str, Any]], deployment: str) -> dict[str, str]:
+    """The literal environment variables of a rendered Deployment's container."""
+    (found,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment]
+    (container,) = found["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def service_account_kubeconfig(
+    kubectl: Kubectl, control_plane: ControlPlane, namespace: str, account: str, path: Path
+) -> Path:
+    """A kubeconfig holding a token of `namespace/account`, as a pod's projected token would."""
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "envtest",
+                "cluster": {
+                    "server": control_plane.server,
+                    "certificate-authority": str(control_plane.certs / "ca.crt"),
+                },
+            }
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "envtest", "user": account, "namespace": namespace}}],
+        "current-context": account,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@contextlib.contextmanager
+def gateway_process(kubeconfig: Path, env: dict[str, str], log: Path) -> Iterator[str]:
+    """`python -m sage_gateway` on a free loopback port; yields its base URL."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        **env,
+        "KUBECONFIG": str(kubeconfig),
+        "PYTHONPATH": PYTHONPATH,
+        "SAGE_GATEWAY_HOST": "127.0.0.1",
+        "SAGE_GATEWAY_PORT": str(port),
+    }
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sage_gateway"],
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def no_forbidden(log: Path) -> list[str]:
+    return [line for line in log.read_text(errors="replace").splitlines() if any(m in line for m in FORBIDDEN_MARKS)]
+
+
+@pytest.fixture
+def installed(
+    helm_live: Helm, kubectl: Kubectl, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, str, list[dict[str, Any]]]]:
+    """(release namespace, engine namespace, rendered objects) of a fresh install."""
+    number = next(_counter)
+    release_ns, engine_ns = f"sage-live-{number}", f"engines-live-{number}"
+    kubectl("create", "namespace", engine_ns)
+    values: list[str] = request.param
+    values = [v.replace("ENGINE_NS", engine_ns) for v in values]
+    helm_live.install("sage", release_ns, "--wait=false", *values)
+    yield release_ns, engine_ns, helm_live.manifest("sage", release_ns)
+    helm_live.run("uninstall", "sage", "--namespace", release_ns, check=False)
+    for namespace in (release_ns, engine_ns):
+        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def helm_live(kube_binaries: Path, control_plane: ControlPlane) -> Helm:
+    return Helm(kube_binaries / "helm", kubeconfig=control_plane.kubeconfig)
+
+
+INSTALLS = {
+    "cluster-wide": [],
+    "namespaced": ["--set", "rbac.namespaced=true", "--set", "watchNamespaces={ENGINE_NS}"],
+}
+
+
+@pytest.mark.parametrize("installed", list(INSTALLS.values()), ids=list(INSTALLS), indirect=True)
+def test_operator_and_gateway_work_with_exactly_the_chart_rbac(
+    installed: tuple[str, str, list[dict[str, Any]]],
+    kubectl: Kubectl,
+    control_plane: ControlPlane,
+    tmp_path: Path,
+) -> None:
+    release_ns, engine_ns, objects = installed
+    operator_config = service_account_kubeconfig(
+        kubectl, control_plane, release_ns, "sage-operator", tmp_path / "operator.kubeconfig"
+    )
+    gateway_config = service_account_kubeconfig(
+        kubectl, control_plane, release_ns, "sage-gateway", tmp_path / "gateway.kubeconfig"
+    )
+    operator_log, gateway_log = tmp_path / "operator.log", tmp_path / "gateway.log"
+
+    with (
+        OperatorProcess(operator_config, operator_log, env=chart_env(objects, "sage-operator")) as operator,
+        gateway_process(gateway_config, chart_env(objects, "sage-gateway"), gateway_log) as gateway,
+    ):
+        kubectl.apply(ENGINE, engine_ns)
+
+        def reconciled() -> bool:
+            status = kubectl.json("get", "llmengine", "echo", "-n", engine_ns).get("status") or {}
+            deployments = kubectl.json("get", "deployments", "-n", engine_ns, "-l", "sage.ai/engine=echo")["items"]
+            services = kubectl.json("get", "services", "-n", engine_ns, "-l", "sage.ai/engine=echo")["items"]
+            return bool(status.get("phase")) and len(deployments) == 1 and len(services) == 1
+
+        wait_until(reconciled, f"the operator to render echo and write its status\n{operator.log_tail()}", 90)
+        # Scaling goes through the operator's patch of the Deployment.
+        kubectl("scale", "llmengine/echo", "-n", engine_ns, "--replicas=2")
+        wait_until(
+            lambda: kubectl.json("get", "deployment", "echo", "-n", engine_ns)["spec"]["replicas"] == 2,
+            "the Deployment to follow the scale",
+            60,
+        )
+
+        def gateway_ready() -> bool:
+            return httpx.get(f"{gateway}/readyz", timeout=2).status_code == 200
+
+        wait_until(gateway_ready, f"the gateway's discovery to sync\n{gateway_log.read_text(errors='replace')}", 60)
+        models = httpx.get(f"{gateway}/v1/models", timeout=5)
+        assert models.status_code == 200, models.text
+        events = kubectl.json("get", "events", "-n", engine_ns, "--field-selector", "involvedObject.name=echo")
+        assert events["items"], "the operator posted no Event"
+        assert operator.running(), operator.log_tail()
+
+    assert no_forbidden(operator_log) == [], operator_log.read_text(errors="replace")[-4000:]
+    assert no_forbidden(gateway_log) == [], gateway_log.read_text(errors="replace")[-4000:]
+    print(json.dumps({"release": release_ns, "engines": engine_ns}))
