@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,15 +39,23 @@ def make_discovery(settings: GatewaySettings, registry: EngineRegistry) -> Disco
     return KubernetesDiscovery(registry, KubeClient.from_env(settings.kubeconfig), settings.namespaces)
 
 
-def make_client(settings: GatewaySettings) -> httpx.AsyncClient:
-    timeout = httpx.Timeout(
-        connect=settings.connect_timeout,
-        read=settings.read_timeout,
-        write=settings.write_timeout,
-        pool=settings.pool_timeout,
+def make_client(settings: GatewaySettings) -> aiohttp.ClientSession:
+    """One connection pool to every replica. No automatic decompression: bodies pass through as
+    the replica sent them, with their content-encoding."""
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=settings.pool_timeout + settings.connect_timeout,
+        sock_connect=settings.connect_timeout,
+        sock_read=settings.read_timeout,
     )
-    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
-    return httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
+    connector = aiohttp.TCPConnector(limit=settings.max_connections, limit_per_host=0, keepalive_timeout=30)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        trust_env=False,
+    )
 
 
 async def _run_discovery(discovery: Discovery) -> None:
@@ -83,7 +91,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             closer = getattr(discovery, "aclose", None)
             if closer is not None:
                 await closer()
-            await client.aclose()
+            await client.close()
 
     app = FastAPI(
         title="SAGE gateway",

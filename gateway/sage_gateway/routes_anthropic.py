@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
@@ -54,13 +54,15 @@ async def messages(request: Request) -> Response:
         body = orjson.dumps(chat)
         headers = forward_headers(request.headers, request_id)
         headers["content-type"] = JSON
-        for name in [name for name in headers if name.lower().startswith("anthropic-") or name.lower() == "x-api-key"]:
+        # The translated body is new; the replica must answer in plain bytes the SSE decoder can read.
+        dropped = ("x-api-key", "accept-encoding")
+        for name in [name for name in headers if name.lower().startswith("anthropic-") or name.lower() in dropped]:
             del headers[name]
         affinity = chat_prefix(chat["messages"], state.settings.prefix_chars)
         upstream = await unless_disconnected(
             request, proxy.open(model, "/v1/chat/completions", body, headers, affinity)
         )
-        status = upstream.response.status_code
+        status = upstream.response.status
         streaming = upstream.response.headers.get("content-type", "").startswith("text/event-stream")
         if status >= 400 or not streaming:
             try:
@@ -95,7 +97,7 @@ async def _translate_stream(
     decoder = SSEDecoder()
     first = True
     try:
-        async for chunk in upstream.response.aiter_bytes():
+        async for chunk in upstream.response.content.iter_any():
             if first:
                 state.metrics.ttft.labels(model, ROUTE).observe(time.perf_counter() - started)
                 first = False
@@ -112,7 +114,7 @@ async def _translate_stream(
             if out:
                 yield encode_events(out)
         yield encode_events(translator.finish())
-    except (httpx.HTTPError, orjson.JSONDecodeError) as error:
+    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as error:
         state.metrics.upstream_errors.labels(upstream.url, type(error).__name__).inc()
         envelope = error_envelope(
             502, f"{upstream.url} broke off the stream ({type(error).__name__})", "upstream_error"

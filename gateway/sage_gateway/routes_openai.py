@@ -48,7 +48,7 @@ async def proxy_openai(request: Request, route: str, path: str) -> Response:
     except ClientGone:
         state.observe(model, route, CLIENT_CLOSED, started)
         return Response(status_code=CLIENT_CLOSED)
-    status = upstream.response.status_code
+    status = upstream.response.status
     out_headers = response_headers(upstream.response.headers, request_id)
     if upstream.response.headers.get("content-type", "").startswith("text/event-stream"):
 

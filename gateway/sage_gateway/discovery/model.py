@@ -30,7 +30,7 @@ def _policy(value: Any, where: str) -> PolicyName | None:
 
 
 def engine_key(namespace: str | None, name: str) -> str:
-    return f"{namespace or ''}/{name}"
+    return f"{namespace}/{name}" if namespace else name
 
 
 def engine_from_object(obj: dict[str, Any]) -> EngineInfo:
