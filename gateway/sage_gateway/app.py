@@ -18,16 +18,27 @@ from starlette.responses import Response
 from sage_gateway.discovery import Discovery
 from sage_gateway.discovery.static import StaticDiscovery
 from sage_gateway.errors import GatewayError
+from sage_gateway.fastpath import ProxyFastPath
 from sage_gateway.http import JSON, error_response
 from sage_gateway.metrics import GatewayMetrics
 from sage_gateway.proxy import Proxy, request_id_of
 from sage_gateway.registry import EngineRegistry
+from sage_gateway.routes_anthropic import messages
 from sage_gateway.routes_anthropic import router as anthropic_router
+from sage_gateway.routes_openai import chat_completions, completions, embeddings
 from sage_gateway.routes_openai import router as openai_router
 from sage_gateway.settings import GatewaySettings
 from sage_gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
+
+# The same handlers FastAPI routes to, reached without its per-request machinery (see fastpath).
+FAST_ROUTES = {
+    "/v1/chat/completions": chat_completions,
+    "/v1/completions": completions,
+    "/v1/embeddings": embeddings,
+    "/v1/messages": messages,
+}
 
 
 def make_discovery(settings: GatewaySettings, registry: EngineRegistry) -> Discovery:
@@ -103,6 +114,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.include_router(openai_router)
     app.include_router(anthropic_router)
+    app.add_middleware(ProxyFastPath, routes=FAST_ROUTES)
     _add_health_routes(app)
     _add_error_handlers(app)
     return app

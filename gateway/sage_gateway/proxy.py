@@ -49,6 +49,8 @@ _RESPONSE_DROPPED = HOP_BY_HOP | {"date", "server"}
 RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 TIMEOUTS = (TimeoutError, aiohttp.ServerTimeoutError)
 REQUEST_ID = "x-request-id"
+REPLICA = "x-sage-replica"
+"""Response header naming the replica that answered (for debugging and for tests)."""
 
 
 def forward_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:

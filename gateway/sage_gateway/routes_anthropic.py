@@ -14,7 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from sage_gateway.anthropic import MessageStreamTranslator, chat_to_message, encode_events, messages_to_chat
 from sage_gateway.errors import GatewayError, error_envelope
 from sage_gateway.http import JSON, ClientGone, error_response, read_body, unless_disconnected
-from sage_gateway.proxy import Upstream, forward_headers, request_id_of
+from sage_gateway.proxy import REPLICA, Upstream, forward_headers, request_id_of
 from sage_gateway.request_fields import chat_prefix, parse_body, require_model
 from sage_gateway.routes_openai import CLIENT_CLOSED
 from sage_gateway.sse import SSEDecoder
@@ -73,7 +73,8 @@ async def messages(request: Request) -> Response:
                 raise _upstream_error(status, content)
             message = chat_to_message(orjson.loads(content), model)
             state.observe(model, ROUTE, status, started)
-            return Response(orjson.dumps(message), status, {"x-request-id": request_id}, media_type=JSON)
+            headers = {"x-request-id": request_id, REPLICA: upstream.url}
+            return Response(orjson.dumps(message), status, headers, media_type=JSON)
     except GatewayError as error:
         state.observe(model, ROUTE, error.status, started)
         return error_response(error, request_id, anthropic=True)
@@ -86,7 +87,10 @@ async def messages(request: Request) -> Response:
         return Response(status_code=CLIENT_CLOSED)
     events = _translate_stream(state, upstream, model, started)
     return StreamingResponse(
-        events, 200, {"x-request-id": request_id, "cache-control": "no-cache"}, media_type="text/event-stream"
+        events,
+        200,
+        {"x-request-id": request_id, "cache-control": "no-cache", REPLICA: upstream.url},
+        media_type="text/event-stream",
     )
 
 

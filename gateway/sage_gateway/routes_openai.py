@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from sage_gateway.errors import GatewayError
 from sage_gateway.http import JSON, ClientGone, error_response, read_body, unless_disconnected
-from sage_gateway.proxy import forward_headers, request_id_of, response_headers
+from sage_gateway.proxy import REPLICA, forward_headers, request_id_of, response_headers
 from sage_gateway.request_fields import routing_fields
 from sage_gateway.state import GatewayState
 
@@ -50,6 +50,7 @@ async def proxy_openai(request: Request, route: str, path: str) -> Response:
         return Response(status_code=CLIENT_CLOSED)
     status = upstream.response.status
     out_headers = response_headers(upstream.response.headers, request_id)
+    out_headers[REPLICA] = upstream.url
     if upstream.response.headers.get("content-type", "").startswith("text/event-stream"):
 
         async def stream() -> AsyncIterator[bytes]:
