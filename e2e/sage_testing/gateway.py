@@ -9,6 +9,9 @@ process exits or never turns ready.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -22,6 +25,7 @@ from types import TracebackType
 from typing import IO, Self
 
 import httpx
+from aiohttp import web
 
 from sage_testing.envtest import REPO_ROOT, free_port
 
@@ -120,3 +124,70 @@ class GatewayProcess:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class GatedUpstream:
+    """A tiny real OpenAI-shaped upstream for the proxy's streaming tests, run in the test's event
+    loop (aiohttp.web on a loopback port).
+
+    A streaming chat request gets its first chunk at once; the second only after the test sets
+    `release`. Meanwhile SSE comments keep the connection busy, so that when the gateway drops
+    the upstream connection (its client went away) a write fails and `disconnected` is set.
+    Every request's headers are kept in `seen_headers`.
+    """
+
+    def __init__(self, model: str = "gated") -> None:
+        self.model = model
+        self.release = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.seen_headers: list[dict[str, str]] = []
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def chunk(self, text: str) -> bytes:
+        choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+        payload = {"id": "g", "object": "chat.completion.chunk", "model": self.model, "choices": [choice]}
+        return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.seen_headers.append(dict(request.headers))
+        body = await request.json()
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "gated"}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return web.json_response({"id": "g", "object": "chat.completion", "model": self.model, "choices": [choice]})
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        try:
+            await response.write(self.chunk("first"))
+            while not self.release.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.release.wait(), 0.05)
+                await response.write(b": waiting\n\n")
+            await response.write(self.chunk("second"))
+            await response.write(b"data: [DONE]\n\n")
+        except (ConnectionError, RuntimeError):
+            self.disconnected.set()
+            return response
+        await response.write_eof()
+        return response
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def start(self) -> GatedUpstream:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
