@@ -1,0 +1,215 @@
+"""Kubernetes discovery on a real API server: LLMEngines and EndpointSlices that point at engine
+processes on this machine (no kubelet here, so the slices are written the way the EndpointSlice
+controller would write them for ready or unready pods).
+
+The API server refuses loopback addresses in EndpointSlices, so the engines listen on every
+interface and the slices carry this machine's own non-loopback address.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from sage_testing.engines import EngineProcess
+from sage_testing.envtest import ControlPlane
+from sage_testing.gateway import GatewayProcess
+from sage_testing.kubectl import Kubectl
+from sage_testing.prereq import missing
+
+pytestmark = pytest.mark.engine
+
+ENGINE = """\
+apiVersion: sage.ai/v1alpha1
+kind: LLMEngine
+metadata: {{name: {name}}}
+spec: {{model: deterministic, backend: deterministic, servedModelName: {served}, aliases: [{alias}]}}
+"""
+
+SLICE = """\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}
+  labels:
+    kubernetes.io/service-name: {engine}
+    sage.ai/engine: {engine}
+    endpointslice.kubernetes.io/managed-by: sage-tests
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- addresses: ["{address}"]
+  conditions: {{ready: {ready}}}
+"""
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Polls `check` until it holds; fails naming `what` otherwise (a wait, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gave up waiting for: {what}")
+
+
+@pytest.fixture(scope="module")
+def address() -> str:
+    """This machine's non-loopback IPv4 address (no packet is sent: UDP connect only picks a route)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.254.254.254", 9))
+        except OSError as error:
+            missing(f"no non-loopback IPv4 route for EndpointSlice addresses: {error}")
+        found: str = probe.getsockname()[0]
+    if found.startswith("127."):
+        missing("only loopback addresses here; EndpointSlices refuse them")
+    return found
+
+
+class Replica:
+    """An engine process as the gateway sees it through an EndpointSlice."""
+
+    def __init__(self, engine: EngineProcess, address: str) -> None:
+        self.engine = engine
+        self.address = address
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.engine.port}"
+
+
+@pytest.fixture
+def start_replica(engine_factory: Callable[..., EngineProcess], address: str) -> Callable[[], Replica]:
+    def start() -> Replica:
+        engine = engine_factory("deterministic", "echo", aliases=("echo-alias",), extra_args=["--host", "0.0.0.0"])
+        return Replica(engine, address)
+
+    return start
+
+
+@pytest.fixture
+def gateway(control_plane: ControlPlane, namespace: str) -> Iterator[GatewayProcess]:
+    env = {
+        "SAGE_GATEWAY_DISCOVERY": "kubernetes",
+        "SAGE_GATEWAY_KUBECONFIG": str(control_plane.kubeconfig),
+        "SAGE_GATEWAY_NAMESPACES": namespace,
+    }
+    with GatewayProcess(env=env) as process:
+        yield process
+
+
+def apply_slice(kubectl: Kubectl, namespace: str, name: str, replica: Replica, *, ready: bool = True) -> None:
+    ready_value = "true" if ready else "false"
+    manifest = SLICE.format(
+        name=name, engine="echo", port=replica.engine.port, address=replica.address, ready=ready_value
+    )
+    kubectl.apply(manifest, namespace)
+
+
+def replica_of(gateway: GatewayProcess, route: str = "embeddings", text: str = "x") -> str:
+    if route == "embeddings":
+        response = httpx.post(f"{gateway.base_url}/v1/embeddings", json={"model": "echo", "input": text})
+    else:
+        body = {"model": "echo", "messages": [{"role": "user", "content": text}]}
+        response = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    return response.headers["x-sage-replica"]
+
+
+def status_of(gateway: GatewayProcess, model: str) -> int:
+    body = {"model": model, "input": "x"}
+    return httpx.post(f"{gateway.base_url}/v1/embeddings", json=body).status_code
+
+
+def listed(gateway: GatewayProcess) -> set[str]:
+    return {model["id"] for model in httpx.get(f"{gateway.base_url}/v1/models").json()["data"]}
+
+
+@pytest.fixture
+def two_replicas(start_replica: Callable[[], Replica]) -> tuple[Replica, Replica]:
+    return start_replica(), start_replica()
+
+
+def test_engine_with_a_ready_endpoint_is_listed_and_routable(
+    gateway: GatewayProcess, kubectl: Kubectl, namespace: str, start_replica: Callable[[], Replica]
+) -> None:
+    replica = start_replica()
+    assert status_of(gateway, "echo") == 404
+    kubectl.apply(ENGINE.format(name="echo", served="echo", alias="echo-alias"), namespace)
+    wait_until(lambda: status_of(gateway, "echo") == 503, "the engine known, without a ready replica")
+    assert "echo" not in listed(gateway)
+    apply_slice(kubectl, namespace, "echo-a", replica)
+    wait_until(lambda: "echo" in listed(gateway), "the model listed")
+    assert {"echo", "echo-alias"} <= listed(gateway)
+    assert replica_of(gateway, "chat") == replica.url
+    body = {"model": "echo-alias", "messages": [{"role": "user", "content": "via k8s"}]}
+    reply = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=body).json()
+    assert reply["choices"][0]["message"]["content"] == "echo: via k8s"
+    kubectl("delete", "llmengine", "echo", "-n", namespace)
+    wait_until(lambda: status_of(gateway, "echo") == 404, "the deleted engine unknown")
+
+
+def test_unready_or_deleted_endpoints_get_no_new_requests(
+    gateway: GatewayProcess, kubectl: Kubectl, namespace: str, two_replicas: tuple[Replica, Replica]
+) -> None:
+    first, second = two_replicas
+    kubectl.apply(ENGINE.format(name="echo", served="echo", alias="echo-alias"), namespace)
+    apply_slice(kubectl, namespace, "echo-a", first)
+    apply_slice(kubectl, namespace, "echo-b", second)
+    # Idle replicas take turns, so two answers in a row from one replica mean the other is out.
+    wait_until(lambda: len({replica_of(gateway), replica_of(gateway)}) == 2, "both replicas in rotation")
+
+    apply_slice(kubectl, namespace, "echo-b", second, ready=False)
+    wait_until(lambda: {replica_of(gateway), replica_of(gateway)} == {first.url}, "the unready one out")
+    assert {replica_of(gateway) for _ in range(20)} == {first.url}
+
+    apply_slice(kubectl, namespace, "echo-b", second, ready=True)
+    wait_until(lambda: len({replica_of(gateway), replica_of(gateway)}) == 2, "the ready one back")
+
+    kubectl("delete", "endpointslice", "echo-a", "-n", namespace)
+    wait_until(lambda: {replica_of(gateway), replica_of(gateway)} == {second.url}, "the deleted one out")
+    assert {replica_of(gateway) for _ in range(20)} == {second.url}
+
+    kubectl("delete", "endpointslice", "echo-b", "-n", namespace)
+    wait_until(lambda: status_of(gateway, "echo") == 503, "no replica left: 503")
+
+
+def test_load_spreads_over_two_replicas(
+    gateway: GatewayProcess, kubectl: Kubectl, namespace: str, two_replicas: tuple[Replica, Replica]
+) -> None:
+    first, second = two_replicas
+    kubectl.apply(ENGINE.format(name="echo", served="echo", alias="echo-alias"), namespace)
+    apply_slice(kubectl, namespace, "echo-a", first)
+    apply_slice(kubectl, namespace, "echo-b", second)
+    wait_until(lambda: len({replica_of(gateway), replica_of(gateway)}) == 2, "both replicas in rotation")
+    embeddings = Counter(replica_of(gateway) for _ in range(20))
+    assert embeddings == {first.url: 10, second.url: 10}
+    # Chat uses prefix affinity: one prompt sticks to one replica, different prompts spread.
+    assert len({replica_of(gateway, "chat", "the same question") for _ in range(6)}) == 1
+    chats = Counter(replica_of(gateway, "chat", f"question number {n}") for n in range(40))
+    assert set(chats) == {first.url, second.url}
+
+
+def test_a_killed_replica_does_not_fail_requests(
+    gateway: GatewayProcess, kubectl: Kubectl, namespace: str, two_replicas: tuple[Replica, Replica]
+) -> None:
+    survivor, victim = two_replicas
+    kubectl.apply(ENGINE.format(name="echo", served="echo", alias="echo-alias"), namespace)
+    apply_slice(kubectl, namespace, "echo-a", survivor)
+    apply_slice(kubectl, namespace, "echo-b", victim)
+    wait_until(lambda: len({replica_of(gateway), replica_of(gateway)}) == 2, "both replicas in rotation")
+    assert victim.engine.process is not None
+    victim.engine.process.kill()
+    victim.engine.process.wait(10)
+    # The slice still lists the dead replica (no kubelet to notice): connect failures move on.
+    routes = ("embeddings", "chat")
+    answered = {replica_of(gateway, route, f"after the kill {n}") for n in range(10) for route in routes}
+    assert answered == {survivor.url}
+    metrics = httpx.get(f"{gateway.base_url}/metrics").text
+    assert 'sage_gateway_retries_total{model="echo"}' in metrics
