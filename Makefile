@@ -93,3 +93,7 @@ bench-operator: env-ready ## Create 200 LLMEngines at once on a real API server;
 .PHONY: bench-engine
 bench-engine: env-ready ## Engine embedding throughput vs in-process encode, same run -> docs/perf/engine.md
 	@$(call timed,$(PY) images/engine/bench/engine_bench.py $(BENCH_ARGS),bench-engine)
+
+.PHONY: bench-gateway
+bench-gateway: env-ready ## Gateway vs direct, interleaved: req/s, p50/p99 at c=1/16/64, stream TTFT; docs/perf/gateway.md
+	@$(call timed,$(PY) gateway/bench/bench_gateway.py $(BENCH_ARGS),bench-gateway)
