@@ -158,3 +158,27 @@ def render_progress_rbac(job: FinetuneJob) -> list[dict[str, Any]]:
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": job.metadata["namespace"]}],
         },
     ]
+
+
+def render_finetune_event(job: FinetuneJob, phase: str, message: str, now: str) -> dict[str, Any]:
+    """A core/v1 Event on the FinetuneJob for a phase transition."""
+    name = job.metadata["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{name}.", "namespace": job.metadata["namespace"]},
+        "involvedObject": {
+            "apiVersion": names.API_VERSION,
+            "kind": names.FINETUNE_KIND,
+            "name": name,
+            "namespace": job.metadata["namespace"],
+            "uid": job.metadata["uid"],
+        },
+        "reason": phase,
+        "message": message[:1024],
+        "type": "Warning" if phase == "Failed" else "Normal",
+        "source": {"component": names.MANAGED_BY},
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
