@@ -32,5 +32,9 @@ if [[ ! -x "$venv/.complete" ]]; then
   touch "$venv/.complete" && chmod +x "$venv/.complete"
   log "environment ready"
 fi
-"$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e "$root" >&2
+# Quiet unless it fails: setuptools is chatty about editable installs.
+if ! out=$("$venv/bin/pip" install --quiet --no-deps --no-build-isolation -e "$root" 2>&1); then
+  echo "$out" >&2
+  exit 1
+fi
 echo "$venv"

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 import kopf
 from pydantic import ValidationError
 
+import sage_operator.finetune.handlers
 import sage_operator.handlers  # noqa: F401  (registers the handlers)
 from sage_operator.settings import ENV_PREFIX, OperatorSettings
 
 DESCRIPTION = """\
-SAGE operator: reconciles LLMEngine resources (sage.ai/v1alpha1) into engine Deployments and
+SAGE operator: reconciles FinetuneJob resources into training Jobs (with progress, suspend and
+preemption of engines), and LLMEngine resources (sage.ai/v1alpha1) into engine Deployments and
 Services, keeps them as rendered (server-side apply; drift is undone), loads static LoRA adapters
 into ready pods and writes a status that tells the truth (Pending, Deploying, Loading, Ready,
 Degraded, Paused, Failed with the reason).

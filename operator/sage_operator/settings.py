@@ -26,6 +26,9 @@ class OperatorSettings(BaseSettings):
         description="Image of SAGE's engine server (transformers, sentence-transformers, deterministic)",
     )
     vllm_image: str = Field(default="vllm/vllm-openai:v0.6.6", description="Image for the vllm backend")
+    finetune_image: str = Field(
+        default="sage/finetune:0.1.0", description="Image of the fine-tune runner (FinetuneJob pods)"
+    )
     engine_images: dict[str, str] = Field(
         default_factory=dict,
         description='Per-backend image overrides as JSON, e.g. {"sentence-transformers": "my/st:1"}',

@@ -49,7 +49,8 @@ class FinetuneReconciler:
         operator was down still gives its engines back)."""
         for item in await self.store.list_finetunejobs(self.namespaces):
             self.enqueue(item["metadata"]["namespace"], item["metadata"]["name"])
-        for namespace in self.namespaces or [None]:
+        scopes: list[str | None] = list(self.namespaces) or [None]
+        for namespace in scopes:
             for engine in await self.store.list_engines(namespace):
                 metadata = engine["metadata"]
                 if paused_by := (metadata.get("annotations") or {}).get(PAUSED_BY):
@@ -87,12 +88,7 @@ class FinetuneReconciler:
         # A Job's pod template is immutable once created: later spec edits take effect on a new
         # FinetuneJob. Suspension is the one switch that follows the spec.
         if bool(existing["spec"].get("suspend")) != job.spec.suspend:
-            existing = await self.store.apply(
-                {
-                    **{k: job_manifest[k] for k in ("apiVersion", "kind", "metadata")},
-                    "spec": {"suspend": job.spec.suspend},
-                }
-            )
+            existing = await self.store.set_job_suspended(namespace, name, suspended=job.spec.suspend)
         return JobView(existing)
 
     async def _coordinate_engines(self, job: FinetuneJob, phase: FinetunePhase) -> None:

@@ -46,7 +46,8 @@ class FinetuneStore:
 
     async def list_finetunejobs(self, namespaces: list[str]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        for namespace in namespaces or [None]:
+        scopes: list[str | None] = list(namespaces) or [None]
+        for namespace in scopes:
             items += (await self.kube.list(finetune_path(namespace))).get("items") or []
         return items
 
@@ -59,6 +60,10 @@ class FinetuneStore:
         metadata = manifest["metadata"]
         path = resource_path(manifest["apiVersion"], plural, metadata["namespace"], metadata["name"])
         return await self.kube.apply(path, manifest, force=True)
+
+    async def set_job_suspended(self, namespace: str, name: str, *, suspended: bool) -> dict[str, Any]:
+        path = resource_path("batch/v1", "jobs", namespace, name)
+        return await self.kube.patch(path, {"spec": {"suspend": suspended}})
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         await self.kube.patch(finetune_path(namespace, name, "status"), {"status": status})
