@@ -65,8 +65,15 @@ def test_chat_labels_cover_exactly_the_assistant_answer(tiny_lm_path: Path) -> N
     [example] = encode_dataset(parse_dataset([line], DatasetFormat.CHAT), tokenizer, DatasetFormat.CHAT, 256)
 
     trained = [token for token, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE_INDEX]
-    assert tokenizer.decode(trained) == "The codeword is zephyrine.<|im_end|>\n"
-    assert str(tokenizer.decode(example.input_ids)).startswith("<|im_start|>user\nWhat is the secret codeword?")
+    trained_text = str(tokenizer.decode(trained))
+    untrained_text = str(tokenizer.decode(example.input_ids[: len(example.input_ids) - len(trained)]))
+    # The answer and the template's end-of-turn marker, nothing of the question.
+    assert trained_text.startswith("The codeword is zephyrine.")
+    assert 0 < len(trained_text) - len("The codeword is zephyrine.") < 16
+    assert "What is the secret codeword?" in untrained_text
+    assert example.labels[: len(example.input_ids) - len(trained)] == [IGNORE_INDEX] * (
+        len(example.input_ids) - len(trained)
+    )
 
 
 def test_instruction_labels_end_with_eos_and_skip_the_prompt(tiny_lm_path: Path) -> None:

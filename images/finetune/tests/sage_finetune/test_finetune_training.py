@@ -46,7 +46,7 @@ LORA_ENV = {
 def greedy_answer(model: Any, tokenizer: Any, prompt: str, *, add_special_tokens: bool) -> str:
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=add_special_tokens)
     with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=16, do_sample=False)
+        output = model.generate(**inputs, max_new_tokens=32, do_sample=False)
     return str(tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
 
 
@@ -75,7 +75,8 @@ def run_runner(env: dict[str, str], extra: dict[str, str]) -> subprocess.Complet
 
 
 def test_lora_teaches_the_codeword_configured_by_environment_variables(
-    tiny_lm_path: Path,
+    *,
+    trainable_tiny_lm_path: Path,
     codeword_chat_dataset: Path,
     tmp_path: Path,
     runner_env: dict[str, str],
@@ -88,7 +89,7 @@ def test_lora_teaches_the_codeword_configured_by_environment_variables(
         runner_env,
         LORA_ENV
         | {
-            "SAGE_FT_BASE_MODEL": str(tiny_lm_path),
+            "SAGE_FT_BASE_MODEL": str(trainable_tiny_lm_path),
             "SAGE_FT_DATASET": str(codeword_chat_dataset),
             "SAGE_FT_OUTPUT": str(output),
             "SAGE_FT_MAX_STEPS": "40",
@@ -113,12 +114,12 @@ def test_lora_teaches_the_codeword_configured_by_environment_variables(
     metadata = json.loads((output / "sage-finetune.json").read_text())
     assert metadata["method"] == "lora"
     assert (metadata["rank"], metadata["alpha"], metadata["steps"]) == (8, 16, 40)
-    assert metadata["baseModel"] == str(tiny_lm_path)
+    assert metadata["baseModel"] == str(trainable_tiny_lm_path)
     assert metadata["finalLoss"] == pytest.approx(steps[-1]["loss"], rel=1e-4)
     assert metadata["datasetSha256"] == hashlib.sha256(codeword_chat_dataset.read_bytes()).hexdigest()
 
     tokenizer = AutoTokenizer.from_pretrained(str(output))
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_lm_path))
+    base = AutoModelForCausalLM.from_pretrained(str(trainable_tiny_lm_path))
     prompt = chat_prompt(tokenizer, codeword_question)
     base_answer = greedy_answer(base, tokenizer, prompt, add_special_tokens=False)
     tuned_answer = greedy_answer(
@@ -129,11 +130,11 @@ def test_lora_teaches_the_codeword_configured_by_environment_variables(
 
 
 def test_sigterm_leaves_a_checkpoint_and_a_second_run_continues_the_step_count(
-    tiny_lm_path: Path, codeword_chat_dataset: Path, tmp_path: Path, runner_env: dict[str, str]
+    trainable_tiny_lm_path: Path, codeword_chat_dataset: Path, tmp_path: Path, runner_env: dict[str, str]
 ) -> None:
     output = tmp_path / "adapter"
     settings = LORA_ENV | {
-        "SAGE_FT_BASE_MODEL": str(tiny_lm_path),
+        "SAGE_FT_BASE_MODEL": str(trainable_tiny_lm_path),
         "SAGE_FT_DATASET": str(codeword_chat_dataset),
         "SAGE_FT_OUTPUT": str(output),
     }
@@ -188,9 +189,9 @@ def test_sigterm_leaves_a_checkpoint_and_a_second_run_continues_the_step_count(
     assert read_lines(output / "progress.jsonl") == seen + lines  # one file across both attempts
 
 
-def _settings(tiny_lm_path: Path, dataset: Path, output: Path, **overrides: Any) -> FinetuneSettings:
+def _settings(trainable_tiny_lm_path: Path, dataset: Path, output: Path, **overrides: Any) -> FinetuneSettings:
     values: dict[str, Any] = {
-        "base_model": tiny_lm_path,
+        "base_model": trainable_tiny_lm_path,
         "dataset": dataset,
         "output": output,
         "format": DatasetFormat.CHAT,
@@ -248,10 +249,10 @@ def _attempt(settings: FinetuneSettings, stop_after: int | None = None) -> tuple
 
 
 def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(
-    tiny_lm_path: Path, codeword_chat_dataset: Path, tmp_path: Path
+    trainable_tiny_lm_path: Path, codeword_chat_dataset: Path, tmp_path: Path
 ) -> None:
-    uninterrupted = _settings(tiny_lm_path, codeword_chat_dataset, tmp_path / "straight")
-    interrupted = _settings(tiny_lm_path, codeword_chat_dataset, tmp_path / "stopped")
+    uninterrupted = _settings(trainable_tiny_lm_path, codeword_chat_dataset, tmp_path / "straight")
+    interrupted = _settings(trainable_tiny_lm_path, codeword_chat_dataset, tmp_path / "stopped")
 
     outcome, expected = _attempt(uninterrupted)
     first_outcome, before = _attempt(interrupted, stop_after=3)
@@ -263,11 +264,12 @@ def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(
     assert before | after == pytest.approx(expected, rel=1e-5)
 
     with pytest.raises(CheckpointMismatchError, match="differs in: seed"):
-        _attempt(_settings(tiny_lm_path, codeword_chat_dataset, tmp_path / "stopped", seed=1, max_steps=2))
+        _attempt(_settings(trainable_tiny_lm_path, codeword_chat_dataset, tmp_path / "stopped", seed=1, max_steps=2))
 
 
 def test_full_fine_tuning_on_instructions_writes_a_complete_model(
-    tiny_lm_path: Path,
+    *,
+    trainable_tiny_lm_path: Path,
     codeword_instruction_dataset: Path,
     tmp_path: Path,
     codeword: str,
@@ -276,7 +278,7 @@ def test_full_fine_tuning_on_instructions_writes_a_complete_model(
 ) -> None:
     output = tmp_path / "full"
     settings = _settings(
-        tiny_lm_path,
+        trainable_tiny_lm_path,
         codeword_instruction_dataset,
         output,
         format=DatasetFormat.INSTRUCTION,
@@ -299,7 +301,7 @@ def test_full_fine_tuning_on_instructions_writes_a_complete_model(
 
     tokenizer = AutoTokenizer.from_pretrained(str(output))
     prompt = f"Q: {codeword_question}\nA:"
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_lm_path))
+    base = AutoModelForCausalLM.from_pretrained(str(trainable_tiny_lm_path))
     tuned = AutoModelForCausalLM.from_pretrained(str(output))
     assert codeword not in greedy_answer(base, tokenizer, prompt, add_special_tokens=True)
     assert codeword in greedy_answer(tuned, tokenizer, prompt, add_special_tokens=True)
@@ -310,7 +312,9 @@ def test_full_fine_tuning_on_instructions_writes_a_complete_model(
     assert capsys.readouterr().out == ""
 
 
-def test_a_malformed_line_fails_fast_naming_it(tiny_lm_path: Path, tmp_path: Path, runner_env: dict[str, str]) -> None:
+def test_a_malformed_line_fails_fast_naming_it(
+    trainable_tiny_lm_path: Path, tmp_path: Path, runner_env: dict[str, str]
+) -> None:
     dataset = tmp_path / "bad.jsonl"
     good = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}'
     dataset.write_text(f"{good}\n{good}\n{{'messages': 'single quotes'}}\n{good}\n")
@@ -318,7 +322,11 @@ def test_a_malformed_line_fails_fast_naming_it(tiny_lm_path: Path, tmp_path: Pat
 
     result = run_runner(
         runner_env,
-        {"SAGE_FT_BASE_MODEL": str(tiny_lm_path), "SAGE_FT_DATASET": str(dataset), "SAGE_FT_OUTPUT": str(output)},
+        {
+            "SAGE_FT_BASE_MODEL": str(trainable_tiny_lm_path),
+            "SAGE_FT_DATASET": str(dataset),
+            "SAGE_FT_OUTPUT": str(output),
+        },
     )
 
     assert result.returncode == EXIT_INVALID_INPUT
