@@ -133,7 +133,8 @@ class GatedUpstream:
     A streaming chat request gets its first chunk at once; the second only after the test sets
     `release`. Meanwhile SSE comments keep the connection busy, so that when the gateway drops
     the upstream connection (its client went away) a write fails and `disconnected` is set.
-    Every request's headers are kept in `seen_headers`.
+    Every request's headers are kept in `seen_headers`. `/v1/completions` always fails with a
+    plain-text 500.
     """
 
     def __init__(self, model: str = "gated") -> None:
@@ -176,12 +177,17 @@ class GatedUpstream:
         await response.write_eof()
         return response
 
+    async def _crash(self, request: web.Request) -> web.Response:
+        """What a crashing server behind a plain proxy answers: a 500 that is not JSON."""
+        return web.Response(status=500, text="boom: out of memory", content_type="text/plain")
+
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def start(self) -> GatedUpstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._crash)
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app)
         await self._runner.setup()

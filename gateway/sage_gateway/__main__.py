@@ -65,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             print(f"sage_gateway: {error}", file=sys.stderr)
             return 2
+    if settings.discovery == "kubernetes":
+        from sage_kube import load_config  # noqa: PLC0415
+
+        try:
+            load_config(settings.kubeconfig)
+        except Exception as error:
+            print(f"sage_gateway: no Kubernetes credentials for discovery: {error}", file=sys.stderr)
+            return 2
     app = create_app(settings)
     uvicorn.run(
         app,

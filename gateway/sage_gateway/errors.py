@@ -92,3 +92,30 @@ def body_too_large(limit: int) -> GatewayError:
 
 def upstream_failed(model: str, reason: str) -> GatewayError:
     return GatewayError(502, f"Every replica of '{model}' failed: {reason}", "upstream_error")
+
+
+def _envelope_of(content: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    return error if isinstance(error, dict) and "message" in error else None
+
+
+def is_error_envelope(content: bytes) -> bool:
+    return _envelope_of(content) is not None
+
+
+def upstream_error(status: int, content: bytes, replica: str) -> GatewayError:
+    """An upstream error response as a GatewayError: its own envelope's fields when it sent one,
+    else a 502 (server errors) or its status (client errors) quoting the start of its body."""
+    error = _envelope_of(content)
+    if error is not None:
+        code = error.get("code")
+        param = error.get("param")
+        return GatewayError(
+            status, str(error["message"]), str(code) if code else "upstream_error", str(param) if param else None
+        )
+    snippet = content[:300].decode(errors="replace").strip() or "(empty body)"
+    return GatewayError(502 if status >= 500 else status, f"{replica} answered {status}: {snippet}", "upstream_error")

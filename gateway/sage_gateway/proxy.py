@@ -46,7 +46,12 @@ HOP_BY_HOP = frozenset(
 _RESPONSE_DROPPED = HOP_BY_HOP | {"date", "server"}
 
 # Failures that happen before the replica could have started answering.
-RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+RETRYABLE = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+)
 TIMEOUTS = (TimeoutError, aiohttp.ServerTimeoutError)
 REQUEST_ID = "x-request-id"
 REPLICA = "x-sage-replica"

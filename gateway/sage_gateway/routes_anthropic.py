@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
 from sage_gateway.anthropic import MessageStreamTranslator, chat_to_message, encode_events, messages_to_chat
-from sage_gateway.errors import GatewayError, error_envelope
+from sage_gateway.errors import GatewayError, error_envelope, upstream_error
 from sage_gateway.http import JSON, ClientGone, error_response, read_body, unless_disconnected
 from sage_gateway.proxy import REPLICA, Upstream, forward_headers, request_id_of
 from sage_gateway.request_fields import chat_prefix, parse_body, require_model
@@ -22,20 +22,6 @@ from sage_gateway.state import GatewayState
 
 router = APIRouter()
 ROUTE = "messages"
-
-
-def _upstream_error(status: int, content: bytes) -> GatewayError:
-    """An upstream error body (normally an OpenAI envelope) as a GatewayError with its status."""
-    try:
-        error = orjson.loads(content).get("error") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        error = {}
-    message = error.get("message") if isinstance(error, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    param = error.get("param") if isinstance(error, dict) else None
-    return GatewayError(
-        status, str(message or content[:500].decode(errors="replace")), str(code or "upstream_error"), param
-    )
 
 
 @router.post("/v1/messages")
@@ -70,7 +56,7 @@ async def messages(request: Request) -> Response:
             finally:
                 await proxy.close(upstream)
             if status >= 400:
-                raise _upstream_error(status, content)
+                raise upstream_error(status, content, upstream.url)
             message = chat_to_message(orjson.loads(content), model)
             state.observe(model, ROUTE, status, started)
             headers = {"x-request-id": request_id, REPLICA: upstream.url}

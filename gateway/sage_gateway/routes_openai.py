@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 
-from sage_gateway.errors import GatewayError
+from sage_gateway.errors import GatewayError, is_error_envelope, upstream_error
 from sage_gateway.http import JSON, ClientGone, error_response, read_body, unless_disconnected
 from sage_gateway.proxy import REPLICA, forward_headers, request_id_of, response_headers
 from sage_gateway.request_fields import routing_fields
@@ -68,6 +68,12 @@ async def proxy_openai(request: Request, route: str, path: str) -> Response:
         return error_response(error, request_id)
     finally:
         await proxy.close(upstream)
+    encoded = "content-encoding" in upstream.response.headers
+    # A crashed server (or a proxy in between) may answer in plain text: wrap it in an envelope.
+    if status >= 400 and not encoded and not is_error_envelope(content):
+        failure = upstream_error(status, content, upstream.url)
+        state.observe(model, route, failure.status, started)
+        return error_response(failure, request_id)
     state.observe(model, route, status, started)
     return Response(content, status, out_headers)
 

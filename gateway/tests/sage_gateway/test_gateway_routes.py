@@ -4,6 +4,9 @@ deterministic backend and MiniLM), called with the official `openai` and `anthro
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from sage_testing.engines import EngineProcess
 from sage_testing.envtest import free_port
-from sage_testing.gateway import GatedUpstream, GatewayProcess
+from sage_testing.gateway import GatedUpstream, GatewayProcess, source_pythonpath
 
 pytestmark = pytest.mark.engine
 
@@ -286,3 +289,41 @@ async def test_hop_by_hop_headers_are_dropped(gateway: GatewayProcess, gated: Ga
     assert "x-private-hop" not in seen
     assert "te" not in seen
     assert seen["x-request-id"] == response.headers["x-request-id"]
+
+
+async def test_a_plain_text_upstream_failure_becomes_an_envelope(gateway: GatewayProcess, gated: GatedUpstream) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(f"{gateway.base_url}/v1/completions", json={"model": "gated", "prompt": "x"})
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "upstream_error"
+    assert "boom: out of memory" in error["message"]
+
+
+def test_bad_settings_stop_the_gateway_with_one_clear_line() -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": source_pythonpath(),
+        "SAGE_GATEWAY_DISCOVERY": "static",
+        "SAGE_GATEWAY_STATIC_ENGINES": '[{"name": "x", "urls": ["http://h:1"], "policy": "random"}]',
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "sage_gateway", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "policy" in result.stderr
+    assert "Traceback" not in result.stderr
+    helped = subprocess.run(
+        [sys.executable, "-m", "sage_gateway", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "SAGE_GATEWAY_DISCOVERY" in helped.stdout
