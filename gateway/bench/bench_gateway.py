@@ -22,10 +22,12 @@ import platform
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import httpx
 
 from sage_testing.envtest import REPO_ROOT, free_port
 from sage_testing.gateway import GatewayProcess, source_pythonpath
@@ -50,12 +52,14 @@ class Sample:
     ttfts: list[float] = field(default_factory=list)
     elapsed: float = 0.0
     errors: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Sample) -> None:
         self.latencies += other.latencies
         self.ttfts += other.ttfts
         self.elapsed += other.elapsed
         self.errors += other.errors
+        self.reasons.update(other.reasons)
 
     @property
     def rate(self) -> float:
@@ -91,8 +95,11 @@ async def run_load(session: aiohttp.ClientSession, url: str, concurrency: int, t
                         await response.read()
                     if response.status != 200:
                         sample.errors += 1
-            except aiohttp.ClientError:
+                        sample.reasons[f"HTTP {response.status}"] += 1
+                        continue
+            except aiohttp.ClientError as error:
                 sample.errors += 1
+                sample.reasons[type(error).__name__] += 1
                 continue
             sample.latencies.append(time.perf_counter() - started)
 
@@ -112,68 +119,80 @@ def start_upstream(kind: str) -> tuple[subprocess.Popen[bytes], str]:
         command = [sys.executable, str(Path(__file__).with_name("mock_upstream.py")), "--port", str(port)]
         command += ["--model", "echo"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    import httpx  # noqa: PLC0415
+    return process, wait_healthy(process, f"http://127.0.0.1:{port}", f"{kind} upstream")
 
+
+def wait_healthy(process: subprocess.Popen[bytes], url: str, what: str) -> str:
+    """`url` once a POST to it answers at all (the minimal proxy has no health route)."""
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            sys.exit(f"the {kind} upstream exited with code {process.returncode}")
+            sys.exit(f"the {what} exited with code {process.returncode}")
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
+            httpx.get(f"{url}/health", timeout=1)
+            return url
         except httpx.TransportError:
-            pass
-        time.sleep(0.1)
+            time.sleep(0.1)
     process.kill()
-    sys.exit(f"the {kind} upstream did not turn healthy")
+    sys.exit(f"the {what} did not start")
 
 
-async def measure(direct: str, gateway: str, rounds: int, scale: float) -> list[tuple[str, Sample, Sample]]:
+Row = tuple[str, Sample, Sample, Sample | None]
+
+
+async def measure(targets: dict[str, str], rounds: int, scale: float) -> list[Row]:
+    """`targets`: direct, gateway and (optionally) minimal -> base URL. The minimal proxy does not
+    stream, so it only takes part in the non-streaming rows."""
     cells = [
         ("c=1", 1, 300, False),
         ("c=16", 16, 1200, False),
         ("c=64", 64, 2400, False),
         ("stream c=16", 16, 600, True),
     ]
-    results = {name: (Sample(), Sample()) for name, *_ in cells}
+    results: dict[str, dict[str, Sample]] = {name: {} for name, *_ in cells}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        # warm up both paths (connections, caches)
-        await run_load(session, direct, 16, 200, False)
-        await run_load(session, gateway, 16, 200, False)
+        for base in targets.values():  # warm up every path (connections, caches)
+            await run_load(session, f"{base}/v1/chat/completions", 16, 200, False)
         for round_number in range(1, rounds + 1):
             for name, concurrency, total, stream in cells:
                 count = max(concurrency, int(total * scale))
-                for label, base in (("direct", direct), ("gateway", gateway)):
+                for label, base in targets.items():
+                    if stream and label == "minimal":
+                        continue
                     sample = await run_load(session, f"{base}/v1/chat/completions", concurrency, count, stream)
-                    results[name][0 if label == "direct" else 1].add(sample)
+                    results[name].setdefault(label, Sample()).add(sample)
                     print(
                         f"round {round_number}/{rounds} {name:<12} {label:<8} {sample.rate:8.0f} req/s "
                         f"p50 {percentile(sample.latencies, 0.5) * 1000:7.2f} ms errors {sample.errors}",
                         flush=True,
                     )
-    return [(name, *results[name]) for name, *_ in cells]
-
-
-def table(rows: list[tuple[str, Sample, Sample]]) -> str:
-    lines = [
-        "| load | direct req/s | gateway req/s | throughput ratio | direct p50 ms | gateway p50 ms | added p50 ms "
-        "| direct p99 ms | gateway p99 ms | errors (d/g) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    return [
+        (name, results[name]["direct"], results[name]["gateway"], results[name].get("minimal")) for name, *_ in cells
     ]
-    for name, direct, gateway in rows:
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| load | direct req/s | gateway req/s | gateway/direct | minimal proxy/direct | direct p50 ms "
+        "| gateway p50 ms | added p50 ms | direct p99 ms | gateway p99 ms | errors (d/g) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, direct, gateway, minimal in rows:
         d50, g50 = percentile(direct.latencies, 0.5) * 1000, percentile(gateway.latencies, 0.5) * 1000
         d99, g99 = percentile(direct.latencies, 0.99) * 1000, percentile(gateway.latencies, 0.99) * 1000
         ratio = gateway.rate / direct.rate if direct.rate else float("nan")
+        reference = f"{minimal.rate / direct.rate:.2f}" if minimal is not None and direct.rate else ""
         lines.append(
-            f"| {name} | {direct.rate:.0f} | {gateway.rate:.0f} | {ratio:.2f} | {d50:.2f} | {g50:.2f} "
-            f"| {g50 - d50:+.2f} | {d99:.2f} | {g99:.2f} | {direct.errors}/{gateway.errors} |"
+            f"| {name} | {direct.rate:.0f} | {gateway.rate:.0f} | {ratio:.2f} | {reference} | {d50:.2f} "
+            f"| {g50:.2f} | {g50 - d50:+.2f} | {d99:.2f} | {g99:.2f} | {direct.errors}/{gateway.errors} |"
         )
         if direct.ttfts:
             t50, u50 = percentile(direct.ttfts, 0.5) * 1000, percentile(gateway.ttfts, 0.5) * 1000
             t99, u99 = percentile(direct.ttfts, 0.99) * 1000, percentile(gateway.ttfts, 0.99) * 1000
-            lines.append(f"| {name} TTFT | | | | {t50:.2f} | {u50:.2f} | {u50 - t50:+.2f} | {t99:.2f} | {u99:.2f} | |")
+            lines.append(
+                f"| {name} TTFT | | | | | {t50:.2f} | {u50:.2f} | {u50 - t50:+.2f} | {t99:.2f} | {u99:.2f} | |"
+            )
     return "\n".join(lines)
 
 
@@ -183,6 +202,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the request counts (default: 1)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "gateway.md")
+    parser.add_argument("--no-reference", action="store_true", help="skip the minimal-proxy reference row")
     args = parser.parse_args()
     kind = args.upstream
     if kind == "auto":
@@ -197,15 +217,28 @@ def main() -> None:
             "SAGE_GATEWAY_LOG_LEVEL": "warning",
         }
     )
+    minimal: subprocess.Popen[bytes] | None = None
     try:
         gateway.start()
-        rows = asyncio.run(measure(direct, gateway.base_url, args.rounds, args.scale))
+        targets = {"direct": direct, "gateway": gateway.base_url}
+        if not args.no_reference:
+            port = free_port()
+            script = str(Path(__file__).with_name("minimal_proxy.py"))
+            minimal = subprocess.Popen([sys.executable, script, "--upstream", direct, "--port", str(port)])
+            targets["minimal"] = wait_healthy(minimal, f"http://127.0.0.1:{port}", "minimal proxy")
+        rows = asyncio.run(measure(targets, args.rounds, args.scale))
     finally:
         gateway.stop()
-        upstream.terminate()
-        upstream.wait(10)
+        for process in (upstream, minimal):
+            if process is not None:
+                process.terminate()
+                process.wait(10)
     rendered = table(rows)
     print("\n" + rendered)
+    for name, direct_sample, gateway_sample, _ in rows:
+        for label, sample in (("direct", direct_sample), ("gateway", gateway_sample)):
+            if sample.reasons:
+                print(f"errors {name} {label}: {dict(sample.reasons)}")
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     doc = (
         "# Gateway overhead\n\n"
@@ -214,7 +247,9 @@ def main() -> None:
         f"Direct and gateway runs are interleaved, {args.rounds} rounds per row; the load generator (aiohttp), "
         "the upstream and the gateway share the machine's CPUs, so absolute numbers are low and the ratios are "
         "what to read. Non-streaming rows time whole requests; TTFT rows time the first streamed bytes.\n\n"
-        "Aims: added p50 under 1 ms at c=1; at c=64 at least 70% of direct throughput.\n\n"
+        "Aims: added p50 under 1 ms at c=1; at c=64 at least 70% of direct throughput. The minimal-proxy column is "
+        "a 40-line raw-ASGI + aiohttp proxy with no routing, metrics or error handling "
+        "(`gateway/bench/minimal_proxy.py`): the cost of the second HTTP hop alone on this machine.\n\n"
         f"{rendered}\n"
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
