@@ -7,11 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from sage_gateway import GatewaySettings
 from sage_gateway import create_app as create_gateway
+from sage_gateway.errors import GatewayError
+from sage_gateway.http import error_response
 from sage_gateway.state import GatewayState
 
 JSON = "application/json"
@@ -56,6 +59,12 @@ def create_app(
         body = {"status": "ready" if ready else "not ready", "components": parts}
         return Response(orjson.dumps(body), 200 if ready else 503, media_type=JSON)
 
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        message = f"{request.method} {request.url.path}: no such route on sage-edge"
+        return error_response(GatewayError(status, message, "not_found" if status == 404 else "http_error"))
+
+    app.add_exception_handler(HTTPException, not_found)
     if gateway is not None:
         app.mount(prefix or "/", gateway)
     return app

@@ -56,7 +56,9 @@ def test_the_gateway_is_mounted_under_a_prefix(edge_with_prefix: GatewayProcess)
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     assert caught.value.code == "model_not_found"
-    assert httpx.get(f"{edge_with_prefix.base_url}/v1/models").status_code == 404
+    outside = httpx.get(f"{edge_with_prefix.base_url}/v1/models")
+    assert outside.status_code == 404
+    assert outside.json()["error"]["code"] == "not_found"
     assert httpx.get(f"{edge_with_prefix.base_url}/readyz").status_code == 200
 
 

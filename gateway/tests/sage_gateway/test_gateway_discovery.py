@@ -213,3 +213,19 @@ def test_a_killed_replica_does_not_fail_requests(
     assert answered == {survivor.url}
     metrics = httpx.get(f"{gateway.base_url}/metrics").text
     assert 'sage_gateway_retries_total{model="echo"}' in metrics
+
+
+def test_the_endpointslice_controller_copies_the_engine_label(kubectl: Kubectl, namespace: str) -> None:
+    """Discovery selects slices by `sage.ai/engine`; the controller must carry it over from the
+    engine's Service (this is what the operator's Services rely on)."""
+    kubectl.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: echo, labels: {sage.ai/engine: echo}}\n"
+        "spec: {selector: {sage.ai/engine: echo}, ports: [{name: http, port: 8000}]}\n",
+        namespace,
+    )
+
+    def labelled() -> bool:
+        slices = kubectl.json("get", "endpointslices", "-n", namespace, "-l", "sage.ai/engine=echo")["items"]
+        return any(item["metadata"]["labels"].get("kubernetes.io/service-name") == "echo" for item in slices)
+
+    wait_until(labelled, "a controller-made slice labelled sage.ai/engine=echo")
