@@ -280,9 +280,7 @@ def test_operator_reads_every_variable_the_chart_sets(helm: Helm, monkeypatch: p
     """The rendered environment, loaded by the operator's own settings class as the pod would."""
     from sage_operator.settings import OperatorSettings  # noqa: PLC0415 - keeps collection free of the operator
 
-    objects = helm.template(
-        "-f", str(ALL_OPTIONS), "--set", "operator.engineImages.finetune=", "--set", "watchNamespaces={ml,research}"
-    )  # fmt: skip
+    objects = helm.template("-f", str(ALL_OPTIONS), "--set", "watchNamespaces={ml,research}")
     env = env_of(one(objects, "Deployment", "sage-operator"))
     fields = {f"SAGE_OPERATOR_{name.upper()}" for name in OperatorSettings.model_fields}
     assert set(env) - fields == set(), "the chart sets variables the operator ignores"
@@ -292,5 +290,6 @@ def test_operator_reads_every_variable_the_chart_sets(helm: Helm, monkeypatch: p
     assert settings.namespaces == ["ml", "research"]
     assert settings.engine_image == "sage/engine:0.1.0"
     assert settings.vllm_image == "vllm/vllm-openai:v0.11.0"
+    assert settings.finetune_image == "sage/finetune:0.1.0"
     assert settings.engine_images == {"sentence-transformers": "sage/engine-st:0.1.0"}
     assert (settings.default_cpu, settings.default_memory, settings.workers) == ("2", "4Gi", 4)

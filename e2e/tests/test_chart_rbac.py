@@ -15,7 +15,7 @@ Rules = set[tuple[str, str, str]]  # (apiGroup, resource, verb)
 
 # What the operator's code does with the API (sage_operator through sage_kube, and kopf's watches),
 # and nothing more. Server-side apply of an object that does not exist yet needs create as well.
-APPLY = ("get", "list", "watch", "create", "patch")
+APPLY = ("list", "watch", "create", "patch")
 OPERATOR_NAMESPACED: Rules = {
     *{("sage.ai", "llmengines", v) for v in ("get", "list", "watch", "patch")},
     *{("sage.ai", "finetunejobs", v) for v in ("get", "list", "watch")},
@@ -24,10 +24,10 @@ OPERATOR_NAMESPACED: Rules = {
     ("sage.ai", "finetunejobs/status", "patch"),
     *{("apps", "deployments", v) for v in APPLY},
     *{("", "services", v) for v in APPLY},
-    *{("batch", "jobs", v) for v in APPLY},
+    *{("batch", "jobs", v) for v in ("get", *APPLY)},
     *{(group, kind, v) for group, kind in [("", "serviceaccounts")] for v in ("create", "patch")},
     *{("rbac.authorization.k8s.io", kind, v) for kind in ("roles", "rolebindings") for v in ("create", "patch")},
-    *{("", "pods", v) for v in ("get", "list", "watch")},
+    *{("", "pods", v) for v in ("list", "watch")},
     ("", "events", "create"),
 }
 OPERATOR_CRDS: Rules = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")}

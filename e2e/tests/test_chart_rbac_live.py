@@ -35,6 +35,15 @@ metadata: {name: echo}
 spec: {model: deterministic, backend: deterministic, engineKind: llm, replicas: 1}
 """
 # httpx logs "403 Forbidden", the API server's message says "forbidden", kopf warns "Not enough permissions".
+FINETUNE = """
+apiVersion: sage.ai/v1alpha1
+kind: FinetuneJob
+metadata: {name: ft}
+spec:
+  baseModel: tiny-lm
+  dataset: {source: "pvc://data/train.jsonl", format: chat}
+  output: {claimName: adapters}
+"""
 FORBIDDEN_MARKS = ("Forbidden", "forbidden", "Not enough permissions")
 
 
@@ -177,6 +186,17 @@ def test_operator_and_gateway_work_with_exactly_the_chart_rbac(
         wait_until(gateway_ready, f"the gateway's discovery to sync\n{gateway_log.read_text(errors='replace')}", 60)
         models = httpx.get(f"{gateway}/v1/models", timeout=5)
         assert models.status_code == 200, models.text
+        # A FinetuneJob: its Job, and the runner's ServiceAccount + Role + RoleBinding, which the
+        # operator may create only because it holds every permission that Role grants.
+        kubectl.apply(FINETUNE, engine_ns)
+
+        def trained() -> bool:
+            status = kubectl.json("get", "finetunejob", "ft", "-n", engine_ns).get("status") or {}
+            jobs = kubectl.json("get", "jobs", "-n", engine_ns, "-l", "sage.ai/finetunejob=ft")["items"]
+            roles = kubectl.json("get", "roles,rolebindings", "-n", engine_ns, "-l", "sage.ai/finetunejob=ft")
+            return bool(status.get("phase")) and len(jobs) == 1 and len(roles["items"]) == 2
+
+        wait_until(trained, f"the operator to start the fine-tune\n{operator.log_tail()}", 90)
         events = kubectl.json("get", "events", "-n", engine_ns, "--field-selector", "involvedObject.name=echo")
         assert events["items"], "the operator posted no Event"
         assert operator.running(), operator.log_tail()

@@ -21,14 +21,14 @@ namespaced (a Role per namespace) installs. No wildcard anywhere.
 - apiGroups: ["sage.ai"]
   resources: ["finetunejobs/status"]
   verbs: ["get", "patch"]
-# The children it renders, kept with server-side apply (create + patch); owner references let the
-# garbage collector delete them, so no delete verb.
+# The children it renders, kept with server-side apply (create + patch) and watched; the training
+# Job is also read back. Owner references let the garbage collector delete them: no delete verb.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
@@ -42,7 +42,7 @@ namespaced (a Role per namespace) installs. No wildcard anywhere.
 # Pod status tells why an engine is not ready (ImagePullBackOff, CrashLoopBackOff, OOMKilled, ...).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 # One Event per phase transition.
 - apiGroups: [""]
   resources: ["events"]
