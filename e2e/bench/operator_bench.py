@@ -1,9 +1,10 @@
 """Operator benchmark: create N LLMEngines at once against a real kube-apiserver (+ controller
 manager) and measure how long until every one has its Deployment and Service, and until every
 status is written; plus the operator's peak RSS. Runs the same load with 1 worker and with the
-default worker count, side by side, and writes docs/perf/operator.md.
+default worker count, side by side, interleaved over several rounds (the machine is shared: the
+median of each configuration is reported), and writes docs/perf/operator.md.
 
-Usage: python e2e/bench/operator_bench.py [--engines 200] [--out docs/perf/operator.md]
+Usage: python e2e/bench/operator_bench.py [--engines 200] [--rounds 3] [--out docs/perf/operator.md]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import os
 import platform
 import ssl
+import statistics
 import subprocess
 import tempfile
 import time
@@ -69,12 +71,12 @@ class Counter:
         return sum(1 for item in self.items(API, "llmengines") if (item.get("status") or {}).get("phase"))
 
 
-def run_once(plane: ControlPlane, kubectl: Kubectl, workers: int, engines: int, workdir: Path) -> Result:
-    namespace = f"bench-w{workers}"
+def run_once(plane: ControlPlane, kubectl: Kubectl, workers: int, engines: int, workdir: Path, run: int) -> Result:
+    namespace = f"bench-{run}-w{workers}"
     kubectl("create", "namespace", namespace)
     manifest = "".join(ENGINE.format(index=i, namespace=namespace) for i in range(engines))
     env = {"SAGE_OPERATOR_WORKERS": str(workers)}
-    log = workdir / f"operator-w{workers}.log"
+    log = workdir / f"operator-{run}-w{workers}.log"
     with OperatorProcess(plane.kubeconfig, log, env=env, args=("-n", namespace)) as operator:
         counter = Counter(plane, namespace)
         wait_until(lambda: "sage-operator started" in operator.log_tail(), "the operator to start")
@@ -98,8 +100,22 @@ def run_once(plane: ControlPlane, kubectl: Kubectl, workers: int, engines: int, 
     return Result(workers, engines, children, status, rss, cpu)
 
 
-def write_report(results: list[Result], out: Path) -> None:
-    fast, slow = results[-1], results[0]
+def median_of(results: list[Result], workers: int) -> Result:
+    mine = [r for r in results if r.workers == workers]
+    return Result(
+        workers,
+        mine[0].engines,
+        statistics.median(r.children_seconds for r in mine),
+        statistics.median(r.status_seconds for r in mine),
+        max(r.peak_rss_mib for r in mine),
+        statistics.median(r.operator_cpu_seconds for r in mine),
+    )
+
+
+def write_report(results: list[Result], configurations: tuple[int, ...], out: Path) -> None:
+    medians = [median_of(results, workers) for workers in configurations]
+    slow, fast = medians[0], medians[-1]
+    rounds = len(results) // len(configurations)
     lines = [
         "# Operator benchmark",
         "",
@@ -110,8 +126,10 @@ def write_report(results: list[Result], out: Path) -> None:
         "`python -m sage_operator` and is measured from the apply until every engine has both children,",
         "and until every engine has a status. Peak RSS is the operator process's VmHWM.",
         "",
-        f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs shared with the control plane;",
-        f"Python {platform.python_version()}. Operator CPU is the process's user + system time during the run.",
+        f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs shared with the control plane",
+        f"(and with whatever else runs); Python {platform.python_version()}. Operator CPU is the process's",
+        f"user + system time during the run. {rounds} interleaved rounds per configuration; the table shows",
+        "medians (peak RSS: the maximum), every run is listed below it.",
         "",
         "| workers | engines | all Deployments + Services (s) | all statuses written (s) | operator CPU (s) "
         "| operator peak RSS (MiB) |",
@@ -120,13 +138,17 @@ def write_report(results: list[Result], out: Path) -> None:
     lines += [
         f"| {r.workers} | {r.engines} | {r.children_seconds:.1f} | {r.status_seconds:.1f} | "
         f"{r.operator_cpu_seconds:.1f} | {r.peak_rss_mib:.0f} |"
-        for r in results
+        for r in medians
     ]
     lines += [
         "",
-        f"Speed-up of {fast.workers} workers over 1 in the same run: "
+        f"Speed-up of {fast.workers} workers over 1 (medians, same run): "
         f"{slow.children_seconds / fast.children_seconds:.2f}x to all children, "
         f"{slow.status_seconds / fast.status_seconds:.2f}x to all statuses.",
+        "",
+        "Every run, in order (workers: seconds to all children / to all statuses):",
+        "",
+        *[f"- {r.workers}: {r.children_seconds:.1f} / {r.status_seconds:.1f}" for r in results],
         "",
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +159,7 @@ def write_report(results: list[Result], out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engines", type=int, default=200, help="LLMEngines created at once")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per configuration")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "perf" / "operator.md")
     args = parser.parse_args()
     default_workers = OperatorSettings().workers
@@ -144,8 +167,14 @@ def main() -> None:
         kubectl = Kubectl(locate_binaries() / "kubectl", plane.kubeconfig)
         kubectl("apply", "-f", str(REPO_ROOT / "crds"))
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "llmengines.sage.ai")
-        results = [run_once(plane, kubectl, workers, args.engines, Path(folder)) for workers in (1, default_workers)]
-    write_report(results, args.out)
+        configurations = (1, default_workers)
+        results = []
+        for round_index in range(args.rounds):
+            order = configurations if round_index % 2 == 0 else configurations[::-1]
+            for workers in order:
+                run = len(results)
+                results.append(run_once(plane, kubectl, workers, args.engines, Path(folder), run))
+    write_report(results, configurations, args.out)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The thin kopf layer: log in with the same credentials as sage_kube, tune kopf, and turn every
-watch event (engines, their Deployments, Services and Pods) into a queued reconcile."""
+LLMEngine watch event into a queued reconcile. (The children are watched by the reconciler's own
+informers, with a server-side label selector: kopf would watch every pod of the cluster.)"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -18,7 +18,6 @@ from sage_operator.reconciler import Reconciler
 from sage_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
-CHILD_SELECTOR = {names.LABEL_ENGINE: kopf.PRESENT}
 
 
 @kopf.on.login()
@@ -47,7 +46,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     engines = EngineClient()
     loader = AdapterLoader(engines, operator_settings.engine_port, operator_settings.adapter_retry_max_seconds)
     reconciler = Reconciler(EngineStore(kube), loader, operator_settings)
-    reconciler.start()
+    await reconciler.start()
     memo.kube, memo.engines, memo.reconciler = kube, engines, reconciler
     log.info("sage-operator started (namespaces: %s)", ",".join(operator_settings.namespaces) or "all")
 
@@ -63,11 +62,3 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 def engine_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     if namespace:
         memo.reconciler.enqueue(namespace, name)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels=CHILD_SELECTOR)
-@kopf.on.event("v1", "services", labels=CHILD_SELECTOR)
-@kopf.on.event("v1", "pods", labels=CHILD_SELECTOR)
-def child_changed(namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any) -> None:
-    if namespace and labels.get(names.LABEL_ENGINE):
-        memo.reconciler.enqueue(namespace, labels[names.LABEL_ENGINE])

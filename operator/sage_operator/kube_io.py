@@ -1,14 +1,17 @@
-"""The operator's only contact with the Kubernetes API (through sage_kube): read engines and their
-pods, server-side apply children, write status, post Events."""
+"""The operator's only contact with the Kubernetes API (through sage_kube): read engines, watch
+and cache their children (Deployments, Services, Pods selected server-side by the `sage.ai/engine`
+label), server-side apply children, write status, post Events."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sage_api import names
 from sage_kube import ApiError, KubeClient, NotFound, resource_path
-from sage_operator.render import selector_string
+from sage_kube.informer import EventType, Informer
 
 FIELD_MANAGER = names.MANAGED_BY
 log = logging.getLogger(__name__)
@@ -34,7 +37,8 @@ class EngineStore:
 
     async def list_engine_keys(self, namespaces: list[str]) -> list[tuple[str, str]]:
         """Every engine in the watched namespaces (all when the list is empty)."""
-        listings = [await self.kube.list(engine_path(ns)) for ns in namespaces or [None]]  # type: ignore[list-item]
+        scopes: list[str | None] = list(namespaces) or [None]  # None: every namespace
+        listings = [await self.kube.list(engine_path(scope)) for scope in scopes]
         return [
             (item["metadata"]["namespace"], item["metadata"]["name"])
             for listing in listings
@@ -48,11 +52,6 @@ class EngineStore:
         path = resource_path(manifest["apiVersion"], plural, metadata["namespace"], metadata["name"])
         return await self.kube.apply(path, manifest, force=True)
 
-    async def list_engine_pods(self, namespace: str, name: str) -> list[dict[str, Any]]:
-        listing = await self.kube.list(resource_path("v1", "pods", namespace), label_selector=selector_string(name))
-        items: list[dict[str, Any]] = listing.get("items") or []
-        return items
-
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self.kube.patch(engine_path(namespace, name, "status"), {"status": patch})
 
@@ -62,3 +61,55 @@ class EngineStore:
             await self.kube.create(resource_path("v1", "events", event["metadata"]["namespace"]), event)
         except ApiError as error:
             log.warning("could not post event %s: %s", event.get("reason"), error)
+
+
+CHILD_KINDS = (("apps/v1", "deployments"), ("v1", "services"), ("v1", "pods"))
+
+
+class ChildWatch:
+    """Every Deployment, Service and Pod labelled `sage.ai/engine` in the watched namespaces, listed
+    and watched (sage_kube Informers) into memory. Each change calls `on_change(namespace, engine)`."""
+
+    def __init__(self, kube: KubeClient, namespaces: list[str], on_change: Callable[[str, str], None]) -> None:
+        self._on_change = on_change
+        scopes: list[str | None] = list(namespaces) or [None]  # None: every namespace
+        self._informers: dict[str, list[Informer]] = {
+            plural: [self._informer(kube, resource_path(version, plural, scope)) for scope in scopes]
+            for version, plural in CHILD_KINDS
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _informer(self, kube: KubeClient, path: str) -> Informer:
+        return Informer(kube, path, self._changed, label_selector=names.LABEL_ENGINE)
+
+    def _changed(self, _: EventType, obj: dict[str, Any]) -> None:
+        metadata = obj.get("metadata") or {}
+        engine = (metadata.get("labels") or {}).get(names.LABEL_ENGINE)
+        if engine and metadata.get("namespace"):
+            self._on_change(metadata["namespace"], engine)
+
+    async def start(self) -> None:
+        """Starts watching and returns once every cache holds the server's current objects."""
+        informers = [informer for group in self._informers.values() for informer in group]
+        self._tasks = [asyncio.create_task(informer.run(), name=f"watch {informer.path}") for informer in informers]
+        await asyncio.gather(*(informer.synced.wait() for informer in informers))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        for informer in self._informers[plural]:
+            if (found := informer.cache.get(f"{namespace}/{name}")) is not None:
+                return found
+        return None
+
+    def pods(self, namespace: str, engine: str) -> list[dict[str, Any]]:
+        return [
+            pod
+            for informer in self._informers["pods"]
+            for pod in informer.cache.values()
+            if pod["metadata"].get("namespace") == namespace
+            and (pod["metadata"].get("labels") or {}).get(names.LABEL_ENGINE) == engine
+        ]

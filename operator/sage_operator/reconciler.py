@@ -14,8 +14,8 @@ from typing import Any
 from sage_api.engine import LLMEngine
 from sage_operator.adapters import AdapterLoader
 from sage_operator.engine_spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
-from sage_operator.kube_io import EngineStore
-from sage_operator.render import adapter_paths, render_engine_deployment, render_engine_service, render_event
+from sage_operator.kube_io import ChildWatch, EngineStore
+from sage_operator.render import adapter_paths, covers, render_engine_deployment, render_engine_service, render_event
 from sage_operator.settings import OperatorSettings
 from sage_operator.status import Observed, compute_status, status_patch, transition_event
 from sage_operator.workqueue import WorkQueue
@@ -31,13 +31,17 @@ def utc_now() -> str:
 class Reconciler:
     def __init__(self, store: EngineStore, adapters: AdapterLoader, settings: OperatorSettings) -> None:
         self.store = store
+        self.children = ChildWatch(store.kube, settings.namespaces, self.enqueue)
         self.adapters = adapters
         self.settings = settings
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=settings.workers)
         self.reporter = socket.gethostname()
         self._resync_task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Reconciling starts once the children's caches are filled, so that the first status written
+        after a (re)start is computed from everything that exists."""
+        await self.children.start()
         self.queue.start()
         self._resync_task = asyncio.create_task(self._resync_forever(), name="resync")
 
@@ -46,6 +50,7 @@ class Reconciler:
             self._resync_task.cancel()
             await asyncio.gather(self._resync_task, return_exceptions=True)
         await self.queue.stop()
+        await self.children.stop()
 
     def enqueue(self, namespace: str, name: str) -> None:
         self.queue.add((namespace, name))
@@ -83,9 +88,9 @@ class Reconciler:
             await self._write_status(metadata, previous, observed)
             return
         engine = LLMEngine.model_validate({"metadata": metadata, "spec": parsed})
-        await self.store.apply(render_engine_service(engine))
-        deployment = await self.store.apply(render_engine_deployment(engine, self.settings))
-        pods = await self.store.list_engine_pods(namespace, name)
+        await self._converge(render_engine_service(engine), "services")
+        deployment = await self._converge(render_engine_deployment(engine, self.settings), "deployments")
+        pods = self.children.pods(namespace, name)
         self.adapters.forget({pod["metadata"].get("uid", "") for pod in pods})
         adapters = await self.adapters.sync(pods, adapter_paths(parsed))
         if adapters.retry_in is not None:
@@ -102,6 +107,15 @@ class Reconciler:
             loaded_adapters=adapters.loaded_everywhere,
         )
         await self._write_status(metadata, previous, observed)
+
+    async def _converge(self, desired: dict[str, Any], plural: str) -> dict[str, Any]:
+        """The child as it is once it holds what was rendered: applied only when the cached object
+        differs (missing, hand-edited, outdated), which keeps a steady state free of API writes."""
+        metadata = desired["metadata"]
+        observed = self.children.get(plural, metadata["namespace"], metadata["name"])
+        if observed is not None and covers(observed, desired):
+            return observed
+        return await self.store.apply(desired)
 
     async def _write_status(
         self, metadata: dict[str, Any], previous: dict[str, Any] | None, observed: Observed

@@ -279,3 +279,19 @@ def render_event(
         "reportingComponent": names.MANAGED_BY,
         "reportingInstance": reporter,
     }
+
+
+def covers(observed: Any, desired: Any) -> bool:
+    """Whether `observed` already holds every field of `desired` with its value (lists item by
+    item): then a server-side apply of `desired` would change nothing and can be skipped."""
+    if isinstance(desired, dict):
+        return isinstance(observed, dict) and all(
+            key in observed and covers(observed[key], value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(observed, list)
+            and len(observed) == len(desired)
+            and all(covers(seen, wanted) for seen, wanted in zip(observed, desired, strict=True))
+        )
+    return bool(observed == desired)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sage_api.engine import LLMEngine
-from sage_operator.render import adapter_paths, render_engine_deployment, spec_hash
+from sage_operator.render import adapter_paths, covers, render_engine_deployment, spec_hash
 from sage_operator.settings import OperatorSettings
 
 
@@ -53,3 +53,17 @@ def test_images_per_backend() -> None:
     own = render_engine_deployment(engine(image="mine:2"), settings)
     images = [d["spec"]["template"]["spec"]["containers"][0]["image"] for d in (det, tr, own)]
     assert images == ["det:1", "eng:1", "mine:2"]
+
+
+def test_covers_tells_when_an_apply_would_change_nothing() -> None:
+    desired = {"metadata": {"labels": {"a": "1"}}, "spec": {"ports": [{"port": 1}], "replicas": 2}}
+    observed = {
+        "metadata": {"labels": {"a": "1", "extra": "x"}, "uid": "u"},
+        "spec": {"ports": [{"port": 1, "protocol": "TCP"}], "replicas": 2},
+        "status": {},
+    }
+    assert covers(observed, desired)
+    assert not covers(None, desired)
+    assert not covers({**observed, "spec": {"ports": [{"port": 1}], "replicas": 3}}, desired)
+    assert not covers({**observed, "spec": {"ports": [], "replicas": 2}}, desired)
+    assert not covers({**observed, "metadata": {"labels": {}}}, desired)
