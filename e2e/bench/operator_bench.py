@@ -71,7 +71,7 @@ class Counter:
         return sum(1 for item in self.items(API, "llmengines") if (item.get("status") or {}).get("phase"))
 
 
-def run_once(plane: ControlPlane, kubectl: Kubectl, workers: int, engines: int, workdir: Path, run: int) -> Result:
+def run_once(plane: ControlPlane, kubectl: Kubectl, *, workers: int, engines: int, workdir: Path, run: int) -> Result:
     namespace = f"bench-{run}-w{workers}"
     kubectl("create", "namespace", namespace)
     manifest = "".join(ENGINE.format(index=i, namespace=namespace) for i in range(engines))
@@ -168,12 +168,14 @@ def main() -> None:
         kubectl("apply", "-f", str(REPO_ROOT / "crds"))
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "llmengines.sage.ai")
         configurations = (1, default_workers)
-        results = []
+        results: list[Result] = []
         for round_index in range(args.rounds):
             order = configurations if round_index % 2 == 0 else configurations[::-1]
             for workers in order:
                 run = len(results)
-                results.append(run_once(plane, kubectl, workers, args.engines, Path(folder), run))
+                results.append(
+                    run_once(plane, kubectl, workers=workers, engines=args.engines, workdir=Path(folder), run=run)
+                )
     write_report(results, configurations, args.out)
 
 
