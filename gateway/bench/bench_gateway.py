@@ -53,6 +53,8 @@ class Sample:
     elapsed: float = 0.0
     errors: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
+    cpu: float = 0.0
+    """CPU seconds the serving process (the upstream, the gateway or the minimal proxy) used."""
 
     def add(self, other: Sample) -> None:
         self.latencies += other.latencies
@@ -60,6 +62,11 @@ class Sample:
         self.elapsed += other.elapsed
         self.errors += other.errors
         self.reasons.update(other.reasons)
+        self.cpu += other.cpu
+
+    @property
+    def cpu_per_request_us(self) -> float:
+        return self.cpu / len(self.latencies) * 1e6 if self.latencies else float("nan")
 
     @property
     def rate(self) -> float:
@@ -140,7 +147,16 @@ def wait_healthy(process: subprocess.Popen[bytes], url: str, what: str) -> str:
 Row = tuple[str, Sample, Sample, Sample | None]
 
 
-async def measure(targets: dict[str, str], rounds: int, scale: float) -> list[Row]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(targets: dict[str, str], pids: dict[str, int], rounds: int, scale: float) -> list[Row]:
     """`targets`: direct, gateway and (optionally) minimal -> base URL. The minimal proxy does not
     stream, so it only takes part in the non-streaming rows."""
     cells = [
@@ -160,7 +176,9 @@ async def measure(targets: dict[str, str], rounds: int, scale: float) -> list[Ro
                 for label, base in targets.items():
                     if stream and label == "minimal":
                         continue
+                    before = cpu_seconds(pids[label])
                     sample = await run_load(session, f"{base}/v1/chat/completions", concurrency, count, stream)
+                    sample.cpu = cpu_seconds(pids[label]) - before
                     results[name].setdefault(label, Sample()).add(sample)
                     print(
                         f"round {round_number}/{rounds} {name:<12} {label:<8} {sample.rate:8.0f} req/s "
@@ -196,6 +214,19 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(rows: list[Row], kind: str) -> str:
+    """CPU per request of each serving process: steadier than req/s on a busy machine."""
+    upstream = "engine" if kind == "deterministic" else "mock upstream"
+    lines = [
+        f"| load | {upstream} CPU µs/req (direct) | gateway CPU µs/req | minimal proxy CPU µs/req |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, direct, gateway, minimal in rows:
+        reference = f"{minimal.cpu_per_request_us:.0f}" if minimal is not None else ""
+        lines.append(f"| {name} | {direct.cpu_per_request_us:.0f} | {gateway.cpu_per_request_us:.0f} | {reference} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--upstream", choices=["auto", "deterministic", "mock"], default="auto")
@@ -226,14 +257,16 @@ def main() -> None:
             script = str(Path(__file__).with_name("minimal_proxy.py"))
             minimal = subprocess.Popen([sys.executable, script, "--upstream", direct, "--port", str(port)])
             targets["minimal"] = wait_healthy(minimal, f"http://127.0.0.1:{port}", "minimal proxy")
-        rows = asyncio.run(measure(targets, args.rounds, args.scale))
+        assert gateway.process is not None
+        pids = {"direct": upstream.pid, "gateway": gateway.process.pid, "minimal": minimal.pid if minimal else 0}
+        rows = asyncio.run(measure(targets, pids, args.rounds, args.scale))
     finally:
         gateway.stop()
         for process in (upstream, minimal):
             if process is not None:
                 process.terminate()
                 process.wait(10)
-    rendered = table(rows)
+    rendered = table(rows) + "\n\n" + cpu_table(rows, kind)
     print("\n" + rendered)
     for name, direct_sample, gateway_sample, _ in rows:
         for label, sample in (("direct", direct_sample), ("gateway", gateway_sample)):
@@ -249,7 +282,9 @@ def main() -> None:
         "what to read. Non-streaming rows time whole requests; TTFT rows time the first streamed bytes.\n\n"
         "Aims: added p50 under 1 ms at c=1; at c=64 at least 70% of direct throughput. The minimal-proxy column is "
         "a 40-line raw-ASGI + aiohttp proxy with no routing, metrics or error handling "
-        "(`gateway/bench/minimal_proxy.py`): the cost of the second HTTP hop alone on this machine.\n\n"
+        "(`gateway/bench/minimal_proxy.py`): the cost of the second HTTP hop alone on this machine. The second "
+        "table gives the CPU time each serving process spent per request (from /proc), which stays meaningful "
+        "when other work shares the machine.\n\n"
         f"{rendered}\n"
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)

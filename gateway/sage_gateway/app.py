@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from sage_gateway.discovery import Discovery
 from sage_gateway.discovery.static import StaticDiscovery
@@ -79,6 +80,13 @@ async def _run_discovery(discovery: Discovery) -> None:
         raise
 
 
+class GatewayApp(FastAPI):
+    """FastAPI with the proxied routes dispatched ahead of its middleware stack (see fastpath)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ProxyFastPath(super().build_middleware_stack(), FAST_ROUTES)
+
+
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway app. Discovery starts with the app's lifespan (a bad static list fails there)."""
     settings = settings or GatewaySettings()
@@ -104,7 +112,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await closer()
             await client.close()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="SAGE gateway",
         summary="OpenAI-compatible routing to ready SAGE engine replicas",
         lifespan=lifespan,
@@ -114,7 +122,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.include_router(openai_router)
     app.include_router(anthropic_router)
-    app.add_middleware(ProxyFastPath, routes=FAST_ROUTES)
     _add_health_routes(app)
     _add_error_handlers(app)
     return app

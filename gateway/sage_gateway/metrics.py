@@ -12,6 +12,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 @dataclass
 class GatewayMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(default_factory=dict)
+    _inflight_children: dict[str, Gauge] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.requests = Counter(
@@ -52,6 +54,23 @@ class GatewayMetrics:
             ["model"],
             registry=self.registry,
         )
+
+    def observe_request(self, model: str, route: str, status: int, seconds: float) -> None:
+        """One answered request. The labelled children are cached: `labels()` takes a lock and
+        builds a key on every call, and this runs on every request."""
+        key = (model, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(model, route, str(status)), self.latency.labels(model, route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def inflight_of(self, endpoint: str) -> Gauge:
+        child = self._inflight_children.get(endpoint)
+        if child is None:
+            child = self._inflight_children[endpoint] = self.inflight.labels(endpoint)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -126,11 +126,11 @@ class Proxy:
 
     def _start(self, url: str) -> None:
         self.inflight.start(url)
-        self.metrics.inflight.labels(url).inc()
+        self.metrics.inflight_of(url).inc()
 
     def finish(self, url: str) -> None:
         self.inflight.finish(url)
-        self.metrics.inflight.labels(url).dec()
+        self.metrics.inflight_of(url).dec()
 
     async def open(
         self, model: str, path: str, body: bytes, headers: dict[str, str], affinity_key: str | None

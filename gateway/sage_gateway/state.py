@@ -21,5 +21,4 @@ class GatewayState:
     discovery: Discovery
 
     def observe(self, model: str, route: str, status: int, started: float) -> None:
-        self.metrics.requests.labels(model, route, str(status)).inc()
-        self.metrics.latency.labels(model, route).observe(time.perf_counter() - started)
+        self.metrics.observe_request(model, route, status, time.perf_counter() - started)
