@@ -39,7 +39,7 @@ class AdapterLoader:
     _backoff: dict[tuple[str, str], _Backoff] = field(default_factory=dict)
 
     def forget(self, pod_uids: set[str]) -> None:
-        """Drop back-off state of pods that no longer exist."""
+        """Drop back-off state of pods that no longer exist (`pod_uids`: every engine pod there is)."""
         for key in [key for key in self._backoff if key[0] not in pod_uids]:
             del self._backoff[key]
 

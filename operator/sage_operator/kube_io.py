@@ -113,3 +113,9 @@ class ChildWatch:
             if pod["metadata"].get("namespace") == namespace
             and (pod["metadata"].get("labels") or {}).get(names.LABEL_ENGINE) == engine
         ]
+
+    def pod_uids(self) -> set[str]:
+        """Every engine pod that exists (in the watched namespaces)."""
+        return {
+            str(pod["metadata"].get("uid")) for informer in self._informers["pods"] for pod in informer.cache.values()
+        }

@@ -11,16 +11,26 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
-from sage_api.engine import LLMEngine
+from sage_api.engine import LLMEngine, LLMEngineSpec
+from sage_kube import ApiError
 from sage_operator.adapters import AdapterLoader
 from sage_operator.engine_spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
 from sage_operator.kube_io import ChildWatch, EngineStore
 from sage_operator.render import adapter_paths, covers, render_engine_deployment, render_engine_service, render_event
 from sage_operator.settings import OperatorSettings
-from sage_operator.status import Observed, compute_status, status_patch, transition_event
+from sage_operator.status import (
+    REFUSED_INVALID,
+    Failure,
+    Observed,
+    compute_status,
+    status_patch,
+    transition_event,
+)
 from sage_operator.workqueue import WorkQueue
 
 Key = tuple[str, str]
+# API answers that mean "not like this": 400 bad request, 403 forbidden (e.g. a ResourceQuota), 422 invalid.
+REFUSALS = frozenset({400, 403, 422})
 log = logging.getLogger(__name__)
 
 
@@ -88,25 +98,56 @@ class Reconciler:
             await self._write_status(metadata, previous, observed)
             return
         engine = LLMEngine.model_validate({"metadata": metadata, "spec": parsed})
-        await self._converge(render_engine_service(engine), "services")
-        deployment = await self._converge(render_engine_deployment(engine, self.settings), "deployments")
+        try:
+            await self._converge(render_engine_service(engine), "services")
+            deployment = await self._converge(render_engine_deployment(engine, self.settings), "deployments")
+        except ApiError as error:
+            if error.status not in REFUSALS:
+                raise
+            # Said in the status; an invalid object waits for a spec change, anything else is retried.
+            final = error.status == 422
+            reason = REFUSED_INVALID if final else "ChildRefused"
+            refused = Failure(reason, f"the API server refused the engine's children: {error.message}")
+            await self._write_status(
+                metadata, previous, self._observed(name, namespace, metadata, parsed, refused=refused)
+            )
+            if not final:
+                raise
+            return
         pods = self.children.pods(namespace, name)
-        self.adapters.forget({pod["metadata"].get("uid", "") for pod in pods})
+        self.adapters.forget(self.children.pod_uids())
         adapters = await self.adapters.sync(pods, adapter_paths(parsed))
         if adapters.retry_in is not None:
             self.queue.add_after(key, adapters.retry_in)
-        observed = Observed(
+        observed = self._observed(
+            name, namespace, metadata, parsed, deployment=deployment, pods=pods, loaded=adapters.loaded_everywhere
+        )
+        await self._write_status(metadata, previous, observed)
+
+    @staticmethod
+    def _observed(
+        name: str,
+        namespace: str,
+        metadata: dict[str, Any],
+        spec: LLMEngineSpec,
+        *,
+        deployment: dict[str, Any] | None = None,
+        pods: list[dict[str, Any]] | None = None,
+        loaded: list[str] | None = None,
+        refused: Failure | None = None,
+    ) -> Observed:
+        return Observed(
             name=name,
             namespace=namespace,
             generation=int(metadata.get("generation") or 0),
-            desired_replicas=parsed.replicas,
-            backend=resolve_backend(parsed),
-            model_names=model_names(parsed, name),
+            desired_replicas=spec.replicas,
+            backend=resolve_backend(spec),
+            model_names=model_names(spec, name),
             deployment=deployment,
-            pods=pods,
-            loaded_adapters=adapters.loaded_everywhere,
+            pods=pods or [],
+            loaded_adapters=loaded or [],
+            refused=refused,
         )
-        await self._write_status(metadata, previous, observed)
 
     async def _converge(self, desired: dict[str, Any], plural: str) -> dict[str, Any]:
         """The child as it is once it holds what was rendered: applied only when the cached object

@@ -23,6 +23,7 @@ FATAL_WAITING_REASONS = frozenset(
     }
 )
 MESSAGE_LIMIT = 1000
+REFUSED_INVALID = "ChildRejected"
 WARNING_PHASES = frozenset({EnginePhase.FAILED, EnginePhase.DEGRADED})
 PROGRESSING_PHASES = frozenset({EnginePhase.PENDING, EnginePhase.DEPLOYING, EnginePhase.LOADING})
 
@@ -49,6 +50,8 @@ class Observed:
     pods: list[dict[str, Any]] = field(default_factory=list)
     loaded_adapters: list[str] = field(default_factory=list)
     invalid: InvalidSpec | None = None
+    refused: Failure | None = None
+    """The API server refused a rendered child (reason `Invalid`: the spec must change)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,9 @@ def phase_of(observed: Observed) -> tuple[EnginePhase, str, str]:
     if observed.invalid is not None:
         return EnginePhase.FAILED, "InvalidSpec", str(observed.invalid)
     desired = observed.desired_replicas
+    if observed.refused is not None:
+        final = observed.refused.reason == REFUSED_INVALID
+        return (EnginePhase.FAILED if final else EnginePhase.PENDING), observed.refused.reason, observed.refused.message
     if observed.deployment is None:
         return EnginePhase.PENDING, "Accepted", "creating the engine Deployment"
     deployment_status = observed.deployment.get("status") or {}

@@ -353,3 +353,19 @@ def test_static_adapters_are_loaded_into_ready_pods(
 
 def served_ids(engine: EngineProcess) -> set[str]:
     return {model["id"] for model in httpx.get(f"{engine.base_url}/v1/models").json()["data"]}
+
+
+def test_a_child_the_api_server_refuses_is_reported_not_retried(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    manifest = ENGINE.format(name="picky", backend="deterministic", kind="llm", replicas=1) + (
+        "  nodeSelector: {gpu: not a label value}\n"
+    )
+    kubectl.apply(manifest, namespace)
+    status = wait_phase(kubectl, namespace, "picky", "Failed")
+    assert "nodeSelector" in status["message"]
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == "ChildRejected"
+    kubectl("patch", "llmengine", "picky", "-n", namespace, "--type=merge", "-p", '{"spec": {"nodeSelector": null}}')
+    wait_until(lambda: get(kubectl, namespace, "deployment", "picky"), "the Deployment once the spec is fixed")
+    wait_phase(kubectl, namespace, "picky", "Deploying")
+    assert event_reasons(kubectl, namespace, "picky").count("ChildRejected") == 1

@@ -8,7 +8,7 @@ import pytest
 
 from sage_api.engine import Backend, LLMEngineStatus
 from sage_operator.engine_spec import InvalidSpec
-from sage_operator.status import Observed, compute_status, status_patch, transition_event
+from sage_operator.status import REFUSED_INVALID, Failure, Observed, compute_status, status_patch, transition_event
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 IMAGE_PULL = {"containerStatuses": [{"name": "engine", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}
@@ -158,3 +158,12 @@ def test_rolling_update_keeps_ready_and_reports_progress() -> None:
     conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
     assert status["phase"] == "Ready"
     assert conditions["Progressing"] == ("True", "RollingUpdate")
+
+
+def test_a_refused_child_is_reported() -> None:
+    invalid = compute_status(
+        observe(refused=Failure(REFUSED_INVALID, "spec.template.spec.nodeSelector: Invalid")), None, T0
+    )
+    assert (invalid["phase"], invalid["conditions"][0]["reason"]) == ("Failed", REFUSED_INVALID)
+    quota = compute_status(observe(refused=Failure("ChildRefused", "exceeded quota")), None, T0)
+    assert (quota["phase"], quota["message"]) == ("Pending", "exceeded quota")
