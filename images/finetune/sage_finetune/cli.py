@@ -71,7 +71,7 @@ def install_stop_handlers(stop: threading.Event) -> None:
 def build_sink(settings: FinetuneSettings) -> ProgressSink:
     sinks: list[ProgressSink] = [StreamSink(sys.stdout), FileSink(settings.output / PROGRESS_FILE)]
     if settings.status_target:
-        credentials = InClusterCredentials.from_environment()
+        credentials = InClusterCredentials.from_environment(settings.service_account_dir)
         if credentials is None:
             log.warning(
                 "%sSTATUS_TARGET is set but there are no in-cluster credentials: not patching",

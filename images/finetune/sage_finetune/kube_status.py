@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -22,13 +23,13 @@ from typing import Any
 
 import httpx
 
+from sage_finetune.kube_paths import SERVICE_ACCOUNT_DIR
 from sage_finetune.progress import ProgressEvent, ProgressLine
 
 log = logging.getLogger(__name__)
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 API_GROUP_VERSION = "sage.ai/v1alpha1"
-_TERMINAL = {
+_URGENT = {
     ProgressEvent.STOPPED,
     ProgressEvent.COMPLETED,
     ProgressEvent.FAILED,
@@ -81,7 +82,7 @@ class KubeStatusSink:
         self._interval = interval_seconds
         self._client = httpx.Client(
             base_url=credentials.server,
-            verify=str(credentials.ca_file),
+            verify=ssl.create_default_context(cafile=str(credentials.ca_file)),
             timeout=10,
             transport=transport,
         )
@@ -95,8 +96,7 @@ class KubeStatusSink:
     def publish(self, line: ProgressLine) -> None:
         with self._wake:
             self._pending = line
-            if line.event in _TERMINAL:
-                self._wake.notify()
+            self._wake.notify()
 
     def close(self) -> None:
         with self._wake:
@@ -105,22 +105,28 @@ class KubeStatusSink:
         self._thread.join(timeout=30)
         self._client.close()
 
+    def _due(self, last_sent: float) -> bool:
+        """Whether the pending line goes out now: urgent events and the final flush at once,
+        anything else once the interval since the last patch has passed."""
+        pending = self._pending
+        if pending is None or self._closing or pending.event in _URGENT:
+            return True
+        return time.monotonic() - last_sent >= self._interval
+
     def _run(self) -> None:
-        last_sent = 0.0
+        last_sent = -self._interval
         while True:
             with self._wake:
                 while self._pending is None and not self._closing:
                     self._wake.wait()
-                urgent = self._pending is not None and self._pending.event in _TERMINAL
-                wait = self._interval - (time.monotonic() - last_sent)
-                if wait > 0 and not urgent and not self._closing:
-                    self._wake.wait(timeout=wait)
+                while not self._due(last_sent):
+                    self._wake.wait(timeout=max(0.0, self._interval - (time.monotonic() - last_sent)))
                 line, self._pending = self._pending, None
                 closing = self._closing
             if line is not None:
                 self._send(line)
                 last_sent = time.monotonic()
-            if closing and line is None:
+            elif closing:
                 return
 
     def _send(self, line: ProgressLine) -> None:

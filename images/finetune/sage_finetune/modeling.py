@@ -33,10 +33,12 @@ def training_dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def load_tokenizer(base_model: Path) -> Any:
-    if not base_model.is_dir():
-        raise ModelSetupError(f"base model folder {base_model} does not exist")
-    tokenizer = AutoTokenizer.from_pretrained(str(base_model))
+def load_tokenizer(base_model: str) -> Any:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+    except (OSError, ValueError) as error:
+        # transformers says "not a local folder and not found on the hub (or offline)".
+        raise ModelSetupError(f"cannot load the base model's tokenizer from {base_model}: {error}") from None
     if tokenizer.pad_token_id is None:
         # Padding is masked out of the loss and attention, so any token id works; EOS is the
         # usual choice for models shipped without a pad token.
@@ -48,7 +50,10 @@ def load_tokenizer(base_model: Path) -> Any:
 
 def load_model(settings: FinetuneSettings, device: torch.device) -> Any:
     """The base model on `device`, wrapped with LoRA for method lora; trainable weights marked."""
-    model: Any = AutoModelForCausalLM.from_pretrained(str(settings.base_model), dtype=training_dtype(device))
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(settings.base_model, dtype=training_dtype(device))
+    except (OSError, ValueError) as error:
+        raise ModelSetupError(f"cannot load the base model {settings.base_model}: {error}") from None
     model = model.to(device)
     if settings.method is FinetuneMethod.FULL:
         model.train()

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sage_api.finetune import DatasetFormat, FinetuneMethod, LoraConfig, TrainingConfig
+from sage_finetune.kube_paths import SERVICE_ACCOUNT_DIR
 
 ENV_PREFIX = "SAGE_FT_"
 _LORA = LoraConfig()
@@ -36,8 +37,9 @@ class FinetuneSettings(BaseSettings):
         extra="ignore",
     )
 
-    base_model: Path
-    """Folder of the base model (a transformers causal LM with its tokenizer)."""
+    base_model: str
+    """The base model: a folder holding a transformers causal LM and its tokenizer, or a hub id
+    (resolved from the local hub cache; downloaded only when HF_HUB_OFFLINE is not set)."""
 
     dataset: Path
     """The JSONL training file."""
@@ -105,6 +107,9 @@ class FinetuneSettings(BaseSettings):
 
     status_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
     """Least time between two status patches (every progress line still goes to stdout)."""
+
+    service_account_dir: Path = SERVICE_ACCOUNT_DIR
+    """Where the pod's ServiceAccount token and cluster CA are mounted (for --status-target)."""
 
     @field_validator("target_modules", mode="before")
     @classmethod

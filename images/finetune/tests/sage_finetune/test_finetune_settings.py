@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -32,7 +31,7 @@ def test_environment_variables_configure_every_field(monkeypatch: pytest.MonkeyP
 
     settings = CliApp.run(FinetuneSettings, cli_args=[])
 
-    assert settings.base_model == Path("/models/base")
+    assert settings.base_model == "/models/base"
     assert settings.format is DatasetFormat.INSTRUCTION
     assert settings.method is FinetuneMethod.FULL
     assert settings.target_modules == ["q_proj", "v_proj"]

@@ -191,7 +191,7 @@ def test_sigterm_leaves_a_checkpoint_and_a_second_run_continues_the_step_count(
 
 def _settings(trainable_tiny_lm_path: Path, dataset: Path, output: Path, **overrides: Any) -> FinetuneSettings:
     values: dict[str, Any] = {
-        "base_model": trainable_tiny_lm_path,
+        "base_model": str(trainable_tiny_lm_path),
         "dataset": dataset,
         "output": output,
         "format": DatasetFormat.CHAT,
