@@ -71,8 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     namespaces = settings.namespaces
-    if namespaces:  # the handlers read the settings from the environment too
-        os.environ[f"{ENV_PREFIX}NAMESPACES"] = ",".join(namespaces)
+    # The startup handlers read their settings from the environment: hand them the resolved list.
+    os.environ[f"{ENV_PREFIX}NAMESPACES"] = ",".join(namespaces)
     asyncio.run(kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=namespaces))
     return 0
 
