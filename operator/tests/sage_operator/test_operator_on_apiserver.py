@@ -208,6 +208,10 @@ def test_spec_change_rolls_once_and_scale_reaches_the_deployment(
     )
     assert scaled["spec"]["template"]["metadata"]["annotations"]["sage.ai/spec-hash"] == new_hash
     assert scaled["metadata"]["generation"] == after["metadata"]["generation"] + 1
+    kubectl("scale", "llmengine/roll", "-n", namespace, "--replicas=0")
+    paused = wait_phase(kubectl, namespace, "roll", "Paused")
+    assert paused["ready"] == "0/0"
+    assert must_get(kubectl, namespace, "deployment", "roll")["spec"]["replicas"] == 0
 
 
 def test_drift_is_undone(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
