@@ -70,14 +70,14 @@ def make_client(settings: GatewaySettings) -> aiohttp.ClientSession:
     )
 
 
-async def _run_discovery(discovery: Discovery) -> None:
+async def _run_discovery(state: GatewayState) -> None:
     try:
-        await discovery.run()
+        await state.discovery.run()
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("discovery stopped; the registry no longer follows the cluster")
-        raise
+    except Exception as error:
+        log.exception("discovery stopped; the registry no longer follows its source")
+        state.discovery_error = f"{type(error).__name__}: {error}"
 
 
 class GatewayApp(FastAPI):
@@ -100,7 +100,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.gateway = GatewayState(
             settings, registry, metrics, Proxy(registry, settings, metrics, client), discovery
         )
-        task = asyncio.create_task(_run_discovery(discovery), name="sage-gateway-discovery")
+        task = asyncio.create_task(_run_discovery(app.state.gateway), name="sage-gateway-discovery")
         try:
             yield
         finally:
@@ -135,6 +135,8 @@ def _add_health_routes(app: FastAPI) -> None:
     @app.get("/readyz")
     async def readyz(request: Request) -> Response:
         state: GatewayState = request.app.state.gateway
+        if state.discovery_error is not None:
+            return error_response(GatewayError(503, f"Discovery stopped: {state.discovery_error}", "not_ready"))
         if not state.discovery.synced.is_set():
             return error_response(GatewayError(503, "Discovery has not synced yet.", "not_ready"))
         engines = len(state.registry.engines())

@@ -19,6 +19,8 @@ class GatewayState:
     metrics: GatewayMetrics
     proxy: Proxy
     discovery: Discovery
+    discovery_error: str | None = None
+    """Set when the discovery task stopped: the registry no longer follows its source."""
 
     def observe(self, model: str, route: str, status: int, started: float) -> None:
         self.metrics.observe_request(model, route, status, time.perf_counter() - started)

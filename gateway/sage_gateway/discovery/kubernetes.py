@@ -21,7 +21,7 @@ from sage_api.ports import SagePorts
 from sage_gateway.discovery.model import endpoints_from_slice, engine_from_object, slice_engine_key
 from sage_gateway.registry import EngineRegistry
 from sage_kube import KubeClient, resource_path
-from sage_kube.informer import EventType, Informer, object_key
+from sage_kube.informer import EventType, Handler, Informer, object_key
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,20 @@ class KubernetesDiscovery:
         for namespace in scopes:
             engines = resource_path(f"{SAGE_GROUP}/{VERSION}", ENGINE_PLURAL, namespace)
             slices = resource_path(ENDPOINTSLICE_API, "endpointslices", namespace)
-            self.informers.append(Informer(client, engines, self._on_engine))
-            self.informers.append(Informer(client, slices, self._on_slice, label_selector=LABEL_ENGINE))
+            self.informers.append(Informer(client, engines, self._guarded(self._on_engine)))
+            on_slice = self._guarded(self._on_slice)
+            self.informers.append(Informer(client, slices, on_slice, label_selector=LABEL_ENGINE))
+
+    def _guarded(self, handler: Handler) -> Handler:
+        """One odd object must not stop the watch: log it and keep going."""
+
+        def handle(event: EventType, obj: dict[str, Any]) -> None:
+            try:
+                handler(event, obj)
+            except Exception:
+                log.exception("could not apply %s of %s; skipped", event, object_key(obj))
+
+        return handle
 
     def _on_engine(self, event: EventType, obj: dict[str, Any]) -> None:
         engine = engine_from_object(obj)
