@@ -133,14 +133,16 @@ class GatedUpstream:
     A streaming chat request gets its first chunk at once; the second only after the test sets
     `release`. Meanwhile SSE comments keep the connection busy, so that when the gateway drops
     the upstream connection (its client went away) a write fails and `disconnected` is set.
-    Every request's headers are kept in `seen_headers`. `/v1/completions` always fails with a
-    plain-text 500.
+    A request with `"hold": true` is answered only after `release` (or noted in `disconnected`
+    when the caller hangs up first). Every request's headers are kept in `seen_headers`.
+    `/v1/completions` always fails with a plain-text 500.
     """
 
     def __init__(self, model: str = "gated") -> None:
         self.model = model
         self.release = asyncio.Event()
         self.disconnected = asyncio.Event()
+        self.received = asyncio.Event()
         self.seen_headers: list[dict[str, str]] = []
         self.port = free_port()
         self._runner: web.AppRunner | None = None
@@ -156,7 +158,15 @@ class GatedUpstream:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.seen_headers.append(dict(request.headers))
+        self.received.set()
         body = await request.json()
+        if body.get("hold"):  # answer only after `release`, unless the caller hangs up first
+            while not self.release.is_set():
+                if request.transport is None or request.transport.is_closing():
+                    self.disconnected.set()
+                    return web.Response(status=499)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.release.wait(), 0.05)
         if not body.get("stream"):
             message = {"role": "assistant", "content": "gated"}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}

@@ -52,15 +52,22 @@ async def _disconnect(request: Request) -> None:
             return
 
 
+WATCH_AFTER_SECONDS = 0.05
+"""Requests answered faster than this never pay for a disconnect watcher."""
+
+
 async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
     """Await `work` (the body must already be read); if the client goes away first, cancel it
     and raise ClientGone, so that the upstream request is abandoned too.
 
-    `work` runs in the current task and one watcher task cancels it on disconnect (cheaper than
-    racing two tasks, and this runs on every request)."""
+    `work` runs in the current task. Only when it has not finished after WATCH_AFTER_SECONDS (a
+    generation, not an embedding) does a watcher task start listening for the disconnect; a
+    timer costs next to nothing per request, a task does not."""
+    loop = asyncio.get_running_loop()
     current = asyncio.current_task()
     assert current is not None
     state = {"gone": False, "finished": False}
+    watchers: list[asyncio.Task[None]] = []
 
     def on_disconnect(watcher: asyncio.Task[None]) -> None:
         if state["finished"] or watcher.cancelled() or watcher.exception() is not None:
@@ -68,8 +75,13 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
         state["gone"] = True
         current.cancel()
 
-    watcher = asyncio.ensure_future(_disconnect(request))
-    watcher.add_done_callback(on_disconnect)
+    def start_watching() -> None:
+        if not state["finished"]:
+            watcher = loop.create_task(_disconnect(request))
+            watcher.add_done_callback(on_disconnect)
+            watchers.append(watcher)
+
+    timer = loop.call_later(WATCH_AFTER_SECONDS, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
@@ -79,4 +91,6 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
         raise
     finally:
         state["finished"] = True
-        watcher.cancel()
+        timer.cancel()
+        for watcher in watchers:
+            watcher.cancel()

@@ -3,6 +3,7 @@ deterministic backend and MiniLM), called with the official `openai` and `anthro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -327,3 +328,21 @@ def test_bad_settings_stop_the_gateway_with_one_clear_line() -> None:
         check=True,
     )
     assert "SAGE_GATEWAY_DISCOVERY" in helped.stdout
+
+
+async def test_client_disconnect_while_waiting_cancels_the_upstream_request(
+    gateway: GatewayProcess, gated: GatedUpstream
+) -> None:
+    """A non-streaming request whose answer takes long (a generation): the client hangs up
+    before any byte came back, and the gateway hangs up on the replica too."""
+    body = {"model": "gated", "hold": True, "messages": [{"role": "user", "content": "x"}]}
+    async with httpx.AsyncClient(timeout=30) as http:
+        waiting = asyncio.ensure_future(http.post(f"{gateway.base_url}/v1/chat/completions", json=body))
+        await gated.received.wait()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await gated.disconnected.wait()
+        metrics = (await http.get(f"{gateway.base_url}/metrics")).text
+    assert f'sage_gateway_inflight_requests{{endpoint="{gated.base_url}"}} 0.0' in metrics
+    assert 'sage_gateway_requests_total{model="gated",route="chat",status="499"}' in metrics
