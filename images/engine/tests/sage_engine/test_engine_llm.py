@@ -203,3 +203,22 @@ def test_bad_adapter_path(http: httpx.Client, tmp_path: Path) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "lora_path"
     assert "x" not in [m["id"] for m in http.get("/v1/models").json()["data"]]
+
+
+def test_openai_client_drives_the_adapter_api(tiny_engine: EngineProcess, adapter_path: Path) -> None:
+    """vLLM's adapter routes are not in the client's typed API; its generic `post` reaches them."""
+    client = openai.OpenAI(base_url=f"{tiny_engine.base_url}/v1", api_key="unused", max_retries=0)
+    body = {"lora_name": "client-bot", "lora_path": str(adapter_path)}
+    loaded = client.post("/load_lora_adapter", body=body, cast_to=httpx.Response)
+    assert loaded.status_code == 200
+    assert "client-bot" in [m.id for m in client.models.list().data]
+    reply = client.completions.create(model="client-bot", prompt="Hello", max_tokens=3, temperature=0)
+    assert reply.model == "client-bot"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.post("/load_lora_adapter", body=body, cast_to=httpx.Response)
+    assert caught.value.code is None
+    assert "already been loaded" in caught.value.message
+    unloaded = client.post("/unload_lora_adapter", body={"lora_name": "client-bot"}, cast_to=httpx.Response)
+    assert unloaded.status_code == 200
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="client-bot", prompt="Hello", max_tokens=3)
