@@ -79,6 +79,9 @@ def create_app(
             task.cancel()
             if state.batcher is not None:
                 await state.batcher.close()
+                batches, items = state.batcher.batches_run, state.batcher.items_run
+                if batches:
+                    log.info("embedding batches: %d, %d inputs, %.1f per batch", batches, items, items / batches)
             state.shutdown()
 
     app = FastAPI(title="SAGE engine", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

@@ -1,8 +1,10 @@
 """Coalesce concurrent embedding requests into batches run one at a time off the event loop.
 
 Requests queue up while a batch runs; the next batch takes what queued (up to a bounded number
-of items) and, when the previous batch showed concurrent traffic, waits a few milliseconds for
-more. One worker thread runs the model, so torch's own threads are the only parallelism.
+of items). When the previous batch showed concurrent traffic, the batch waits a few milliseconds
+at most for as many requests as the previous one had: clients that just got their answers are
+about to send their next request, and one batch of N runs far faster than N batches of one. One
+worker thread runs the model, so torch's own threads are the only parallelism.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ class BatchPolicy:
     def wait_budget(self, previous_batch_requests: int) -> float:
         """Wait only when traffic is concurrent: a lone client should never pay for batching."""
         return self.max_wait_seconds if previous_batch_requests > 1 else 0.0
+
+    def expects_more(self, batch_requests: int, previous_batch_requests: int) -> bool:
+        """Keep waiting only while fewer requests joined than the previous batch had."""
+        return batch_requests < previous_batch_requests
 
     def fits(self, batch_items: int, request_items: int) -> bool:
         """A request joins the batch if it fits; a batch always takes at least one request."""
@@ -83,7 +89,7 @@ class Batcher(Generic[ItemT, ResultT]):
                 candidate = queue.get_nowait()
             else:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or not self.policy.expects_more(len(batch), previous_requests):
                     break
                 try:
                     candidate = await asyncio.wait_for(queue.get(), remaining)

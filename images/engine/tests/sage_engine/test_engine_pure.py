@@ -161,6 +161,8 @@ def test_batch_policy() -> None:
     policy = BatchPolicy(max_items=4, max_wait_seconds=0.01)
     assert policy.wait_budget(1) == 0.0
     assert policy.wait_budget(3) == 0.01
+    assert policy.expects_more(2, 5)
+    assert not policy.expects_more(5, 5)
     assert policy.fits(0, 10)
     assert policy.fits(2, 2)
     assert not policy.fits(3, 2)
