@@ -3,8 +3,9 @@
 Requests queue up while a batch runs; the next batch takes what queued (up to a bounded number
 of items). When the previous batch showed concurrent traffic, the batch waits a few milliseconds
 at most for as many requests as the previous one had: clients that just got their answers are
-about to send their next request, and one batch of N runs far faster than N batches of one. One
-worker thread runs the model, so torch's own threads are the only parallelism.
+about to send their next request, and one batch of N runs far faster than N batches of one.
+`workers` batches may run at once (on as many executor threads): while one computes, the next
+one forms, and each can use fewer torch threads, which suffer less from a busy CPU.
 """
 
 from __future__ import annotations
@@ -54,25 +55,29 @@ class Batcher(Generic[ItemT, ResultT]):
     run_batch: Callable[[list[ItemT]], Sequence[ResultT]]
     executor: Executor
     policy: BatchPolicy = field(default_factory=BatchPolicy)
+    workers: int = 1
     batches_run: int = 0
     items_run: int = 0
     _queue: asyncio.Queue[_Pending[ItemT, ResultT]] | None = None
     _carry: deque[_Pending[ItemT, ResultT]] = field(default_factory=deque)
-    _worker: asyncio.Task[None] | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def submit(self, items: Sequence[ItemT]) -> list[ResultT]:
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._worker = asyncio.create_task(self._run(self._queue), name="embedding-batcher")
+            self._tasks = [
+                asyncio.create_task(self._run(self._queue), name=f"embedding-batcher-{i}") for i in range(self.workers)
+            ]
         future: asyncio.Future[list[ResultT]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(items, future))
         return await future
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+                await task
 
     async def _next(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> _Pending[ItemT, ResultT]:
         return self._carry.popleft() if self._carry else await queue.get()

@@ -36,6 +36,11 @@ class EngineSettings(BaseSettings):
     host: str = Field(default="0.0.0.0", description="Interface to listen on")
     port: int = Field(default_factory=SagePorts.engine, ge=1, le=65535, description="TCP port")
     threads: int | None = Field(default=None, ge=1, description="Torch threads (default: the container's CPU limit)")
+    embedding_workers: int = Field(
+        default=2,
+        ge=1,
+        description="Embedding batches computed at once, each with threads/workers torch threads",
+    )
     max_batch_items: int = Field(default=64, ge=1, description="Most texts one embedding batch coalesces")
     max_batch_wait_ms: float = Field(default=3.0, ge=0, description="Longest a request waits for batch company (ms)")
     max_inputs: int = Field(default=2048, ge=1, description="Most inputs per embeddings request")
@@ -64,3 +69,6 @@ class EngineSettings(BaseSettings):
 
     def resolved_threads(self) -> int:
         return self.threads or torch_threads()
+
+    def threads_per_embedding_worker(self) -> int:
+        return max(1, self.resolved_threads() // self.embedding_workers)

@@ -21,16 +21,16 @@ class EngineState:
     status: str = "loading"
     reason: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
-    # One thread for embeddings and one for generation: torch parallelises inside each call.
-    embed_executor: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="embed")
-    )
+    # Embedding batches run on `embedding_workers` threads; generation on one thread, so adapter
+    # changes never race a generation. Torch parallelises inside each call.
+    embed_executor: ThreadPoolExecutor = field(init=False)
     generate_executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="generate")
     )
     batcher: Batcher[EmbeddingItem, tuple[Any, int]] | None = None
 
     def __post_init__(self) -> None:
+        self.embed_executor = ThreadPoolExecutor(self.settings.embedding_workers, thread_name_prefix="embed")
         self.reason = f"loading model '{self.settings.model}' with the {self.settings.backend} backend"
 
     def ready(self, backend: Backend) -> None:
@@ -44,7 +44,7 @@ class EngineState:
             batch = backend.embed(items)
             return list(zip(batch.vectors, batch.token_counts, strict=True))
 
-        self.batcher = Batcher(run_batch, self.embed_executor, policy)
+        self.batcher = Batcher(run_batch, self.embed_executor, policy, self.settings.embedding_workers)
         self.status, self.reason = "ok", ""
 
     def failed(self, reason: str) -> None:

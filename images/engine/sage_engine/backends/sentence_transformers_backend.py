@@ -1,12 +1,13 @@
 """Embeddings from a sentence-transformers model, batched and tokenized once per batch.
 
-The batch worker tokenizes without truncation (to count tokens and detect over-length inputs),
+Batch workers (one or more threads) tokenize without truncation (to count tokens and detect over-length inputs),
 sorts by length and runs the model in length-homogeneous chunks, like `SentenceTransformer.encode`
 does, so the vectors equal `encode`'s.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -34,6 +35,9 @@ class SentenceTransformersBackend:
         probe = model.preprocess(["probe"])
         self.extras = {k: v for k, v in probe.items() if not isinstance(v, torch.Tensor)}
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        # Fast tokenizers reconfigure their Rust object on every call; concurrent batch workers
+        # must not do that at the same time ("Already borrowed").
+        self._tokenizer_lock = threading.Lock()
 
     @classmethod
     def load(cls, spec: str, threads: int) -> SentenceTransformersBackend:
@@ -64,7 +68,8 @@ class SentenceTransformersBackend:
         texts = [(i, item) for i, item in enumerate(items) if isinstance(item, str)]
         ids: list[list[int]] = [item if isinstance(item, list) else [] for item in items]
         if texts:
-            encoded = self.tokenizer([t for _, t in texts], add_special_tokens=True, truncation=False)
+            with self._tokenizer_lock:
+                encoded = self.tokenizer([t for _, t in texts], add_special_tokens=True, truncation=False)
             for (index, _), row in zip(texts, encoded["input_ids"], strict=True):
                 ids[index] = list(row)
         return ids

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -194,3 +195,26 @@ async def test_batcher_delivers_errors_to_the_batch() -> None:
         with pytest.raises(ValueError, match="boom"):
             await batcher.submit([1])
         await batcher.close()
+
+
+async def test_parallel_batch_workers_keep_callers_apart() -> None:
+    running: list[int] = []
+    most_at_once = 0
+    lock = threading.Lock()
+
+    def run(items: list[int]) -> list[int]:
+        nonlocal most_at_once
+        with lock:
+            running.append(1)
+            most_at_once = max(most_at_once, len(running))
+        time.sleep(0.01)
+        with lock:
+            running.pop()
+        return [item + 1 for item in items]
+
+    with ThreadPoolExecutor(2) as executor:
+        batcher: Batcher[int, int] = Batcher(run, executor, BatchPolicy(max_items=4), workers=2)
+        results = await asyncio.gather(*(batcher.submit([i, -i]) for i in range(20)))
+        await batcher.close()
+    assert results == [[i + 1, -i + 1] for i in range(20)]
+    assert most_at_once == 2
