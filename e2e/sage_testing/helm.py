@@ -62,3 +62,7 @@ class Helm:
     def manifest(self, release: str, namespace: str) -> list[dict[str, Any]]:
         """The objects an installed release created."""
         return parse_manifests(self("get", "manifest", release, "--namespace", namespace))
+
+    def hooks(self, release: str, namespace: str) -> list[dict[str, Any]]:
+        """The release's hooks (e.g. the `helm test` pod), rendered but not created by install."""
+        return parse_manifests(self("get", "hooks", release, "--namespace", namespace))

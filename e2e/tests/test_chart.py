@@ -125,7 +125,12 @@ def test_schema_describes_every_default_value() -> None:
 def test_defaults_render_operator_and_gateway_cluster_wide(helm: Helm) -> None:
     objects = helm.template()
     assert kinds(objects) == sorted(
-        ["ServiceAccount"] * 2 + ["ClusterRole"] * 2 + ["ClusterRoleBinding"] * 2 + ["Deployment"] * 2 + ["Service"]
+        ["ServiceAccount"] * 2
+        + ["ClusterRole"] * 2
+        + ["ClusterRoleBinding"] * 2
+        + ["Deployment"] * 2
+        + ["Service"]
+        + ["Pod"]  # the `helm test` hook
     )
     gateway = one(objects, "Deployment", "sage-gateway")
     assert env_of(gateway)["SAGE_GATEWAY_DISCOVERY"] == "kubernetes"
@@ -239,8 +244,12 @@ def test_images_default_to_the_app_version(helm: Helm) -> None:
 
 @pytest.mark.parametrize("values", [[], ["-f", str(ALL_OPTIONS)]], ids=["defaults", "all-options"])
 def test_pods_run_non_root_with_requests(helm: Helm, values: list[str]) -> None:
-    for deployment in find(helm.template(*values), "Deployment"):
-        pod = deployment["spec"]["template"]["spec"]
+    objects = helm.template(*values)
+    pods = [d["spec"]["template"]["spec"] for d in find(objects, "Deployment")] + [
+        p["spec"] for p in find(objects, "Pod")
+    ]
+    assert len(pods) == 3
+    for pod in pods:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in pod["containers"]:

@@ -132,3 +132,24 @@ def test_namespaced_install_with_every_option(helm: Helm, kubectl: Kubectl, rele
     helm("uninstall", "sage", "--namespace", release_namespace, "--wait")
     assert [f"{o['kind']}/{o['metadata']['name']}" for o in objects if not absent(kubectl, o)] == []
     kubectl.run("delete", "namespace", "ml-team", "--wait=false", check=False)
+
+
+def test_upgrade_between_cluster_and_namespaced_rbac_leaves_nothing_behind(
+    helm: Helm, kubectl: Kubectl, release_namespace: str
+) -> None:
+    helm.install("sage", release_namespace, "--wait=false")
+    cluster_wide = helm.manifest("sage", release_namespace)
+    helm("upgrade", "sage", str(CHART), "--namespace", release_namespace, "--set", "rbac.namespaced=true")
+    namespaced = helm.manifest("sage", release_namespace)
+    gone = [o for o in cluster_wide if (o["kind"], o["metadata"]["name"]) not in {
+        (n["kind"], n["metadata"]["name"]) for n in namespaced
+    }]  # fmt: skip
+    assert {o["kind"] for o in gone} == {"ClusterRole", "ClusterRoleBinding"}
+    assert [o["metadata"]["name"] for o in gone if not absent(kubectl, o)] == []
+    account = f"system:serviceaccount:{release_namespace}:sage-operator"
+    assert can(kubectl, account, "create", "deployments.apps", release_namespace)
+    assert not can(kubectl, account, "create", "deployments.apps", "default")
+    helm("upgrade", "sage", str(CHART), "--namespace", release_namespace, "--set", "rbac.namespaced=false")
+    assert can(kubectl, account, "create", "deployments.apps", "default")
+    helm("uninstall", "sage", "--namespace", release_namespace, "--wait")
+    assert [o["metadata"]["name"] for o in cluster_wide + namespaced if not absent(kubectl, o)] == []

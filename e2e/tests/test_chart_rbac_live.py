@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from sage_testing.envtest import ControlPlane, free_port
-from sage_testing.helm import Helm
+from sage_testing.helm import CHART, Helm
 from sage_testing.kubectl import Kubectl
 from sage_testing.operator_process import PYTHONPATH, OperatorProcess, wait_until
 
@@ -111,6 +111,26 @@ def gateway_process(kubeconfig: Path, env: dict[str, str], log: Path) -> Iterato
                 process.wait()
 
 
+def run_helm_test_script(objects: list[dict[str, Any]], gateway: str) -> None:
+    """The `helm test` pod's script, run against the gateway process instead of its Service."""
+    (pod,) = [o for o in objects if o["kind"] == "Pod"]
+    (container,) = pod["spec"]["containers"]
+    program, flag, script = container["command"]
+    assert (program, flag) == ("python", "-c")
+    service_port = yaml.safe_load((CHART / "values.yaml").read_text())["gateway"]["service"]["port"]
+    service_url = f"http://sage-gateway:{service_port}"
+    assert service_url in script
+    result = subprocess.run(
+        [sys.executable, "-c", script.replace(service_url, gateway)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/readyz 200" in result.stdout
+
+
 def no_forbidden(log: Path) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if any(m in line for m in FORBIDDEN_MARKS)]
 
@@ -126,7 +146,8 @@ def installed(
     values: list[str] = request.param
     values = [v.replace("ENGINE_NS", engine_ns) for v in values]
     helm_live.install("sage", release_ns, "--wait=false", *values)
-    yield release_ns, engine_ns, helm_live.manifest("sage", release_ns)
+    rendered = helm_live.manifest("sage", release_ns) + helm_live.hooks("sage", release_ns)
+    yield release_ns, engine_ns, rendered
     helm_live.run("uninstall", "sage", "--namespace", release_ns, check=False)
     for namespace in (release_ns, engine_ns):
         kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
@@ -186,6 +207,7 @@ def test_operator_and_gateway_work_with_exactly_the_chart_rbac(
         wait_until(gateway_ready, f"the gateway's discovery to sync\n{gateway_log.read_text(errors='replace')}", 60)
         models = httpx.get(f"{gateway}/v1/models", timeout=5)
         assert models.status_code == 200, models.text
+        run_helm_test_script(objects, gateway)
         # A FinetuneJob: its Job, and the runner's ServiceAccount + Role + RoleBinding, which the
         # operator may create only because it holds every permission that Role grants.
         kubectl.apply(FINETUNE, engine_ns)
