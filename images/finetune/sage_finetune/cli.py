@@ -17,7 +17,9 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
+from typing import NamedTuple
 
 import torch
 from pydantic import ValidationError
@@ -96,8 +98,26 @@ def _completed_line(result: RunResult, epoch: float, message: str) -> ProgressLi
     )
 
 
-def train(settings: FinetuneSettings, stop: threading.Event) -> int:
-    """The whole run; returns the exit code."""
+class Finished(NamedTuple):
+    """How the process ends: its exit code and a one-line summary for the termination log."""
+
+    code: int
+    summary: str
+
+
+def write_termination_message(path: Path, summary: str) -> None:
+    """Kubernetes shows this file's content as the container's termination message (the
+    operator copies it into the FinetuneJob's status). Written only where the kubelet created the
+    file, so running locally never litters /dev."""
+    if path.is_file():
+        try:
+            path.write_text(summary[-4000:] + "\n")
+        except OSError:
+            log.debug("termination log %s is not writable", path)
+
+
+def train(settings: FinetuneSettings, stop: threading.Event) -> Finished:
+    """The whole run; returns the exit code and its summary."""
     try:
         raw = settings.dataset.read_bytes()
         text = raw.decode("utf-8")
@@ -119,7 +139,7 @@ def train(settings: FinetuneSettings, stop: threading.Event) -> int:
         if finished.identity != identity:
             raise InvalidInputError(f"{settings.output} already holds the result of another run; use another --output")
         log.info("%s already holds this run's result; nothing to do", settings.output)
-        return EXIT_COMPLETED
+        return Finished(EXIT_COMPLETED, f"completed: {settings.output} already holds this run's result")
     log.info(
         "%d examples, %s on %s, %d of %d parameters trainable",
         len(encoded), settings.method.value, device, trainable, total,
@@ -141,7 +161,8 @@ def train(settings: FinetuneSettings, stop: threading.Event) -> int:
             sink.publish(ProgressLine(event=ProgressEvent.FAILED, time=timestamp(time.time()), message=str(error)))
             raise
         if result.outcome is Outcome.STOPPED:
-            return EXIT_STOPPED
+            saved = f"checkpoint {result.checkpoint}" if result.checkpoint else "nothing to save yet"
+            return Finished(EXIT_STOPPED, f"stopped at step {result.step} of {result.total_steps}; {saved}")
         save_result(model, tokenizer, settings.output)
         lora = settings.method is FinetuneMethod.LORA
         epochs = trainer.plan.epoch_at(result.step)
@@ -166,7 +187,8 @@ def train(settings: FinetuneSettings, stop: threading.Event) -> int:
         )
         remove_checkpoints(settings.output)
         sink.publish(_completed_line(result, epochs, f"wrote {settings.output}"))
-        return EXIT_COMPLETED
+        loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"
+        return Finished(EXIT_COMPLETED, f"completed: {result.step} steps, final loss {loss}, wrote {settings.output}")
     finally:
         sink.close()
 
@@ -191,10 +213,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return EXIT_INVALID_INPUT
     try:
-        return train(settings, stop)
+        finished = train(settings, stop)
     except (InvalidInputError, DatasetError, ModelSetupError, CheckpointMismatchError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_INVALID_INPUT
-    except Exception:
+        finished = Finished(EXIT_INVALID_INPUT, f"error: {error}")
+    except Exception as error:
         log.exception("fine-tune failed")
-        return EXIT_ERROR
+        finished = Finished(EXIT_ERROR, f"unexpected error: {type(error).__name__}: {error}")
+    write_termination_message(settings.termination_log, finished.summary)
+    return finished.code

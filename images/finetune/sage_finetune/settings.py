@@ -108,6 +108,10 @@ class FinetuneSettings(BaseSettings):
     status_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
     """Least time between two status patches (every progress line still goes to stdout)."""
 
+    termination_log: Path = Path("/dev/termination-log")
+    """A one-line summary of how the run ended is written here when the file exists (Kubernetes
+    creates it and shows it as the container's termination message)."""
+
     service_account_dir: Path = SERVICE_ACCOUNT_DIR
     """Where the pod's ServiceAccount token and cluster CA are mounted (for --status-target)."""
 

@@ -84,11 +84,14 @@ def test_lora_teaches_the_codeword_configured_by_environment_variables(
     codeword_question: str,
 ) -> None:
     output = tmp_path / "adapter"
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()  # the kubelet creates it; the runner only fills it
 
     result = run_runner(
         runner_env,
         LORA_ENV
         | {
+            "SAGE_FT_TERMINATION_LOG": str(termination_log),
             "SAGE_FT_BASE_MODEL": str(trainable_tiny_lm_path),
             "SAGE_FT_DATASET": str(codeword_chat_dataset),
             "SAGE_FT_OUTPUT": str(output),
@@ -125,6 +128,9 @@ def test_lora_teaches_the_codeword_configured_by_environment_variables(
     tuned_answer = greedy_answer(
         PeftModel.from_pretrained(base, str(output)), tokenizer, prompt, add_special_tokens=False
     )
+    assert termination_log.read_text() == (
+        f"completed: 40 steps, final loss {metadata['finalLoss']:.4f}, wrote {output}\n"
+    )
     assert codeword not in base_answer
     assert codeword in tuned_answer, tuned_answer
 
@@ -133,7 +139,10 @@ def test_sigterm_leaves_a_checkpoint_and_a_second_run_continues_the_step_count(
     trainable_tiny_lm_path: Path, codeword_chat_dataset: Path, tmp_path: Path, runner_env: dict[str, str]
 ) -> None:
     output = tmp_path / "adapter"
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()
     settings = LORA_ENV | {
+        "SAGE_FT_TERMINATION_LOG": str(termination_log),
         "SAGE_FT_BASE_MODEL": str(trainable_tiny_lm_path),
         "SAGE_FT_DATASET": str(codeword_chat_dataset),
         "SAGE_FT_OUTPUT": str(output),
@@ -176,6 +185,7 @@ def test_sigterm_leaves_a_checkpoint_and_a_second_run_continues_the_step_count(
         "trainer_state.json",
     }
     assert not (output / "sage-finetune.json").exists()
+    assert termination_log.read_text() == f"stopped at step {last_step} of 100000; checkpoint {checkpoint}\n"
 
     resumed = run_runner(runner_env, settings | {"SAGE_FT_MAX_STEPS": str(last_step + 5)})
 
@@ -287,7 +297,7 @@ def test_full_fine_tuning_on_instructions_writes_a_complete_model(
         max_steps=30,
     )
 
-    assert train(settings, threading.Event()) == EXIT_COMPLETED
+    assert train(settings, threading.Event()).code == EXIT_COMPLETED
 
     steps = steps_of([json.loads(line) for line in capsys.readouterr().out.splitlines()])
     first_loss, last_loss = mean(s["loss"] for s in steps[:5]), mean(s["loss"] for s in steps[-5:])
@@ -308,7 +318,7 @@ def test_full_fine_tuning_on_instructions_writes_a_complete_model(
 
     # The same run again finds its result and does not train a second time.
     capsys.readouterr()
-    assert train(settings, threading.Event()) == EXIT_COMPLETED
+    assert train(settings, threading.Event()).code == EXIT_COMPLETED
     assert capsys.readouterr().out == ""
 
 
@@ -319,6 +329,8 @@ def test_a_malformed_line_fails_fast_naming_it(
     good = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}'
     dataset.write_text(f"{good}\n{good}\n{{'messages': 'single quotes'}}\n{good}\n")
     output = tmp_path / "never"
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()
 
     result = run_runner(
         runner_env,
@@ -326,10 +338,12 @@ def test_a_malformed_line_fails_fast_naming_it(
             "SAGE_FT_BASE_MODEL": str(trainable_tiny_lm_path),
             "SAGE_FT_DATASET": str(dataset),
             "SAGE_FT_OUTPUT": str(output),
+            "SAGE_FT_TERMINATION_LOG": str(termination_log),
         },
     )
 
     assert result.returncode == EXIT_INVALID_INPUT
     assert "error: line 3: not valid JSON" in result.stderr
     assert "Traceback" not in result.stderr
+    assert termination_log.read_text().startswith("error: line 3: not valid JSON")
     assert not output.exists()  # failed before loading the model or writing anything
