@@ -245,6 +245,7 @@ def main() -> None:
     kind = args.upstream
     if kind == "auto":
         kind = "deterministic" if importlib.util.find_spec("sage_engine") else "mock"
+    load_before = os.getloadavg()[0]
     print(f"==> starting the {kind} upstream and the gateway", flush=True)
     upstream, direct = start_upstream(kind)
     engines = json.dumps([{"name": "echo", "urls": [direct]}])
@@ -279,7 +280,11 @@ def main() -> None:
         for label, sample in (("direct", direct_sample), ("gateway", gateway_sample)):
             if sample.reasons:
                 print(f"errors {name} {label}: {dict(sample.reasons)}")
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    load_after = os.getloadavg()[0]
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; 1-minute load average "
+        f"{load_before:.1f} before and {load_after:.1f} after the run"
+    )
     doc = (
         "# Gateway overhead\n\n"
         f"Measured by `make bench-gateway` on {datetime.date.today().isoformat()} ({machine}); upstream: "
@@ -293,6 +298,11 @@ def main() -> None:
         "(`gateway/bench/minimal_proxy.py`): the cost of the second HTTP hop alone on this machine. The second "
         "table gives the CPU time each serving process spent per request (from /proc), which stays meaningful "
         "when other work shares the machine.\n\n"
+        "How to read it: when other work shares the machine (see the load average), req/s and latencies swing "
+        "from run to run; the CPU table is the steady part, the gateway's own cost per request next to the "
+        "engine's and the minimal proxy's. With the load generator, the engine and the gateway on the same CPUs, "
+        "CPU-bound throughput through the gateway is at most (engine + client CPU) / (engine + client + gateway "
+        "CPU) of direct; on dedicated cores (a gateway pod) the gateway only has to keep up with its replicas.\n\n"
         f"{rendered}\n"
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
