@@ -50,6 +50,9 @@ class EngineProcess:
     env: Mapping[str, str] = field(default_factory=dict)
     threads: int = 1
     startup_timeout: float = 180.0
+    host: str = "127.0.0.1"
+    wrapper: Sequence[str] = ()
+    """A command prefix, e.g. `ip netns exec <pod>` to run the engine inside a test pod network."""
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -57,15 +60,15 @@ class EngineProcess:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def name(self) -> str:
         return self.served_model_name or self.model
 
     def command(self) -> list[str]:
-        args = [sys.executable, "-m", "sage_engine", "--backend", self.backend, "--model", self.model]
-        args += ["--host", "127.0.0.1", "--port", str(self.port), "--threads", str(self.threads)]
+        args = [*self.wrapper, sys.executable, "-m", "sage_engine", "--backend", self.backend, "--model", self.model]
+        args += ["--host", self.host, "--port", str(self.port), "--threads", str(self.threads)]
         if self.served_model_name:
             args += ["--served-model-name", self.served_model_name]
         for alias in self.aliases:
@@ -109,9 +112,8 @@ class EngineProcess:
         return path.read_text() if path is not None and path.exists() else ""
 
     def _fail(self, why: str) -> EngineStartError:
-        return EngineStartError(
-            f"engine {' '.join(self.command()[2:])}: {why}\n--- engine log ---\n{self.log()[-6000:]}"
-        )
+        arguments = " ".join(self.command()[len(self.wrapper) + 2 :])
+        return EngineStartError(f"engine {arguments}: {why}\n--- engine log ---\n{self.log()[-6000:]}")
 
     def wait_healthy(self, timeout: float | None = None) -> None:
         assert self.process is not None, "launch() first"

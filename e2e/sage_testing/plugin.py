@@ -13,6 +13,7 @@ import pytest
 
 from sage_testing.envtest import REPO_ROOT, ControlPlane, ControlPlaneError, locate_binaries
 from sage_testing.kubectl import Kubectl
+from sage_testing.podnet import PodNetwork, PodNetworkError
 from sage_testing.prereq import missing
 
 pytest_plugins = ["sage_testing.engine_fixtures"]
@@ -38,6 +39,17 @@ def control_plane(kube_binaries: Path) -> Iterator[ControlPlane]:
             "wait", "--for=condition=Established", "--timeout=60s", "crd", "llmengines.sage.ai", "finetunejobs.sage.ai"
         )
         yield plane
+
+
+@pytest.fixture(scope="session")
+def pod_network() -> Iterator[PodNetwork]:
+    """Stand-in pods with real, non-loopback addresses (see sage_testing.podnet)."""
+    try:
+        PodNetwork.check()
+    except PodNetworkError as error:
+        missing(str(error))
+    with PodNetwork() as network:
+        yield network
 
 
 @pytest.fixture(scope="session")
