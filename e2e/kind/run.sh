@@ -53,7 +53,7 @@ log "helm install"
 helm install sage "$root/charts/sage" -n "$namespace" --create-namespace --wait --timeout 5m \
   --set operator.image.repository=sage-operator --set operator.image.tag="$tag" \
   --set gateway.image.repository=sage-gateway --set gateway.image.tag="$tag" \
-  --set engineImages.default.repository=sage-engine --set engineImages.default.tag="$tag"
+  --set operator.engineImages.engine="sage-engine:$tag"
 
 log "applying a deterministic engine"
 kubectl apply -f "$root/examples/deterministic-test.yaml"

@@ -18,6 +18,7 @@ IMAGES = {
     "operator": ("operator", "sage_operator"),
     "gateway": ("gateway", "sage_gateway"),
     "engine": ("engine", "sage_engine"),
+    "finetune": ("finetune", "sage_finetune"),
 }
 
 
