@@ -59,7 +59,9 @@ async def messages(request: Request) -> Response:
                 raise upstream_error(status, content, upstream.url)
             message = chat_to_message(orjson.loads(content), model)
             state.observe(model, ROUTE, status, started)
-            headers = {"x-request-id": request_id, REPLICA: upstream.url}
+            headers = {"x-request-id": request_id}
+            if state.settings.expose_replica:
+                headers[REPLICA] = upstream.url
             return Response(orjson.dumps(message), status, headers, media_type=JSON)
     except GatewayError as error:
         state.observe(model, ROUTE, error.status, started)
@@ -72,12 +74,10 @@ async def messages(request: Request) -> Response:
         state.observe(model, ROUTE, CLIENT_CLOSED, started)
         return Response(status_code=CLIENT_CLOSED)
     events = _translate_stream(state, upstream, model, started)
-    return StreamingResponse(
-        events,
-        200,
-        {"x-request-id": request_id, "cache-control": "no-cache", REPLICA: upstream.url},
-        media_type="text/event-stream",
-    )
+    stream_headers = {"x-request-id": request_id, "cache-control": "no-cache"}
+    if state.settings.expose_replica:
+        stream_headers[REPLICA] = upstream.url
+    return StreamingResponse(events, 200, stream_headers, media_type="text/event-stream")
 
 
 async def _translate_stream(

@@ -50,7 +50,8 @@ async def proxy_openai(request: Request, route: str, path: str) -> Response:
         return Response(status_code=CLIENT_CLOSED)
     status = upstream.response.status
     out_headers = response_headers(upstream.response.headers, request_id)
-    out_headers[REPLICA] = upstream.url
+    if state.settings.expose_replica:
+        out_headers[REPLICA] = upstream.url
     if upstream.response.headers.get("content-type", "").startswith("text/event-stream"):
 
         async def stream() -> AsyncIterator[bytes]:

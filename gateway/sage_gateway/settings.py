@@ -61,6 +61,9 @@ class GatewaySettings(BaseSettings):
     max_connections: int = Field(default=1024, ge=1)
     """Connections to all replicas together."""
 
+    expose_replica: bool = True
+    """Name the replica that answered in an `x-sage-replica` response header (its pod address)."""
+
     log_level: str = "info"
 
     @field_validator("namespaces", mode="before")

@@ -23,6 +23,7 @@ def edge_env(engine: EngineProcess, prefix: str | None = None) -> dict[str, str]
     }
     if prefix is not None:
         env["SAGE_EDGE_LLM_PREFIX"] = prefix
+        env["SAGE_GATEWAY_EXPOSE_REPLICA"] = "false"
     return env
 
 
@@ -45,6 +46,9 @@ def test_the_gateway_is_mounted_at_the_root_by_default(edge_at_root: GatewayProc
     assert "echo" in {model.id for model in client.models.list()}
     reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "edge"}])
     assert reply.choices[0].message.content == "echo: edge"
+    body = {"model": "echo", "messages": [{"role": "user", "content": "x"}]}
+    response = httpx.post(f"{edge_at_root.base_url}/v1/chat/completions", json=body)
+    assert response.headers["x-sage-replica"].startswith("http://127.0.0.1:")
 
 
 def test_the_gateway_is_mounted_under_a_prefix(edge_with_prefix: GatewayProcess) -> None:
@@ -60,6 +64,10 @@ def test_the_gateway_is_mounted_under_a_prefix(edge_with_prefix: GatewayProcess)
     assert outside.status_code == 404
     assert outside.json()["error"]["code"] == "not_found"
     assert httpx.get(f"{edge_with_prefix.base_url}/readyz").status_code == 200
+    body = {"model": "echo", "messages": [{"role": "user", "content": "x"}]}
+    response = httpx.post(f"{edge_with_prefix.base_url}/llm/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert "x-sage-replica" not in response.headers  # SAGE_GATEWAY_EXPOSE_REPLICA=false
 
 
 def test_without_the_gateway_the_shell_only_answers_health(deterministic_engine: EngineProcess) -> None:
