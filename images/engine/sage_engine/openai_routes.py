@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sage_engine.protocol import (
 )
 from sage_engine.state import EngineState
 
+log = logging.getLogger("sage_engine")
 router = APIRouter()
 
 
@@ -160,9 +162,12 @@ def _stream(state: EngineState, job: _Job, include_usage: bool) -> StreamingResp
 
     def work() -> GenerationResult:
         try:
-            return run_generation(
+            result = run_generation(
                 job.backend.generate(job.prompt, job.params, job.adapter), job.params, emit, cancelled
             )
+            if cancelled.is_set():
+                log.info("generation cancelled after %d tokens: the client went away", result.completion_tokens)
+            return result
         finally:
             loop.call_soon_threadsafe(pieces.put_nowait, None)
 

@@ -3,7 +3,6 @@ with the reason in the log and in the Kubernetes termination log."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -47,7 +46,7 @@ def serve(settings: EngineSettings) -> int:
         server_header=False,
     )
     server = uvicorn.Server(config)
-    asyncio.run(server.serve())
+    server.run()  # uvloop and httptools when installed
     if failure:
         log.error("exiting: %s", failure[0])
         return 1

@@ -4,6 +4,7 @@ completions against in-process transformers, streaming, stops, seeds, usage, LoR
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,20 @@ def test_openai_client_drives_the_adapter_api(tiny_engine: EngineProcess, adapte
     assert unloaded.status_code == 200
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="client-bot", prompt="Hello", max_tokens=3)
+
+
+def test_a_client_that_goes_away_stops_its_generation(tiny_engine: EngineProcess, http: httpx.Client) -> None:
+    request = {"prompt": "Hello", "max_tokens": 240, "temperature": 0, "stream": True}
+    with (
+        httpx.Client(base_url=tiny_engine.base_url, timeout=60) as client,
+        client.stream("POST", "/v1/completions", json=request) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+    # The engine notices at the next token and says how far it got.
+    deadline = time.monotonic() + 60
+    while "generation cancelled after" not in tiny_engine.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    said = next(line for line in tiny_engine.log().splitlines() if "generation cancelled after" in line)
+    assert int(said.split("after ")[1].split()[0]) < 240
+    assert http.post("/v1/completions", json={"prompt": "next", "max_tokens": 2}).status_code == 200
