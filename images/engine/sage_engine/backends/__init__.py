@@ -6,8 +6,12 @@ starts without importing torch.
 
 from __future__ import annotations
 
+import logging
+
 from sage_engine.backends.base import Backend
 from sage_engine.settings import EngineSettings
+
+log = logging.getLogger("sage_engine")
 
 
 def load_backend(settings: EngineSettings) -> Backend:
@@ -15,6 +19,7 @@ def load_backend(settings: EngineSettings) -> Backend:
     if settings.backend == "deterministic":
         from sage_engine.backends.deterministic_backend import DeterministicBackend  # noqa: PLC0415 (torch-free start)
 
+        log.warning("backend 'deterministic' is a TEST backend: hash embeddings and an echo chat, no model")
         return DeterministicBackend(settings.model, settings.dimensions)
     if settings.backend == "sentence-transformers":
         from sage_engine.backends.sentence_transformers_backend import (  # noqa: PLC0415 (imports torch)
