@@ -70,5 +70,9 @@ class EngineSettings(BaseSettings):
     def resolved_threads(self) -> int:
         return self.threads or torch_threads()
 
+    def embedding_worker_count(self) -> int:
+        """Never more workers than threads: each worker needs a CPU of its own."""
+        return max(1, min(self.embedding_workers, self.resolved_threads()))
+
     def threads_per_embedding_worker(self) -> int:
-        return max(1, self.resolved_threads() // self.embedding_workers)
+        return max(1, self.resolved_threads() // self.embedding_worker_count())

@@ -30,7 +30,7 @@ class EngineState:
     batcher: Batcher[EmbeddingItem, tuple[Any, int]] | None = None
 
     def __post_init__(self) -> None:
-        self.embed_executor = ThreadPoolExecutor(self.settings.embedding_workers, thread_name_prefix="embed")
+        self.embed_executor = ThreadPoolExecutor(self.settings.embedding_worker_count(), thread_name_prefix="embed")
         self.reason = f"loading model '{self.settings.model}' with the {self.settings.backend} backend"
 
     def ready(self, backend: Backend) -> None:
@@ -44,7 +44,7 @@ class EngineState:
             batch = backend.embed(items)
             return list(zip(batch.vectors, batch.token_counts, strict=True))
 
-        self.batcher = Batcher(run_batch, self.embed_executor, policy, self.settings.embedding_workers)
+        self.batcher = Batcher(run_batch, self.embed_executor, policy, self.settings.embedding_worker_count())
         self.status, self.reason = "ok", ""
 
     def failed(self, reason: str) -> None:

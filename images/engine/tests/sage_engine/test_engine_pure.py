@@ -18,6 +18,7 @@ from sage_engine.batching import Batcher, BatchPolicy
 from sage_engine.errors import EngineError
 from sage_engine.generation import SamplingParams, run_generation
 from sage_engine.protocol import ChatRequest, CompletionRequest, EmbeddingRequest, normalize_embedding_input, parse_body
+from sage_engine.settings import EngineSettings
 from sage_engine.stops import StopMatcher
 
 
@@ -218,3 +219,11 @@ async def test_parallel_batch_workers_keep_callers_apart() -> None:
         await batcher.close()
     assert results == [[i + 1, -i + 1] for i in range(20)]
     assert most_at_once == 2
+
+
+@pytest.mark.parametrize(
+    ("threads", "workers", "expected"), [(1, 2, (1, 1)), (2, 2, (2, 1)), (8, 2, (2, 4)), (3, 2, (2, 1)), (4, 1, (1, 4))]
+)
+def test_embedding_workers_share_the_threads(threads: int, workers: int, expected: tuple[int, int]) -> None:
+    settings = EngineSettings(backend="deterministic", model="x", threads=threads, embedding_workers=workers)
+    assert (settings.embedding_worker_count(), settings.threads_per_embedding_worker()) == expected
