@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import signal
 import sys
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 from pydantic_settings import CliApp
 
 from sage_api.finetune import FinetuneMethod
+from sage_engine.cgroup import torch_threads
 from sage_finetune.checkpoint import CheckpointMismatchError, remove_checkpoints
 from sage_finetune.dataset import DatasetError, parse_dataset
 from sage_finetune.encoding import encode_dataset
@@ -116,6 +118,26 @@ def write_termination_message(path: Path, summary: str) -> None:
             log.debug("termination log %s is not writable", path)
 
 
+def _already_finished(settings: FinetuneSettings, dataset_sha256: str) -> Finished | None:
+    """A completed result of this very run in the output folder (a retried pod after success);
+    another run's result there is refused rather than overwritten."""
+    finished = read_metadata(settings.output)
+    if finished is None:
+        return None
+    modules = settings.target_modules if settings.target_modules is not None else finished.target_modules
+    if finished.identity != run_identity(settings, dataset_sha256, modules):
+        raise InvalidInputError(f"{settings.output} already holds the result of another run; use another --output")
+    log.info("%s already holds this run's result; nothing to do", settings.output)
+    return Finished(EXIT_COMPLETED, f"completed: {settings.output} already holds this run's result")
+
+
+def _use_container_cpus() -> None:
+    # torch starts one thread per host core; in a pod limited to a few CPUs that oversubscribes
+    # the quota. OMP_NUM_THREADS, when set, wins (torch reads it itself).
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(torch_threads())
+
+
 def train(settings: FinetuneSettings, stop: threading.Event) -> Finished:
     """The whole run; returns the exit code and its summary."""
     try:
@@ -124,9 +146,12 @@ def train(settings: FinetuneSettings, stop: threading.Event) -> Finished:
     except (OSError, UnicodeDecodeError) as error:
         raise InvalidInputError(f"cannot read dataset {settings.dataset}: {error}") from None
     dataset_sha256 = hashlib.sha256(raw).hexdigest()
+    if (finished := _already_finished(settings, dataset_sha256)) is not None:
+        return finished
     examples = parse_dataset(text.splitlines(), settings.format)
     tokenizer = load_tokenizer(settings.base_model)
     encoded = encode_dataset(examples, tokenizer, settings.format, settings.max_seq_length)
+    _use_container_cpus()
     torch.manual_seed(settings.seed)
     random.seed(settings.seed)
     device = pick_device()
@@ -134,15 +159,9 @@ def train(settings: FinetuneSettings, stop: threading.Event) -> Finished:
     trainable, total = count_parameters(model)
     target_modules = target_modules_of(model)
     identity = run_identity(settings, dataset_sha256, target_modules)
-    finished = read_metadata(settings.output)
-    if finished is not None:
-        if finished.identity != identity:
-            raise InvalidInputError(f"{settings.output} already holds the result of another run; use another --output")
-        log.info("%s already holds this run's result; nothing to do", settings.output)
-        return Finished(EXIT_COMPLETED, f"completed: {settings.output} already holds this run's result")
     log.info(
-        "%d examples, %s on %s, %d of %d parameters trainable",
-        len(encoded), settings.method.value, device, trainable, total,
+        "%d examples, %s on %s (%d threads), %d of %d parameters trainable",
+        len(encoded), settings.method.value, device, torch.get_num_threads(), trainable, total,
     )  # fmt: skip
     sink = build_sink(settings)
     try:
@@ -164,27 +183,25 @@ def train(settings: FinetuneSettings, stop: threading.Event) -> Finished:
             saved = f"checkpoint {result.checkpoint}" if result.checkpoint else "nothing to save yet"
             return Finished(EXIT_STOPPED, f"stopped at step {result.step} of {result.total_steps}; {saved}")
         save_result(model, tokenizer, settings.output)
-        lora = settings.method is FinetuneMethod.LORA
         epochs = trainer.plan.epoch_at(result.step)
-        write_metadata(
-            settings.output,
-            FinetuneMetadata(
-                base_model=str(settings.base_model),
-                method=settings.method,
-                format=settings.format,
-                rank=settings.rank if lora else None,
-                alpha=settings.alpha if lora else None,
-                target_modules=target_modules,
-                steps=result.step,
-                epochs=round(epochs, 4),
-                final_loss=result.final_loss,
-                dataset_sha256=dataset_sha256,
-                dataset_examples=len(encoded),
-                trainable_parameters=trainable,
-                finished_at=timestamp(time.time()),
-                identity=identity,
-            ),
+        lora = settings.method is FinetuneMethod.LORA
+        metadata = FinetuneMetadata(
+            base_model=settings.base_model,
+            method=settings.method,
+            format=settings.format,
+            rank=settings.rank if lora else None,
+            alpha=settings.alpha if lora else None,
+            target_modules=target_modules,
+            steps=result.step,
+            epochs=round(epochs, 4),
+            final_loss=result.final_loss,
+            dataset_sha256=dataset_sha256,
+            dataset_examples=len(encoded),
+            trainable_parameters=trainable,
+            finished_at=timestamp(time.time()),
+            identity=identity,
         )
+        write_metadata(settings.output, metadata)  # last: its presence means the folder is complete
         remove_checkpoints(settings.output)
         sink.publish(_completed_line(result, epochs, f"wrote {settings.output}"))
         loss = "n/a" if result.final_loss is None else f"{result.final_loss:.4f}"

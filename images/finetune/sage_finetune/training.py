@@ -70,7 +70,7 @@ def run_identity(settings: FinetuneSettings, dataset_sha256: str, target_modules
         "method": settings.method.value,
         "rank": settings.rank,
         "alpha": settings.alpha,
-        "targetModules": target_modules,
+        "targetModules": sorted(target_modules) if target_modules else None,
         "batchSize": settings.batch_size,
         "gradientAccumulationSteps": settings.gradient_accumulation_steps,
         "maxSeqLength": settings.max_seq_length,

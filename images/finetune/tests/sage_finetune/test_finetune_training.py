@@ -20,7 +20,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sage_api.finetune import DatasetFormat, FinetuneMethod
-from sage_finetune.checkpoint import CheckpointMismatchError
+from sage_finetune.checkpoint import CheckpointMismatchError, list_checkpoints
 from sage_finetune.cli import EXIT_COMPLETED, EXIT_INVALID_INPUT, EXIT_STOPPED, train
 from sage_finetune.dataset import parse_dataset
 from sage_finetune.encoding import encode_dataset
@@ -222,8 +222,11 @@ class _Recorder:
     def __init__(self, stop: threading.Event, stop_after: int | None = None) -> None:
         self.stop, self.stop_after = stop, stop_after
         self.losses: dict[int, float] = {}
+        self.checkpoints: list[int] = []
 
     def publish(self, line: ProgressLine) -> None:
+        if line.event == "checkpoint" and line.step is not None:
+            self.checkpoints.append(line.step)
         if line.event == "step" and line.step is not None and line.loss is not None:
             self.losses[line.step] = line.loss
             if line.step == self.stop_after:
@@ -233,7 +236,7 @@ class _Recorder:
         pass
 
 
-def _attempt(settings: FinetuneSettings, stop_after: int | None = None) -> tuple[Outcome, dict[int, float]]:
+def _attempt(settings: FinetuneSettings, stop_after: int | None = None) -> tuple[Outcome, _Recorder]:
     tokenizer = load_tokenizer(settings.base_model)
     examples = encode_dataset(
         parse_dataset(settings.dataset.read_text().splitlines(), settings.format),
@@ -255,7 +258,7 @@ def _attempt(settings: FinetuneSettings, stop_after: int | None = None) -> tuple
         sink=recorder,
         stop=stop,
     )
-    return trainer.run().outcome, recorder.losses
+    return trainer.run().outcome, recorder
 
 
 def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(
@@ -264,9 +267,10 @@ def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(
     uninterrupted = _settings(trainable_tiny_lm_path, codeword_chat_dataset, tmp_path / "straight")
     interrupted = _settings(trainable_tiny_lm_path, codeword_chat_dataset, tmp_path / "stopped")
 
-    outcome, expected = _attempt(uninterrupted)
-    first_outcome, before = _attempt(interrupted, stop_after=3)
-    second_outcome, after = _attempt(interrupted)
+    outcome, straight = _attempt(uninterrupted)
+    first_outcome, first = _attempt(interrupted, stop_after=3)
+    second_outcome, second = _attempt(interrupted)
+    expected, before, after = straight.losses, first.losses, second.losses
 
     assert (outcome, first_outcome, second_outcome) == (Outcome.COMPLETED, Outcome.STOPPED, Outcome.COMPLETED)
     assert sorted(before) == [1, 2, 3]
@@ -275,6 +279,25 @@ def test_a_resumed_run_trains_exactly_like_an_uninterrupted_one(
 
     with pytest.raises(CheckpointMismatchError, match="differs in: seed"):
         _attempt(_settings(trainable_tiny_lm_path, codeword_chat_dataset, tmp_path / "stopped", seed=1, max_steps=2))
+
+
+def test_periodic_checkpoints_keep_the_newest_complete_ones(
+    trainable_tiny_lm_path: Path, codeword_chat_dataset: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "periodic"
+    settings = _settings(
+        trainable_tiny_lm_path, codeword_chat_dataset, output, max_steps=7, checkpoint_every_steps=2, keep_checkpoints=2
+    )
+
+    outcome, recorder = _attempt(settings)
+
+    assert outcome is Outcome.COMPLETED
+    assert recorder.checkpoints == [2, 4, 6]
+    assert [step for step, _ in list_checkpoints(output)] == [4, 6]
+    # A checkpoint being written when the pod died is a hidden partial folder: never resumed from.
+    (output / "checkpoints" / ".step-8.partial").mkdir()
+    _, resumed = _attempt(_settings(trainable_tiny_lm_path, codeword_chat_dataset, output, max_steps=8))
+    assert sorted(resumed.losses) == [7, 8]
 
 
 def test_full_fine_tuning_on_instructions_writes_a_complete_model(
