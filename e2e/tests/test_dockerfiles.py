@@ -3,6 +3,7 @@ HEALTHCHECK (Kubernetes probes own health), and the entry point of the image's p
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,16 @@ def test_exposes_the_port_it_serves(path: Path) -> None:
     exposed = [port for i in final_stage(path).all("EXPOSE") for port in i.arguments.split()]
     expected = EXPOSED.get(path.parent.name)
     assert exposed == ([] if expected is None else [str(expected)])
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=[p.parent.name for p in DOCKERFILES])
+def test_port_variables_agree_with_the_ports_module(path: Path) -> None:
+    ports = {"SAGE_GATEWAY_PORT": PORTS.GATEWAY, "SAGE_ENGINE_PORT": PORTS.ENGINE, "SAGE_EDGE_PORT": PORTS.EDGE}
+    for instruction in final_stage(path).all("ENV"):
+        for pair in shlex.split(instruction.arguments):
+            name, _, value = pair.partition("=")
+            if name in ports:
+                assert value == str(ports[name]), f"ENV {name}={value}, the ports module says {ports[name]}"
 
 
 @pytest.mark.parametrize("name", sorted(ENTRYPOINTS))
