@@ -373,3 +373,26 @@ def test_a_child_the_api_server_refuses_is_reported_not_retried(
     wait_until(lambda: get(kubectl, namespace, "deployment", "picky"), "the Deployment once the spec is fixed")
     wait_phase(kubectl, namespace, "picky", "Deploying")
     assert event_reasons(kubectl, namespace, "picky").count("ChildRejected") == 1
+
+
+def test_some_replicas_ready_is_degraded_with_the_reason(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    apply_engine(kubectl, namespace, "pair", replicas=2)
+    wait_until(lambda: len(engine_pods(kubectl, namespace, "pair")) == 2, "two pods")
+    first, second = sorted(pod["metadata"]["name"] for pod in engine_pods(kubectl, namespace, "pair"))
+    set_pod_status(kubectl, namespace, first, ready=True)
+    pulling = {
+        "name": "engine",
+        "image": "sage/engine",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image sage/engine"}},
+    }
+    set_pod_status(kubectl, namespace, second, ready=False, containers=[pulling])
+    status = wait_phase(kubectl, namespace, "pair", "Degraded")
+    assert status["ready"] == "1/2"
+    assert "ImagePullBackOff" in status["message"]
+    set_pod_status(kubectl, namespace, second, ready=True)
+    assert wait_phase(kubectl, namespace, "pair", "Ready")["ready"] == "2/2"
