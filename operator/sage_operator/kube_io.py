@@ -53,7 +53,11 @@ class EngineStore:
         return await self.kube.apply(path, manifest, force=True)
 
     async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        await self.kube.patch(engine_path(namespace, name, "status"), {"status": patch})
+        """An engine deleted meanwhile needs no status."""
+        try:
+            await self.kube.patch(engine_path(namespace, name, "status"), {"status": patch})
+        except NotFound:
+            log.info("%s/%s was deleted before its status was written", namespace, name)
 
     async def post_event(self, event: dict[str, Any]) -> None:
         """Events are advisory: a failure to post one is logged, never fatal."""
