@@ -316,3 +316,12 @@ def test_the_kind_suite_sets_only_values_the_chart_has(helm: Helm) -> None:
     images = {c["image"] for d in find(objects, "Deployment") for c in d["spec"]["template"]["spec"]["containers"]}
     assert images == {"sage-operator:e2e", "sage-gateway:e2e"}
     assert env_of(one(objects, "Deployment", "sage-operator"))["SAGE_OPERATOR_ENGINE_IMAGE"] == "sage-engine:e2e"
+
+
+def test_disruption_budget_keeps_gateway_pods(helm: Helm) -> None:
+    assert find(helm.template(), "PodDisruptionBudget") == []
+    objects = helm.template("-f", str(ALL_OPTIONS))
+    budget = one(objects, "PodDisruptionBudget", "sage-gateway")
+    assert budget["spec"]["minAvailable"] == 2
+    pod_labels = one(objects, "Deployment", "sage-gateway")["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()

@@ -119,7 +119,7 @@ def test_namespaced_install_with_every_option(helm: Helm, kubectl: Kubectl, rele
     assert "export OPENAI_BASE_URL=https://llm.example.com/v1" in out
     objects = helm.manifest("sage", release_namespace)
     assert "ServiceMonitor" not in {o["kind"] for o in objects}
-    assert {"Ingress", "NetworkPolicy", "Role", "RoleBinding"} <= {o["kind"] for o in objects}
+    assert {"Ingress", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding"} <= {o["kind"] for o in objects}
     for obj in objects:
         assert get(kubectl, obj)["metadata"]["name"] == obj["metadata"]["name"]
     operator = f"system:serviceaccount:{release_namespace}:sage-operator"
