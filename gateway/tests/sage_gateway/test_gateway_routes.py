@@ -346,3 +346,24 @@ async def test_client_disconnect_while_waiting_cancels_the_upstream_request(
         metrics = (await http.get(f"{gateway.base_url}/metrics")).text
     assert f'sage_gateway_inflight_requests{{endpoint="{gated.base_url}"}} 0.0' in metrics
     assert 'sage_gateway_requests_total{model="gated",route="chat",status="499"}' in metrics
+
+
+async def test_a_replica_slower_than_the_read_timeout_is_a_502(gated: GatedUpstream) -> None:
+    """SAGE_GATEWAY_READ_TIMEOUT bounds the wait for a replica's next bytes (here: a replica that
+    holds its answer until the test releases it, which it never does)."""
+    engines = json.dumps([{"name": "gated", "urls": [gated.base_url]}])
+    env = {
+        "SAGE_GATEWAY_DISCOVERY": "static",
+        "SAGE_GATEWAY_STATIC_ENGINES": engines,
+        "SAGE_GATEWAY_READ_TIMEOUT": "0.2",
+    }
+    impatient = await asyncio.to_thread(GatewayProcess(env=env).start)
+    try:
+        body = {"model": "gated", "hold": True, "messages": [{"role": "user", "content": "x"}]}
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.post(f"{impatient.base_url}/v1/chat/completions", json=body)
+        assert response.status_code == 502
+        assert "did not answer in time" in response.json()["error"]["message"]
+        await gated.disconnected.wait()  # the gateway hung up on the slow replica
+    finally:
+        await asyncio.to_thread(impatient.stop)
