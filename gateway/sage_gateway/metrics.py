@@ -72,5 +72,12 @@ class GatewayMetrics:
             child = self._inflight_children[endpoint] = self.inflight.labels(endpoint)
         return child
 
+    def forget_endpoints(self, keep: set[str]) -> None:
+        """Drop the in-flight series of replicas that are gone, so that pod churn does not grow
+        the label set forever."""
+        for endpoint in [endpoint for endpoint in self._inflight_children if endpoint not in keep]:
+            del self._inflight_children[endpoint]
+            self.inflight.remove(endpoint)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -58,20 +58,27 @@ REPLICA = "x-sage-replica"
 """Response header naming the replica that answered (for debugging and for tests)."""
 
 
+def _named_by_connection(headers: Mapping[str, str]) -> set[str]:
+    """The headers a `Connection` header declares hop-by-hop (any spelling of its name)."""
+    named: set[str] = set()
+    for name, value in headers.items():
+        if name.lower() == "connection":
+            named.update(part.strip().lower() for part in value.split(",") if part.strip())
+    return named
+
+
 def forward_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
     """Request headers for the upstream: no hop-by-hop ones (nor those `Connection` names)."""
-    named = {part.strip().lower() for part in headers.get("connection", "").split(",") if part.strip()}
-    kept = {
-        name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP and name.lower() not in named
-    }
+    dropped = HOP_BY_HOP | _named_by_connection(headers)
+    kept = {name: value for name, value in headers.items() if name.lower() not in dropped}
     kept[REQUEST_ID] = request_id
-    kept.setdefault("content-type", "application/json")
+    if not any(name.lower() == "content-type" for name in kept):
+        kept["content-type"] = "application/json"
     return kept
 
 
 def response_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
-    named = {part.strip().lower() for part in headers.get("connection", "").split(",") if part.strip()}
-    dropped = _RESPONSE_DROPPED | named
+    dropped = _RESPONSE_DROPPED | _named_by_connection(headers)
     kept = {name: value for name, value in headers.items() if name.lower() not in dropped}
     kept[REQUEST_ID] = request_id
     return kept
@@ -101,6 +108,7 @@ class Proxy:
     client: aiohttp.ClientSession
     inflight: InflightCounter = field(default_factory=InflightCounter)
     _policies: dict[tuple[str, PolicyName], RoutingPolicy] = field(default_factory=dict)
+    _metrics_version: int = -1
 
     def resolve(self, model: str) -> Route:
         found = self.registry.resolve(model)
@@ -131,6 +139,9 @@ class Proxy:
     def finish(self, url: str) -> None:
         self.inflight.finish(url)
         self.metrics.inflight_of(url).dec()
+        if self.registry.version != self._metrics_version:  # replicas changed since last time
+            self._metrics_version = self.registry.version
+            self.metrics.forget_endpoints(self.registry.all_ready_urls() | set(self.inflight.counts))
 
     async def open(
         self, model: str, path: str, body: bytes, headers: dict[str, str], affinity_key: str | None

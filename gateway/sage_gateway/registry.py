@@ -135,6 +135,9 @@ class EngineRegistry:
     def ready_urls(self, engine_key: str) -> tuple[str, ...]:
         return self._ready.get(engine_key, ())
 
+    def all_ready_urls(self) -> set[str]:
+        return {url for urls in self._ready.values() for url in urls}
+
     def _reindex(self) -> None:
         self.version += 1
         self._ready = {}

@@ -1,0 +1,35 @@
+"""The proxy's bookkeeping: in-flight counts and their metric series follow the replicas."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sage_gateway.metrics import GatewayMetrics
+from sage_gateway.proxy import Proxy, forward_headers, response_headers
+from sage_gateway.registry import Endpoint, EngineInfo, EngineRegistry
+from sage_gateway.settings import GatewaySettings
+
+
+def test_series_of_departed_replicas_are_dropped() -> None:
+    registry = EngineRegistry()
+    registry.upsert_engine(EngineInfo("ml/echo", "echo"))
+    registry.set_endpoints("ml/echo", "s", [Endpoint("http://a:1"), Endpoint("http://b:1")])
+    metrics = GatewayMetrics()
+    proxy = Proxy(registry, GatewaySettings(discovery="static"), metrics, client=cast(Any, None))
+    for url in ("http://a:1", "http://b:1"):
+        proxy._start(url)
+        proxy.finish(url)
+    assert b'endpoint="http://b:1"' in metrics.render()
+    registry.set_endpoints("ml/echo", "s", [Endpoint("http://a:1")])
+    proxy._start("http://a:1")
+    proxy.finish("http://a:1")
+    rendered = metrics.render()
+    assert b'endpoint="http://a:1"' in rendered
+    assert b'endpoint="http://b:1"' not in rendered
+
+
+def test_headers_forwarded_and_returned() -> None:
+    given = {"Connection": "keep-alive, X-Hop", "X-Hop": "1", "Host": "gw", "Content-Length": "3", "X-Keep": "k"}
+    assert forward_headers(given, "rid") == {"X-Keep": "k", "x-request-id": "rid", "content-type": "application/json"}
+    returned = response_headers({"content-type": "text/event-stream", "server": "uvicorn", "te": "x"}, "rid")
+    assert returned == {"content-type": "text/event-stream", "x-request-id": "rid"}
