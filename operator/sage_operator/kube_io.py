@@ -81,6 +81,12 @@ class ChildWatch:
             plural: [self._informer(kube, resource_path(version, plural, scope)) for scope in scopes]
             for version, plural in CHILD_KINDS
         }
+        # FinetuneJobs hand adapters to engines: their changes (a job that will serve an engine,
+        # a job that succeeded) concern the engine they name.
+        self._finetunejobs = [
+            Informer(kube, resource_path(names.API_VERSION, names.FINETUNE_PLURAL, scope), self._finetune_changed)
+            for scope in scopes
+        ]
         self._tasks: list[asyncio.Task[None]] = []
 
     def _informer(self, kube: KubeClient, path: str) -> Informer:
@@ -92,9 +98,23 @@ class ChildWatch:
         if engine and metadata.get("namespace"):
             self._on_change(metadata["namespace"], engine)
 
+    def _finetune_changed(self, _: EventType, obj: dict[str, Any]) -> None:
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        engine = ((obj.get("spec") or {}).get("serve") or {}).get("engine")
+        if namespace and engine:
+            self._on_change(namespace, engine)
+
+    def finetunejobs(self, namespace: str) -> list[dict[str, Any]]:
+        return [
+            job
+            for informer in self._finetunejobs
+            for job in informer.cache.values()
+            if job["metadata"].get("namespace") == namespace
+        ]
+
     async def start(self) -> None:
         """Starts watching and returns once every cache holds the server's current objects."""
-        informers = [informer for group in self._informers.values() for informer in group]
+        informers = [informer for group in self._informers.values() for informer in group] + self._finetunejobs
         self._tasks = [asyncio.create_task(informer.run(), name=f"watch {informer.path}") for informer in informers]
         await asyncio.gather(*(informer.synced.wait() for informer in informers))
 

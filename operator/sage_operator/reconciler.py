@@ -15,6 +15,8 @@ from sage_api.engine import LLMEngine, LLMEngineSpec
 from sage_kube import ApiError
 from sage_operator.adapters import AdapterLoader
 from sage_operator.engine_spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
+from sage_operator.finetune.preemption import PAUSED_BY
+from sage_operator.finetune.serving import finetune_adapters
 from sage_operator.kube_io import ChildWatch, EngineStore
 from sage_operator.render import adapter_paths, covers, render_engine_deployment, render_engine_service, render_event
 from sage_operator.settings import OperatorSettings
@@ -98,9 +100,12 @@ class Reconciler:
             await self._write_status(metadata, previous, observed)
             return
         engine = LLMEngine.model_validate({"metadata": metadata, "spec": parsed})
+        finetuned = finetune_adapters(name, parsed, self.children.finetunejobs(namespace))
         try:
             await self._converge(render_engine_service(engine), "services")
-            deployment = await self._converge(render_engine_deployment(engine, self.settings), "deployments")
+            deployment = await self._converge(
+                render_engine_deployment(engine, self.settings, finetuned.claims), "deployments"
+            )
         except ApiError as error:
             if error.status not in REFUSALS:
                 raise
@@ -116,7 +121,7 @@ class Reconciler:
             return
         pods = self.children.pods(namespace, name)
         self.adapters.forget(self.children.pod_uids())
-        adapters = await self.adapters.sync(pods, adapter_paths(parsed))
+        adapters = await self.adapters.sync(pods, adapter_paths(parsed, finetuned.sources))
         if adapters.retry_in is not None:
             self.queue.add_after(key, adapters.retry_in)
         observed = self._observed(
@@ -147,6 +152,7 @@ class Reconciler:
             pods=pods or [],
             loaded_adapters=loaded or [],
             refused=refused,
+            paused_by=(metadata.get("annotations") or {}).get(PAUSED_BY),
         )
 
     async def _converge(self, desired: dict[str, Any], plural: str) -> dict[str, Any]:

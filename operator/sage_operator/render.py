@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sage_api import names
@@ -22,6 +23,9 @@ MODELS_MOUNT = "/models"
 ADAPTERS_MOUNT = "/adapters"
 # Scaling fields change the replica count, never the pods: they stay out of the spec hash.
 SCALING_FIELDS = ("replicas", "minReplicas", "maxReplicas", "targetInflightRequests", "preemptible")
+# Adapters are loaded into running pods through the runtime adapter API; a new one must not roll
+# them (a new claim to mount changes the volumes, and so the pod template, by itself).
+RUNTIME_FIELDS = ("adapters",)
 # Model loading can take long (vLLM compiles graphs, downloads weights): the startup probe allows it.
 STARTUP_BUDGET_SECONDS = {Backend.VLLM: 1800}
 DEFAULT_STARTUP_BUDGET_SECONDS = 600
@@ -64,7 +68,7 @@ def owner_reference(engine: LLMEngine) -> dict[str, Any]:
 
 def spec_hash(spec: LLMEngineSpec) -> str:
     """A digest of everything in the spec that shapes the pods (not the replica count)."""
-    wire = {key: value for key, value in spec.to_wire().items() if key not in SCALING_FIELDS}
+    wire = {key: value for key, value in spec.to_wire().items() if key not in SCALING_FIELDS + RUNTIME_FIELDS}
     return hashlib.sha256(json.dumps(wire, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
@@ -105,11 +109,14 @@ def model_argument(model: str, volumes: _Volumes) -> str:
     return model.removeprefix("hf://")
 
 
-def adapter_paths(spec: LLMEngineSpec) -> dict[str, str]:
-    """Adapter name -> the path the engine loads it from (inside the pod). Adapters produced by a
-    FinetuneJob are resolved when that job has finished, elsewhere."""
+def adapter_paths(spec: LLMEngineSpec, finetune_sources: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Adapter name -> the path the engine loads it from (inside the pod). An adapter made by a
+    FinetuneJob is there once `finetune_sources` (its job's output, see finetune.serving) has it."""
     volumes = _Volumes()
-    return {adapter.name: _adapter_path(adapter.source, volumes) for adapter in spec.adapters or [] if adapter.source}
+    paths = {adapter.name: _adapter_path(adapter.source, volumes) for adapter in spec.adapters or [] if adapter.source}
+    for name, source in (finetune_sources or {}).items():
+        paths[name] = _adapter_path(source, volumes)
+    return paths
 
 
 def _adapter_path(source: str, volumes: _Volumes) -> str:
@@ -118,13 +125,13 @@ def _adapter_path(source: str, volumes: _Volumes) -> str:
     return source.removeprefix("hf://")
 
 
-def _command(engine: LLMEngine, backend: Backend, model: str) -> list[str]:
+def _command(engine: LLMEngine, backend: Backend, model: str, *, lora: bool) -> list[str]:
     spec = engine.spec
     served = model_names(spec, engine.metadata["name"])
     port = str(SagePorts.ENGINE)
     if backend is Backend.VLLM:
         command = ["vllm", "serve", model, "--served-model-name", *served, "--port", port]
-        if spec.adapters:
+        if lora:
             command.append("--enable-lora")
         return command + list(spec.args or [])
     command = ["python", "-m", "sage_engine", "--backend", backend.value, "--model", model]
@@ -179,9 +186,12 @@ def _probe(backend: Backend, kind: str) -> dict[str, Any]:
     return probe | {"periodSeconds": 15, "failureThreshold": 4}
 
 
-def render_engine_deployment(engine: LLMEngine, settings: OperatorSettings) -> dict[str, Any]:
+def render_engine_deployment(
+    engine: LLMEngine, settings: OperatorSettings, adapter_claims: Sequence[str] = ()
+) -> dict[str, Any]:
     """The Deployment of `spec.replicas` engine pods; the pod template carries the spec hash so
-    that only a change of the spec rolls the pods."""
+    that only a change of the spec rolls the pods. `adapter_claims` are mounted for adapters that
+    FinetuneJobs will hand over later (see finetune.serving)."""
     spec, name = engine.spec, engine.metadata["name"]
     backend = resolve_backend(spec)
     volumes = _Volumes()
@@ -189,6 +199,8 @@ def render_engine_deployment(engine: LLMEngine, settings: OperatorSettings) -> d
     for adapter in spec.adapters or []:
         if adapter.source:
             _adapter_path(adapter.source, volumes)
+    for claim in adapter_claims:
+        volumes.claim_path(f"pvc://{claim}/", ADAPTERS_MOUNT)
     mounts = list(volumes.mounts)
     pod_volumes = list(volumes.volumes)
     if spec.cache:
@@ -201,7 +213,7 @@ def render_engine_deployment(engine: LLMEngine, settings: OperatorSettings) -> d
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image or settings.image_for(backend),
-        "command": _command(engine, backend, model),
+        "command": _command(engine, backend, model, lora=bool(spec.adapters or adapter_claims)),
         "ports": [{"name": PORT_NAME, "containerPort": SagePorts.ENGINE, "protocol": "TCP"}],
         "env": _env(engine, backend),
         "resources": _resources(spec, settings),

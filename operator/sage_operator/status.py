@@ -52,6 +52,8 @@ class Observed:
     invalid: InvalidSpec | None = None
     refused: Failure | None = None
     """The API server refused a rendered child (reason `Invalid`: the spec must change)."""
+    paused_by: str | None = None
+    """The FinetuneJob that scaled this engine to zero (annotation sage.ai/paused-by)."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,9 @@ def phase_of(observed: Observed) -> tuple[EnginePhase, str, str]:
         return EnginePhase.PENDING, "Accepted", "creating the engine Deployment"
     deployment_status = observed.deployment.get("status") or {}
     ready = int(deployment_status.get("readyReplicas") or 0)
+    if desired == 0 and observed.paused_by:
+        message = f"scaled to zero while FinetuneJob {observed.paused_by} trains; its replicas come back when it ends"
+        return EnginePhase.PAUSED, "PausedByFinetuneJob", message
     if desired == 0:
         return EnginePhase.PAUSED, "ScaledToZero", "scaled to zero replicas"
     pods = sorted(_live(observed.pods), key=lambda pod: pod["metadata"].get("name", ""))

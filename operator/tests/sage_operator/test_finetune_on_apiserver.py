@@ -8,10 +8,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
-from sage_testing.envtest import ControlPlane
+from sage_testing.engines import EngineProcess
+from sage_testing.envtest import ControlPlane, free_port
 from sage_testing.kubectl import Kubectl
+from sage_testing.kubelet import live_pods, report_pod_exited, report_pod_ready
 from sage_testing.operator_process import OperatorProcess, wait_until
 
 PAUSED_BY = "sage.ai/paused-by"
@@ -39,9 +42,21 @@ spec: {{model: deterministic, backend: deterministic, replicas: {replicas}, pree
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def engine_port() -> int:
+    """Where the 'container' of a ready engine pod listens (a real engine, started by the test)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane: ControlPlane, engine_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     log = tmp_path_factory.mktemp("operator-ft") / "operator.log"
-    env = {"SAGE_OPERATOR_RESYNC_SECONDS": "2", "SAGE_OPERATOR_FINETUNE_IMAGE": "sage/finetune:test"}
+    env = {
+        "SAGE_OPERATOR_RESYNC_SECONDS": "2",
+        "SAGE_OPERATOR_FINETUNE_IMAGE": "sage/finetune:test",
+        "SAGE_OPERATOR_ENGINE_PORT": str(engine_port),
+    }
     with OperatorProcess(control_plane.kubeconfig, log, env=env) as process:
         yield process
         print(process.log_tail(200))
@@ -93,12 +108,7 @@ def training_pod(kubectl: Kubectl, ns: str, name: str) -> str:
 
 
 def finish_pod(kubectl: Kubectl, ns: str, pod: str, *, exit_code: int) -> None:
-    """What a kubelet reports when the trainer container exits."""
-    phase = "Succeeded" if exit_code == 0 else "Failed"
-    state = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}}
-    container = {"name": "trainer", "image": "sage/finetune:test", "imageID": "", "ready": False, "restartCount": 0}
-    status = {"phase": phase, "containerStatuses": [{**container, "state": state}]}
-    kubectl("patch", "pod", pod, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}))
+    report_pod_exited(kubectl, ns, pod, container="trainer", exit_code=exit_code)
 
 
 def engine(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
@@ -213,3 +223,62 @@ def test_an_unmountable_dataset_is_an_invalid_spec(operator: OperatorProcess, ku
     status = wait_ftj_phase(kubectl, namespace, "ft", "Failed")
     assert "spec.dataset.source" in status["message"]
     assert get(kubectl, namespace, "job", "ft") is None
+
+
+def pod_template(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
+    template: dict[str, Any] = kubectl.json("get", "deployment", name, "-n", ns)["spec"]["template"]
+    return template
+
+
+def mounts_claim(template: dict[str, Any], claim: str) -> bool:
+    volumes = template["spec"].get("volumes") or []
+    return any(v.get("persistentVolumeClaim", {}).get("claimName") == claim for v in volumes)
+
+
+def test_hand_off_loads_the_adapter_into_running_pods_without_rolling_them(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, engine_port: int
+) -> None:
+    apply_engine(kubectl, namespace, "served", replicas=1, preemptible=False)
+    apply_finetune(kubectl, namespace, "ft")
+
+    # The job's output claim is mounted from the start (one roll, at creation, before training).
+    def template_with_claim() -> dict[str, Any] | None:
+        template = pod_template(kubectl, namespace, "served")
+        return template if mounts_claim(template, "adapters") else None
+
+    template = wait_until(template_with_claim, "the engine pods to mount the job's output claim")
+
+    def current_pod() -> str | None:
+        pods = [p for p in live_pods(kubectl, namespace, "sage.ai/engine=served") if mounts_claim(p, "adapters")]
+        return str(pods[0]["metadata"]["name"]) if pods else None
+
+    pod = wait_until(current_pod, "a pod of the current template")
+    with EngineProcess("deterministic", "deterministic", served_model_name="served", port=engine_port) as engine:
+        report_pod_ready(kubectl, namespace, pod, container="engine")
+        wait_until(lambda: engine_status(kubectl, namespace, "served").get("phase") == "Ready", "the engine Ready")
+
+        finish_pod(kubectl, namespace, training_pod(kubectl, namespace, "ft"), exit_code=0)
+        wait_ftj_phase(kubectl, namespace, "ft", "Succeeded")
+        wait_until(
+            lambda: "ft" in (engine_status(kubectl, namespace, "served").get("servedModels") or []),
+            "the adapter in the engine's servedModels",
+        )
+        assert engine_status(kubectl, namespace, "served")["servedModels"] == ["served", "ft"]
+        models = {m["id"] for m in httpx.get(f"{engine.base_url}/v1/models").json()["data"]}
+        assert "ft" in models
+        assert pod_template(kubectl, namespace, "served") == template, "the hand-off rolled the engine pods"
+        assert [p["metadata"]["name"] for p in live_pods(kubectl, namespace, "sage.ai/engine=served")] == [pod]
+
+
+def engine_status(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = engine(kubectl, ns, name).get("status") or {}
+    return status
+
+
+def test_a_paused_engine_says_which_job_paused_it(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
+    apply_engine(kubectl, namespace, "served", replicas=2)
+    apply_finetune(kubectl, namespace, "ft")
+    wait_until(lambda: engine_status(kubectl, namespace, "served").get("phase") == "Paused", "the engine Paused")
+    ready = next(c for c in engine_status(kubectl, namespace, "served")["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "PausedByFinetuneJob"
+    assert "FinetuneJob ft" in ready["message"]

@@ -1,0 +1,56 @@
+"""Which fine-tuned adapters an engine serves, and the claims its pods mount for them (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sage_api.engine import LLMEngine, LLMEngineSpec
+from sage_operator.finetune.serving import finetune_adapters
+from sage_operator.render import adapter_paths, render_engine_deployment
+from sage_operator.settings import OperatorSettings
+
+
+def ftj(name: str, claim: str, *, phase: str | None = None, serve: str | None = None) -> dict[str, Any]:
+    job: dict[str, Any] = {"metadata": {"name": name}, "spec": {"output": {"claimName": claim}}}
+    if serve:
+        job["spec"]["serve"] = {"engine": serve}
+    if phase:
+        job["status"] = {"phase": phase, "output": {"uri": f"pvc://{claim}/finetune/{name}"}}
+    return job
+
+
+def spec(*adapters: dict[str, str]) -> LLMEngineSpec:
+    return LLMEngineSpec.model_validate({"model": "m", "adapters": list(adapters) or None})
+
+
+def test_succeeded_jobs_are_served_from_their_output() -> None:
+    result = finetune_adapters(
+        "qwen", spec({"name": "bot", "finetuneJob": "ft"}), [ftj("ft", "out", phase="Succeeded")]
+    )
+    assert result.sources == {"bot": "pvc://out/finetune/ft"}
+    assert result.claims == ("out",)
+    assert result.waiting == {}
+    assert adapter_paths(spec(), result.sources) == {"bot": "/adapters/out/finetune/ft"}
+
+
+def test_unfinished_or_missing_jobs_wait_with_a_reason() -> None:
+    adapters = spec({"name": "a", "finetuneJob": "running"}, {"name": "b", "finetuneJob": "nope"})
+    result = finetune_adapters("qwen", adapters, [ftj("running", "out", phase="Running")])
+    assert result.sources == {}
+    assert result.waiting == {"a": "FinetuneJob running is Running", "b": "FinetuneJob nope does not exist"}
+
+
+def test_claims_of_jobs_that_will_serve_the_engine_are_mounted_from_the_start() -> None:
+    jobs = [ftj("ft", "out", serve="qwen"), ftj("other", "elsewhere", serve="another-engine")]
+    result = finetune_adapters("qwen", spec(), jobs)
+    assert result.claims == ("out",)
+    engine = LLMEngine.model_validate(
+        {"metadata": {"name": "qwen", "namespace": "ml", "uid": "u"}, "spec": {"model": "m"}}
+    )
+    deployment = render_engine_deployment(engine, OperatorSettings(), result.claims)
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in volumes] == ["out"]
+    before = render_engine_deployment(engine, OperatorSettings(), result.claims)["spec"]["template"]
+    engine.spec.adapters = spec({"name": "ft", "finetuneJob": "ft"}).adapters
+    after = render_engine_deployment(engine, OperatorSettings(), result.claims)["spec"]["template"]
+    assert before == after, "adding the handed-over adapter must not change the pod template"
