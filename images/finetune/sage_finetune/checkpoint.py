@@ -21,12 +21,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from sage_finetune.exits import InvalidInputError
+
 CHECKPOINTS_FOLDER = "checkpoints"
 _STEP_FOLDER = re.compile(r"^step-(\d+)$")
 _STATE_FILE = "trainer_state.json"
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(InvalidInputError):
     """The newest checkpoint was written by a run with another model, dataset or settings."""
 
 

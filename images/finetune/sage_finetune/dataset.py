@@ -20,11 +20,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from sage_api.finetune import DatasetFormat
+from sage_finetune.exits import InvalidInputError
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 
 
-class DatasetError(ValueError):
+class DatasetError(InvalidInputError, ValueError):
     """A dataset line (or the whole file) cannot be used for training."""
 
     def __init__(self, message: str, line_number: int | None = None) -> None:

@@ -1,5 +1,6 @@
 """`sage-finetune.json`: what a finished run produced, written last so its presence means the
-output folder is complete. The operator and people read it to know how to serve the result."""
+output folder is complete (the operator and people read it to know how to serve the result);
+and a run's identity, which a checkpoint or a result must share to be resumed or reused."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 
 from sage_api.common import SageModel
 from sage_api.finetune import DatasetFormat, FinetuneMethod
+from sage_finetune.settings import FinetuneSettings
 
 METADATA_FILE = "sage-finetune.json"
 
@@ -77,3 +79,22 @@ def read_metadata(output: Path) -> FinetuneMetadata | None:
         return FinetuneMetadata.model_validate_json(path.read_text())
     except ValidationError:
         return None
+
+
+def run_identity(settings: FinetuneSettings, dataset_sha256: str, target_modules: list[str] | None) -> dict[str, Any]:
+    """What a checkpoint must share with the current run to be resumed: everything that changes
+    the model's shape or the data it sees. Step count and learning rate may change between
+    attempts."""
+    return {
+        "baseModel": str(settings.base_model),
+        "datasetSha256": dataset_sha256,
+        "format": settings.dataset_format.value,
+        "method": settings.finetune_method.value,
+        "rank": settings.rank,
+        "alpha": settings.alpha,
+        "targetModules": sorted(target_modules) if target_modules else None,
+        "batchSize": settings.batch_size,
+        "gradientAccumulationSteps": settings.gradient_accumulation_steps,
+        "maxSeqLength": settings.max_seq_length,
+        "seed": settings.seed,
+    }

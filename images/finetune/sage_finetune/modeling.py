@@ -12,12 +12,13 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sage_api.finetune import FinetuneMethod
+from sage_finetune.exits import InvalidInputError
 from sage_finetune.settings import FinetuneSettings
 
 log = logging.getLogger(__name__)
 
 
-class ModelSetupError(RuntimeError):
+class ModelSetupError(InvalidInputError):
     """The base model or the LoRA settings cannot be used (the message says which and why)."""
 
 
@@ -55,7 +56,7 @@ def load_model(settings: FinetuneSettings, device: torch.device) -> Any:
     except (OSError, ValueError) as error:
         raise ModelSetupError(f"cannot load the base model {settings.base_model}: {error}") from None
     model = model.to(device)
-    if settings.method is FinetuneMethod.FULL:
+    if settings.finetune_method is FinetuneMethod.FULL:
         model.train()
         return model
     lora = LoraConfig(

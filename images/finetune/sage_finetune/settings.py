@@ -5,7 +5,7 @@ flags). A flag wins over its variable. Defaults are the FinetuneJob CRD's defaul
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,11 +44,13 @@ class FinetuneSettings(BaseSettings):
     dataset: Path
     """The JSONL training file."""
 
-    format: DatasetFormat = DatasetFormat.CHAT
+    # Literal rather than the enums so that --help lists the values users type (the enums' member
+    # names would show in upper case); `dataset_format` and `finetune_method` give the enums.
+    format: Literal["chat", "instruction", "text"] = "chat"
     """Dataset format: chat ({"messages": [...]}, loss on assistant turns), instruction
     ({"prompt", "completion"}, loss on the completion) or text ({"text"})."""
 
-    method: FinetuneMethod = FinetuneMethod.LORA
+    method: Literal["lora", "full"] = "lora"
     """lora (train an adapter) or full (train all weights)."""
 
     output: Path
@@ -114,6 +116,14 @@ class FinetuneSettings(BaseSettings):
 
     service_account_dir: Path = SERVICE_ACCOUNT_DIR
     """Where the pod's ServiceAccount token and cluster CA are mounted (for --status-target)."""
+
+    @property
+    def dataset_format(self) -> DatasetFormat:
+        return DatasetFormat(self.format)
+
+    @property
+    def finetune_method(self) -> FinetuneMethod:
+        return FinetuneMethod(self.method)
 
     @field_validator("target_modules", mode="before")
     @classmethod

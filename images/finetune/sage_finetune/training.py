@@ -59,25 +59,6 @@ class RunResult:
     checkpoint: Path | None
 
 
-def run_identity(settings: FinetuneSettings, dataset_sha256: str, target_modules: list[str] | None) -> dict[str, Any]:
-    """What a checkpoint must share with the current run to be resumed: everything that changes
-    the model's shape or the data it sees. Step count and learning rate may change between
-    attempts."""
-    return {
-        "baseModel": str(settings.base_model),
-        "datasetSha256": dataset_sha256,
-        "format": settings.format.value,
-        "method": settings.method.value,
-        "rank": settings.rank,
-        "alpha": settings.alpha,
-        "targetModules": sorted(target_modules) if target_modules else None,
-        "batchSize": settings.batch_size,
-        "gradientAccumulationSteps": settings.gradient_accumulation_steps,
-        "maxSeqLength": settings.max_seq_length,
-        "seed": settings.seed,
-    }
-
-
 def _token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Summed next-token cross-entropy over positions whose label is not ignored."""
     vocab = logits.shape[-1]

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from sage_api.finetune import DatasetFormat
-from sage_finetune.cli import EXIT_COMPLETED, train
+from sage_finetune.exits import EXIT_COMPLETED
+from sage_finetune.run import train
 from sage_finetune.settings import FinetuneSettings
 from sage_testing.engine_fixtures import EngineFactory
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import get_args
 
 import pytest
 from pydantic import ValidationError
@@ -32,8 +33,8 @@ def test_environment_variables_configure_every_field(monkeypatch: pytest.MonkeyP
     settings = CliApp.run(FinetuneSettings, cli_args=[])
 
     assert settings.base_model == "/models/base"
-    assert settings.format is DatasetFormat.INSTRUCTION
-    assert settings.method is FinetuneMethod.FULL
+    assert settings.dataset_format is DatasetFormat.INSTRUCTION
+    assert settings.finetune_method is FinetuneMethod.FULL
     assert settings.target_modules == ["q_proj", "v_proj"]
     assert (settings.max_steps, settings.learning_rate) == (30, 0.01)
     assert settings.status_target == "ml/support-ft"
@@ -50,6 +51,11 @@ def test_a_flag_wins_over_its_variable_and_defaults_are_the_crds(monkeypatch: py
     assert settings.learning_rate == TrainingConfig().learning_rate
 
 
+def test_the_choices_are_the_crds() -> None:
+    assert set(get_args(FinetuneSettings.model_fields["format"].annotation)) == {f.value for f in DatasetFormat}
+    assert set(get_args(FinetuneSettings.model_fields["method"].annotation)) == {m.value for m in FinetuneMethod}
+
+
 @pytest.mark.parametrize("target", ["no-slash", "/name", "ns/", "a/b/c"])
 def test_status_target_must_be_namespace_slash_name(target: str) -> None:
     with pytest.raises(ValidationError, match="must be <namespace>/<name>"):
@@ -62,5 +68,7 @@ def test_help_explains_options_and_their_variables() -> None:
     )
 
     assert "SAGE_FT_" in result.stdout
+    assert "{chat,instruction,text}" in result.stdout
+    assert "{lora,full}" in result.stdout
     for flag in ("--base-model", "--format", "--method", "--target-modules", "--max-steps", "--status-target"):
         assert flag in result.stdout

@@ -21,13 +21,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sage_api.finetune import DatasetFormat, FinetuneMethod
 from sage_finetune.checkpoint import CheckpointMismatchError, list_checkpoints
-from sage_finetune.cli import EXIT_COMPLETED, EXIT_INVALID_INPUT, EXIT_STOPPED, train
 from sage_finetune.dataset import parse_dataset
 from sage_finetune.encoding import encode_dataset
+from sage_finetune.exits import EXIT_COMPLETED, EXIT_INVALID_INPUT, EXIT_STOPPED
+from sage_finetune.metadata import run_identity
 from sage_finetune.modeling import load_model, load_tokenizer
 from sage_finetune.progress import ProgressLine
+from sage_finetune.run import train
 from sage_finetune.settings import FinetuneSettings
-from sage_finetune.training import Outcome, Trainer, run_identity
+from sage_finetune.training import Outcome, Trainer
 
 pytestmark = pytest.mark.slow
 
@@ -239,9 +241,9 @@ class _Recorder:
 def _attempt(settings: FinetuneSettings, stop_after: int | None = None) -> tuple[Outcome, _Recorder]:
     tokenizer = load_tokenizer(settings.base_model)
     examples = encode_dataset(
-        parse_dataset(settings.dataset.read_text().splitlines(), settings.format),
+        parse_dataset(settings.dataset.read_text().splitlines(), settings.dataset_format),
         tokenizer,
-        settings.format,
+        settings.dataset_format,
         settings.max_seq_length,
     )
     torch.manual_seed(settings.seed)
