@@ -88,6 +88,12 @@ def test_cluster_install_grants_exactly_what_is_used(helm: Helm) -> None:
     assert expand(gateway) == GATEWAY
 
 
+def test_a_namespace_list_lets_kopf_follow_namespaces(helm: Helm) -> None:
+    (operator,) = roles(helm.template("--set", "watchNamespaces={ml}"), "operator")
+    assert operator["kind"] == "ClusterRole"
+    assert expand(operator) == OPERATOR_NAMESPACED | OPERATOR_CRDS | OPERATOR_NAMESPACES
+
+
 def test_gateway_cannot_write(helm: Helm) -> None:
     for values in ([], ["-f", str(ALL_OPTIONS)]):
         for role in roles(helm.template(*values), "gateway"):

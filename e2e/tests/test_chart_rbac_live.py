@@ -160,6 +160,7 @@ def helm_live(kube_binaries: Path, control_plane: ControlPlane) -> Helm:
 
 INSTALLS = {
     "cluster-wide": [],
+    "cluster-rbac-one-namespace": ["--set", "watchNamespaces={ENGINE_NS}"],
     "namespaced": ["--set", "rbac.namespaced=true", "--set", "watchNamespaces={ENGINE_NS}"],
 }
 

@@ -55,7 +55,7 @@ namespaced (a Role per namespace) installs. No wildcard anywhere.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
-{{- if .Values.rbac.namespaced }}
+{{- if include "sage.watchNamespaces" . | fromJsonArray }}
 # Watching a list of namespaces, kopf follows their creation and deletion.
 - apiGroups: [""]
   resources: ["namespaces"]
