@@ -39,9 +39,7 @@ async def proxy_openai(request: Request, route: str, path: str) -> Response:
         proxy.resolve(fields.model)  # 404 / 503 before anything else
         model = fields.model
         headers = forward_headers(request.headers, request_id)
-        upstream = await unless_disconnected(
-            request, proxy.open(model, path, body, headers, fields.affinity_key if route != "embeddings" else None)
-        )
+        upstream = await unless_disconnected(request, proxy.open(model, path, body, headers, fields.affinity_key))
     except GatewayError as error:
         state.observe(model, route, error.status, started)
         return error_response(error, request_id)

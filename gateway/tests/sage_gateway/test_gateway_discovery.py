@@ -144,8 +144,11 @@ def test_engine_with_a_ready_endpoint_is_listed_and_routable(
     kubectl.apply(ENGINE.format(name="echo", served="echo", alias="echo-alias"), namespace)
     wait_until(lambda: status_of(gateway, "echo") == 503, "the engine known, without a ready replica")
     assert "echo" not in listed(gateway)
+    applied = time.monotonic()
     apply_slice(kubectl, namespace, "echo-a", replica)
     wait_until(lambda: "echo" in listed(gateway), "the model listed")
+    # Informational only (no timing assertions): how soon a ready replica became routable.
+    print(f"routable {time.monotonic() - applied:.3f}s after kubectl apply of the slice returned")
     assert {"echo", "echo-alias"} <= listed(gateway)
     assert replica_of(gateway, "chat") == replica.url
     body = {"model": "echo-alias", "messages": [{"role": "user", "content": "via k8s"}]}
