@@ -16,6 +16,7 @@ import pytest
 from sage_testing.envtest import ControlPlane
 from sage_testing.helm import CHART, Helm
 from sage_testing.kubectl import Kubectl
+from sage_testing.operator_process import WaitTimeout, wait_until
 
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 _counter = itertools.count(1)
@@ -153,3 +154,32 @@ def test_upgrade_between_cluster_and_namespaced_rbac_leaves_nothing_behind(
     assert can(kubectl, account, "create", "deployments.apps", "default")
     helm("uninstall", "sage", "--namespace", release_namespace, "--wait")
     assert [o["metadata"]["name"] for o in cluster_wide + namespaced if not absent(kubectl, o)] == []
+
+
+def test_pods_are_admitted_under_the_restricted_pod_security_standard(
+    helm: Helm, kubectl: Kubectl, release_namespace: str
+) -> None:
+    """The API server's PodSecurity admission, enforcing `restricted`, admits the pods the
+    ReplicaSet controller creates for both Deployments (they stay Pending: no kubelet here)."""
+    kubectl("create", "namespace", release_namespace)
+    kubectl("label", "namespace", release_namespace, "pod-security.kubernetes.io/enforce=restricted")
+    helm("install", "sage", str(CHART), "--namespace", release_namespace, "--wait=false")
+
+    def pods_by_component() -> dict[str, int] | None:
+        pods = kubectl.json("get", "pods", "-n", release_namespace)["items"]
+        counts: dict[str, int] = {}
+        for pod in pods:
+            component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
+            counts[component] = counts.get(component, 0) + 1
+        return counts if counts == {"operator": 1, "gateway": 2} else None
+
+    def rejections() -> str:
+        events = kubectl.json("get", "events", "-n", release_namespace, "--field-selector", "reason=FailedCreate")
+        return "\n".join(e["message"] for e in events["items"])
+
+    try:
+        wait_until(pods_by_component, "the ReplicaSets' pods to be admitted", 60)
+    except WaitTimeout as timeout:
+        raise AssertionError(f"{timeout}\nrejections:\n{rejections()}") from timeout
+    assert rejections() == ""
+    helm("uninstall", "sage", "--namespace", release_namespace, "--wait")
