@@ -102,3 +102,7 @@ bench-engine: env-ready ## Engine embedding throughput vs in-process encode, sam
 .PHONY: bench-gateway
 bench-gateway: env-ready ## Gateway vs direct, interleaved: req/s, p50/p99 at c=1/16/64, stream TTFT; docs/perf/gateway.md
 	@$(call timed,$(PY) gateway/bench/bench_gateway.py $(BENCH_ARGS),bench-gateway)
+
+.PHONY: bench-finetune
+bench-finetune: env-ready ## Fine-tune steps/s with and without per-step progress, LoRA vs full, interleaved; docs/perf/finetune.md
+	@$(call timed,$(PY) images/finetune/bench/finetune_bench.py $(BENCH_ARGS),bench-finetune)
