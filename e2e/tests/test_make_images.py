@@ -72,3 +72,15 @@ def test_builds_only_the_images_asked_for(tmp_path: Path) -> None:
     unknown = run(tmp_path, "no-such-image")
     assert unknown.returncode != 0
     assert "no-such-image" in unknown.stderr
+
+
+def test_the_operator_defaults_to_the_images_make_images_builds() -> None:
+    """With the chart's defaults the operator puts `sage/engine:<version>` and
+    `sage/finetune:<version>` into pods: the very tags `make images` gives those images."""
+    from sage_operator.settings import OperatorSettings  # noqa: PLC0415 - keeps collection free of the operator
+
+    app_version = yaml.safe_load((REPO_ROOT / "charts" / "sage" / "Chart.yaml").read_text())["appVersion"]
+    defaults = {name: field.default for name, field in OperatorSettings.model_fields.items()}
+    for image in ("engine", "finetune"):
+        assert (REPO_ROOT / "images" / image / "Dockerfile").exists()
+        assert defaults[f"{image}_image"] == f"sage/{image}:{app_version}"
