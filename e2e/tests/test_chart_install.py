@@ -113,8 +113,9 @@ def test_install_is_accepted_and_uninstall_cleans_up(helm: Helm, kubectl: Kubect
 
 def test_namespaced_install_with_every_option(helm: Helm, kubectl: Kubectl, release_namespace: str) -> None:
     """ServiceMonitor is asked for but its API is not served here: the chart leaves it out."""
-    kubectl.run("create", "namespace", "ml-team", check=False)
-    values = ["-f", str(ALL_OPTIONS), "--set", f"watchNamespaces={{{release_namespace},ml-team}}"]
+    team = f"{release_namespace}-team"
+    kubectl("create", "namespace", team)
+    values = ["-f", str(ALL_OPTIONS), "--set", f"watchNamespaces={{{release_namespace},{team}}}"]
     out = helm.install("sage", release_namespace, "--wait=false", *values)
     assert "does not serve monitoring.coreos.com/v1" in out
     assert "export OPENAI_BASE_URL=https://llm.example.com/v1" in out
@@ -125,14 +126,14 @@ def test_namespaced_install_with_every_option(helm: Helm, kubectl: Kubectl, rele
         assert get(kubectl, obj)["metadata"]["name"] == obj["metadata"]["name"]
     operator = f"system:serviceaccount:{release_namespace}:sage-operator"
     gateway = f"system:serviceaccount:{release_namespace}:sage-gateway"
-    for namespace in (release_namespace, "ml-team"):
+    for namespace in (release_namespace, team):
         assert can(kubectl, operator, "create", "deployments.apps", namespace)
         assert can(kubectl, gateway, "watch", "llmengines.sage.ai", namespace)
     assert not can(kubectl, operator, "create", "deployments.apps", "default")
     assert not can(kubectl, gateway, "watch", "llmengines.sage.ai", "default")
     helm("uninstall", "sage", "--namespace", release_namespace, "--wait")
     assert [f"{o['kind']}/{o['metadata']['name']}" for o in objects if not absent(kubectl, o)] == []
-    kubectl.run("delete", "namespace", "ml-team", "--wait=false", check=False)
+    kubectl.run("delete", "namespace", team, "--wait=false", check=False)
 
 
 def test_upgrade_between_cluster_and_namespaced_rbac_leaves_nothing_behind(
