@@ -1,8 +1,8 @@
-"""The proxied routes, dispatched ahead of FastAPI's middleware and router.
+"""The proxied routes, dispatched before FastAPI sees them.
 
-Profiling showed FastAPI's per-request machinery (middleware layers, routing, dependency
-solving) costing about as much as the proxying itself on the hot `POST /v1/*` routes. This ASGI
-layer wraps the whole app and sends those requests straight to their handlers, which take a
+Profiling showed FastAPI's per-request machinery (telemetry checks, middleware layers, routing,
+dependency solving) costing about as much as the proxying itself on the hot `POST /v1/*` routes.
+This ASGI layer wraps the whole app and sends those requests straight to their handlers, which take a
 Starlette `Request`, return a `Response` and turn every error into an envelope themselves; an
 unexpected exception becomes a 500 envelope here. Everything else goes through FastAPI.
 """
@@ -25,9 +25,10 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class ProxyFastPath:
-    def __init__(self, app: ASGIApp, routes: Mapping[str, Handler]) -> None:
+    def __init__(self, app: ASGIApp, routes: Mapping[str, Handler], owner: object) -> None:
         self.app = app
         self.routes = dict(routes)
+        self.owner = owner  # the app handlers reach as `request.app` (its state holds the gateway)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -37,6 +38,7 @@ class ProxyFastPath:
                 path = path[len(root) :]
             handler = self.routes.get(path)
             if handler is not None:
+                scope["app"] = self.owner
                 request = Request(scope, receive, send)
                 try:
                     response = await handler(request)
