@@ -38,10 +38,21 @@ class _Strict(BaseModel):
 
 
 class ChatMessage(_Strict):
-    """One turn of a conversation."""
+    """One turn of a conversation (OpenAI's chat fine-tuning format: `name` and `weight` too)."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str
+    name: str | None = None
+    weight: Literal[0, 1] | None = None
+    """On an assistant turn, 0 keeps it as context without training on it."""
+
+    @property
+    def trained(self) -> bool:
+        return self.role == "assistant" and self.weight != 0
+
+    def for_template(self) -> dict[str, str]:
+        """What the chat template sees: role, content and, when set, name."""
+        return self.model_dump(include={"role", "content", "name"}, exclude_none=True)
 
 
 class ChatExample(_Strict):
@@ -99,8 +110,9 @@ def parse_line(text: str, dataset_format: DatasetFormat, line_number: int) -> Ex
         shape = _SHAPES[dataset_format]
         message = f"not a valid {dataset_format.value} example {shape}: {_describe(error)}"
         raise DatasetError(message, line_number) from None
-    if isinstance(example, ChatExample) and not any(m.role == "assistant" for m in example.messages):
-        raise DatasetError("a chat example needs at least one assistant message to learn from", line_number)
+    if isinstance(example, ChatExample) and not any(m.trained for m in example.messages):
+        msg = "a chat example needs at least one assistant message (without weight 0) to learn from"
+        raise DatasetError(msg, line_number)
     return example
 
 

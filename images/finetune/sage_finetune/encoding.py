@@ -39,7 +39,7 @@ def chat_renderer(tokenizer: Any) -> RenderChat | None:
 
     def render(messages: Sequence[ChatMessage], add_generation_prompt: bool) -> str:
         text: str = tokenizer.apply_chat_template(
-            [m.model_dump() for m in messages],
+            [m.for_template() for m in messages],
             tokenize=False,
             add_generation_prompt=add_generation_prompt,
         )

@@ -46,12 +46,13 @@ def segments_for(example: Example, render_chat: RenderChat | None = None) -> lis
 
 
 def chat_segments(messages: Sequence[ChatMessage], render_chat: RenderChat) -> list[Segment]:
-    """Split the rendered conversation into untrained context and trained assistant turns."""
+    """Split the rendered conversation into untrained context and trained assistant turns
+    (assistant turns with weight 0 stay context)."""
     full = render_chat(messages, False)
     segments: list[Segment] = []
     consumed = 0
     for index, message in enumerate(messages):
-        if message.role != "assistant":
+        if not message.trained:
             continue
         before = render_chat(messages[:index], True) if index else _generation_prompt_only(render_chat)
         through = render_chat(messages[: index + 1], False)

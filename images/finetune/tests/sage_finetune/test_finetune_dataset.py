@@ -47,6 +47,13 @@ def test_blank_lines_are_skipped_but_keep_the_numbering() -> None:
             1,
             "needs at least one assistant message",
         ),
+        (
+            [CHAT.replace('"content": "hello"}', '"content": "hello", "weight": 0}')],
+            DatasetFormat.CHAT,
+            1,
+            "needs at least one assistant message (without weight 0)",
+        ),
+        ([CHAT.replace('"content": "hello"}', '"content": "hello", "weight": 2}')], DatasetFormat.CHAT, 1, "weight"),
         ([CHAT.replace('"user"', '"narrator"')], DatasetFormat.CHAT, 1, "messages.0.role"),
         (['{"prompt": "p"}'], DatasetFormat.INSTRUCTION, 1, "completion: Field required"),
         (['{"text": ""}'], DatasetFormat.TEXT, 1, "text: String should have at least 1 character"),

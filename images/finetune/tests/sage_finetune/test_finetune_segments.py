@@ -39,6 +39,20 @@ def test_chat_trains_every_assistant_turn_and_nothing_else() -> None:
     assert "".join(s.text for s in segments) == bracket_template(conversation, False)
 
 
+def test_an_assistant_turn_with_weight_0_is_context_not_training() -> None:
+    conversation = [
+        ChatMessage(role="user", content="hi"),
+        ChatMessage(role="assistant", content="bad answer", weight=0),
+        ChatMessage(role="user", content="again"),
+        ChatMessage(role="assistant", content="good answer", weight=1),
+    ]
+
+    segments = chat_segments(conversation, bracket_template)
+
+    assert [s for s in segments if s.trained] == [Segment("good answer[/]", trained=True)]
+    assert "".join(s.text for s in segments) == bracket_template(conversation, False)
+
+
 def test_a_template_that_rewrites_earlier_turns_is_refused() -> None:
     def rewriting(msgs: Sequence[ChatMessage], add_generation_prompt: bool) -> str:
         return f"<{len(msgs)} turns>" + bracket_template(msgs, add_generation_prompt)
