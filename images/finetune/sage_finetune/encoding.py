@@ -26,6 +26,7 @@ class EncodedExample:
 
     input_ids: list[int]
     labels: list[int]
+    truncated: bool = False
 
     @property
     def trained_tokens(self) -> int:
@@ -71,7 +72,7 @@ def encode_segments(
     if append_eos and tokenizer.eos_token_id is not None:
         input_ids.append(tokenizer.eos_token_id)
         labels.append(tokenizer.eos_token_id)
-    return EncodedExample(input_ids[:max_length], labels[:max_length])
+    return EncodedExample(input_ids[:max_length], labels[:max_length], truncated=len(input_ids) > max_length)
 
 
 def encode_dataset(

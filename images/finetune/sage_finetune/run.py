@@ -79,6 +79,9 @@ def train(settings: FinetuneSettings, stop: threading.Event, dataset: DatasetFil
     dataset_sha256 = dataset.sha256
     tokenizer = load_tokenizer(settings.base_model)
     encoded = encode_dataset(dataset.examples, tokenizer, settings.dataset_format, settings.max_seq_length)
+    if truncated := sum(example.truncated for example in encoded):
+        log.warning("%d of %d examples are longer than --max-seq-length %d tokens and were truncated",
+                    truncated, len(encoded), settings.max_seq_length)  # fmt: skip
     _use_container_cpus()
     torch.manual_seed(settings.seed)
     random.seed(settings.seed)

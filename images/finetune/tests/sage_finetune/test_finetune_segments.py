@@ -106,6 +106,10 @@ def test_an_example_with_nothing_left_after_truncation_names_its_line(tiny_lm_pa
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_lm_path))
     lines = ['{"prompt": "short", "completion": "ok"}', '{"prompt": "' + "long " * 50 + '", "completion": "x"}']
 
+    [short] = encode_dataset(
+        parse_dataset(lines[:1], DatasetFormat.INSTRUCTION), tokenizer, DatasetFormat.INSTRUCTION, 16
+    )
+    assert not short.truncated
     with pytest.raises(DatasetError, match=r"^line 2: nothing left to learn within --max-seq-length 16"):
         encode_dataset(parse_dataset(lines, DatasetFormat.INSTRUCTION), tokenizer, DatasetFormat.INSTRUCTION, 16)
 
@@ -122,3 +126,13 @@ def test_collate_pads_right_and_ignores_padding_in_the_loss(tiny_lm_path: Path) 
     assert batch["attention_mask"][0].tolist() == [1] * short + [0] * (batch["input_ids"].shape[1] - short)
     assert (batch["labels"][0, short:] == IGNORE_INDEX).all()
     assert (batch["input_ids"][0, short:] == tokenizer.pad_token_id).all()
+
+
+def test_long_examples_are_cut_to_max_seq_length_and_marked(tiny_lm_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_lm_path))
+    lines = ['{"text": "a much longer line of text than four tokens"}']
+
+    [example] = encode_dataset(parse_dataset(lines, DatasetFormat.TEXT), tokenizer, DatasetFormat.TEXT, 4)
+
+    assert example.truncated
+    assert len(example.input_ids) == len(example.labels) == 4
