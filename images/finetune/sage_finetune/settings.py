@@ -4,6 +4,7 @@ flags). A flag wins over its variable. Defaults are the FinetuneJob CRD's defaul
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -138,3 +139,7 @@ class FinetuneSettings(BaseSettings):
         if value is not None and (value.count("/") != 1 or value.startswith("/") or value.endswith("/")):
             raise ValueError("must be <namespace>/<name>")
         return value
+
+
+# `--help` prints the class docstring verbatim; without its source indentation it reads cleanly.
+FinetuneSettings.__doc__ = inspect.cleandoc(FinetuneSettings.__doc__ or "")
