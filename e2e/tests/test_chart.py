@@ -284,6 +284,7 @@ def test_gateway_reads_every_variable_the_chart_sets(
     assert settings.discovery == "kubernetes"
     assert settings.port == PORTS.GATEWAY
     assert settings.namespaces == ["ml", "research"]
+    assert settings.expose_replica is False  # pod addresses stay inside the cluster
 
 
 def test_operator_reads_every_variable_the_chart_sets(helm: Helm, monkeypatch: pytest.MonkeyPatch) -> None:
