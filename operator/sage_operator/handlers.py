@@ -5,6 +5,7 @@ informers, with a server-side label selector: kopf would watch every pod of the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -59,6 +60,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.ENGINE_PLURAL)
-def engine_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+def engine_changed(
+    namespace: str | None, name: str, meta: Mapping[str, Any], type: str | None, memo: Any, **_: Any
+) -> None:
     if namespace:
-        memo.reconciler.enqueue(namespace, name)
+        memo.reconciler.engine_changed(namespace, name, meta.get("resourceVersion"), deleted=type == "DELETED")

@@ -52,12 +52,15 @@ class EngineStore:
         path = resource_path(manifest["apiVersion"], plural, metadata["namespace"], metadata["name"])
         return await self.kube.apply(path, manifest, force=True)
 
-    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """An engine deleted meanwhile needs no status."""
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> str | None:
+        """Writes the status; returns the engine's new resourceVersion (None: deleted meanwhile,
+        it needs no status)."""
         try:
-            await self.kube.patch(engine_path(namespace, name, "status"), {"status": patch})
+            updated = await self.kube.patch(engine_path(namespace, name, "status"), {"status": patch})
         except NotFound:
             log.info("%s/%s was deleted before its status was written", namespace, name)
+            return None
+        return str((updated.get("metadata") or {}).get("resourceVersion") or "") or None
 
     async def post_event(self, event: dict[str, Any]) -> None:
         """Events are advisory: a failure to post one is logged, never fatal."""

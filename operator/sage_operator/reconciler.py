@@ -49,6 +49,8 @@ class Reconciler:
         self.queue: WorkQueue[Key] = WorkQueue(self.reconcile, workers=settings.workers)
         self.reporter = socket.gethostname()
         self._resync_task: asyncio.Task[None] | None = None
+        # The resourceVersion each engine got from our last status write: its watch event needs no reconcile.
+        self._own_writes: dict[Key, str] = {}
 
     async def start(self) -> None:
         """Reconciling starts once the children's caches are filled, so that the first status written
@@ -66,6 +68,15 @@ class Reconciler:
 
     def enqueue(self, namespace: str, name: str) -> None:
         self.queue.add((namespace, name))
+
+    def engine_changed(self, namespace: str, name: str, resource_version: str | None, deleted: bool) -> None:
+        """An LLMEngine watch event; the echo of the operator's own status write is ignored."""
+        key = (namespace, name)
+        if deleted:
+            self._own_writes.pop(key, None)
+        elif resource_version is not None and self._own_writes.get(key) == resource_version:
+            return
+        self.queue.add(key)
 
     async def _resync_forever(self) -> None:
         """The safety net: every engine is reconciled at least every `resync_seconds`, so drift that
@@ -172,7 +183,9 @@ class Reconciler:
         patch = status_patch(previous, status)
         if patch is None:
             return
-        await self.store.patch_status(observed.namespace, observed.name, patch)
+        version = await self.store.patch_status(observed.namespace, observed.name, patch)
+        if version is not None:
+            self._own_writes[(observed.namespace, observed.name)] = version
         if event := transition_event(previous, status):
             log.info("%s/%s: %s %s", observed.namespace, observed.name, event.reason, event.message)
             await self.store.post_event(
