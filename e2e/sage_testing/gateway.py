@@ -151,22 +151,32 @@ class GatedUpstream:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def reset(self) -> None:
+        """Fresh events and records, for the next test."""
+        self.release.set()  # whatever still waits from an earlier test finishes
+        self.release = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.received = asyncio.Event()
+        self.seen_headers = []
+
     def chunk(self, text: str) -> bytes:
         choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
         payload = {"id": "g", "object": "chat.completion.chunk", "model": self.model, "choices": [choice]}
         return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        # This request's events: a later test's reset() must not see this handler's outcome.
+        release, disconnected = self.release, self.disconnected
         self.seen_headers.append(dict(request.headers))
         self.received.set()
         body = await request.json()
         if body.get("hold"):  # answer only after `release`, unless the caller hangs up first
-            while not self.release.is_set():
+            while not release.is_set():
                 if request.transport is None or request.transport.is_closing():
-                    self.disconnected.set()
+                    disconnected.set()
                     return web.Response(status=499)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.release.wait(), 0.05)
+                    await asyncio.wait_for(release.wait(), 0.05)
         if not body.get("stream"):
             message = {"role": "assistant", "content": "gated"}
             choice = {"index": 0, "message": message, "finish_reason": "stop"}
@@ -175,14 +185,14 @@ class GatedUpstream:
         await response.prepare(request)
         try:
             await response.write(self.chunk("first"))
-            while not self.release.is_set():
+            while not release.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.release.wait(), 0.05)
+                    await asyncio.wait_for(release.wait(), 0.05)
                 await response.write(b": waiting\n\n")
             await response.write(self.chunk("second"))
             await response.write(b"data: [DONE]\n\n")
         except (ConnectionError, RuntimeError):
-            self.disconnected.set()
+            disconnected.set()
             return response
         await response.write_eof()
         return response

@@ -24,7 +24,6 @@ from sage_testing.gateway import GatedUpstream, GatewayProcess, source_pythonpat
 pytestmark = pytest.mark.engine
 
 MAX_BODY = 64 * 1024
-GATED_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +33,28 @@ def minilm_engine(minilm_path: Path) -> Iterator[EngineProcess]:
 
 
 @pytest.fixture(scope="module")
-def gateway(deterministic_engine: EngineProcess, minilm_engine: EngineProcess) -> Iterator[GatewayProcess]:
+async def gated_upstream() -> AsyncIterator[GatedUpstream]:
+    upstream = await GatedUpstream().start()
+    yield upstream
+    upstream.release.set()
+    await upstream.stop()
+
+
+@pytest.fixture
+def gated(gated_upstream: GatedUpstream) -> GatedUpstream:
+    """The module's gated upstream, with its events and records fresh for this test."""
+    gated_upstream.reset()
+    return gated_upstream
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    deterministic_engine: EngineProcess, minilm_engine: EngineProcess, gated_upstream: GatedUpstream
+) -> Iterator[GatewayProcess]:
     engines = [
         {"name": "echo", "aliases": ["echo-alias"], "urls": [deterministic_engine.base_url]},
         {"name": "minilm", "kind": "embedding", "urls": [minilm_engine.base_url]},
-        {"name": "gated", "urls": [f"http://127.0.0.1:{GATED_PORT}"]},
+        {"name": "gated", "urls": [gated_upstream.base_url]},
         {"name": "down", "urls": []},
         {"name": "broken", "urls": [f"http://127.0.0.1:{free_port()}"]},
     ]
@@ -50,16 +66,6 @@ def gateway(deterministic_engine: EngineProcess, minilm_engine: EngineProcess) -
     }
     with GatewayProcess(env=env) as process:
         yield process
-
-
-@pytest.fixture
-async def gated() -> AsyncIterator[GatedUpstream]:
-    upstream = GatedUpstream()
-    upstream.port = GATED_PORT
-    await upstream.start()
-    yield upstream
-    upstream.release.set()
-    await upstream.stop()
 
 
 @pytest.fixture(scope="module")
