@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -62,15 +62,36 @@ BATCH = 64
 
 
 @dataclass(frozen=True)
+class Run:
+    """One closed-loop run against the server."""
+
+    texts_per_second: float
+    latencies: list[float]
+
+
+@dataclass(frozen=True)
 class Result:
+    """One scenario over several rounds: medians of the rounds, latency percentiles of all."""
+
     name: str
     texts_per_second: float
     p50_ms: float
     p99_ms: float
-    limit: float = 0.0  # in-process texts/s measured around this row
+    limit: float  # in-process texts/s measured around each round (median)
+    ratio: float  # median over rounds of server / limit around that round
 
-    def ratio(self) -> float:
-        return self.texts_per_second / self.limit
+
+def summarise(name: str, runs: list[Run], limits: list[float]) -> Result:
+    latencies = sorted(latency for run in runs for latency in run.latencies)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return Result(
+        name,
+        statistics.median(run.texts_per_second for run in runs),
+        statistics.median(latencies) * 1000,
+        p99 * 1000,
+        statistics.median(limits),
+        statistics.median(run.texts_per_second / limit for run, limit in zip(runs, limits, strict=True)),
+    )
 
 
 def encode_loop(model: SentenceTransformer, texts: list[str], seconds: float) -> int:
@@ -128,14 +149,14 @@ class KeepAliveClient:
             self.writer.close()
 
 
-async def closed_loop(port: int, texts: list[str], per_request: int, concurrency: int, seconds: float) -> Result:
+async def closed_loop(port: int, texts: list[str], per_request: int, concurrency: int, seconds: float) -> Run:
     """`concurrency` clients each send a request as soon as their previous one returns."""
     bodies = [
         orjson.dumps({"input": texts[i : i + per_request]}) for i in range(0, len(texts) - per_request + 1, per_request)
     ]
     latencies: list[float] = []
     stop_at = time.perf_counter() + seconds
-    measure_from = time.perf_counter() + min(1.0, seconds / 5)  # first second is warm-up
+    measure_from = time.perf_counter() + min(1.0, seconds / 5)  # the first second is warm-up
 
     async def client_loop(offset: int) -> None:
         client = KeepAliveClient(port)
@@ -150,14 +171,14 @@ async def closed_loop(port: int, texts: list[str], per_request: int, concurrency
             client.close()
 
     await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
-    measured = stop_at - measure_from
-    name = f"server: {per_request} text{'s' if per_request > 1 else ''}/request, concurrency {concurrency}"
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return Result(name, len(latencies) * per_request / measured, statistics.median(ordered) * 1000, p99 * 1000)
+    return Run(len(latencies) * per_request / (stop_at - measure_from), latencies)
 
 
-def render(results: list[Result], threads: int, workers: int, seconds: float) -> str:
+def scenario_name(per_request: int, concurrency: int) -> str:
+    return f"server: {per_request} text{'s' if per_request > 1 else ''}/request, concurrency {concurrency}"
+
+
+def render(results: list[Result], threads: int, workers: int, seconds: float, rounds: int) -> str:
     lines = [
         "# Engine embedding throughput",
         "",
@@ -166,7 +187,8 @@ def render(results: list[Result], threads: int, workers: int, seconds: float) ->
         "(sentence-transformers),",
         f"torch {torch.__version__}, {threads} torch thread(s) in the server ({workers} embedding workers) and",
         "in-process, Python",
-        f"{platform.python_version()}, {seconds:.0f} s per row, short sentences (~15 tokens). The machine is shared,",
+        f"{platform.python_version()}, {rounds} rounds of {seconds:.0f} s per row (medians; p50/p99 over all rounds),",
+        "short sentences (~15 tokens). The machine is shared,",
         "so absolute numbers move between runs. The limit is in-process `SentenceTransformer.encode` in",
         f"batches of {BATCH} on the same threads, the better of one loop on all threads and one loop per",
         "worker, measured right before and after each row (server idle meanwhile); the ratio is the",
@@ -178,14 +200,15 @@ def render(results: list[Result], threads: int, workers: int, seconds: float) ->
     for row in results:
         lines.append(
             f"| {row.name} | {row.texts_per_second:.0f} | {row.p50_ms:.1f} | {row.p99_ms:.1f} "
-            f"| {row.limit:.0f} | {row.ratio():.0%} |"
+            f"| {row.limit:.0f} | {row.ratio:.0%} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per row")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per row (medians are reported)")
     parser.add_argument("--threads", type=int, default=torch_threads(), help="torch threads (server and in-process)")
     parser.add_argument("--workers", type=int, default=2, help="the server's --embedding-workers")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "engine.md")
@@ -200,17 +223,21 @@ def main() -> int:
     workers = ("--embedding-workers", str(args.workers))
     with EngineProcess("sentence-transformers", str(folder), threads=args.threads, extra_args=workers) as engine:
         for per_request, concurrency in [(1, 1), (1, 8), (1, 32), (16, 4)]:
-            before = in_process_limit(model, texts, args.seconds / 2, args.threads, args.workers)
-            served = asyncio.run(closed_loop(engine.port, texts, per_request, concurrency, args.seconds))
-            after = in_process_limit(model, texts, args.seconds / 2, args.threads, args.workers)
-            result = replace(served, limit=(before + after) / 2)
-            print(
-                f"[bench] {result.name}: {result.texts_per_second:.0f} texts/s, limit {before:.0f}/{after:.0f} "
-                f"texts/s before/after ({result.ratio():.0%})",
-                file=sys.stderr,
-            )
-            results.append(result)
-    table = render(results, args.threads, args.workers, args.seconds)
+            name = scenario_name(per_request, concurrency)
+            runs, limits = [], []
+            for round_number in range(1, args.rounds + 1):
+                before = in_process_limit(model, texts, args.seconds / 2, args.threads, args.workers)
+                run = asyncio.run(closed_loop(engine.port, texts, per_request, concurrency, args.seconds))
+                after = in_process_limit(model, texts, args.seconds / 2, args.threads, args.workers)
+                runs.append(run)
+                limits.append((before + after) / 2)
+                print(
+                    f"[bench] {name}, round {round_number}: {run.texts_per_second:.0f} texts/s, limit "
+                    f"{before:.0f}/{after:.0f} before/after ({run.texts_per_second / limits[-1]:.0%})",
+                    file=sys.stderr,
+                )
+            results.append(summarise(name, runs, limits))
+    table = render(results, args.threads, args.workers, args.seconds, args.rounds)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(table)
     print(table)
