@@ -32,7 +32,6 @@ log = logging.getLogger("sage_engine")
 router = APIRouter()
 
 
-@router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     state = engine_state(request)
     backend = state.require_backend()
@@ -63,6 +62,10 @@ async def embeddings(request: Request) -> Response:
     vectors = responses.truncate_dimensions(np.stack([vector for vector, _ in rows]), body.dimensions)
     name = body.model or state.settings.name()
     return json_response(responses.embedding_response(vectors, name, body.encoding_format, sum(counts)))
+
+
+# A plain Starlette route: the hottest path skips FastAPI's per-request dependency machinery.
+router.add_route("/v1/embeddings", embeddings, methods=["POST"])
 
 
 def _sampling(body: SamplingRequest, backend: Backend, prompt: Prompt, param: str) -> SamplingParams:
