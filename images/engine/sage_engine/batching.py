@@ -1,9 +1,12 @@
-"""Coalesce concurrent embedding requests into batches run one at a time off the event loop.
+"""Coalesce concurrent embedding requests into batches run off the event loop.
 
-Requests queue up while a batch runs; the next batch takes what queued (up to a bounded number
-of items). When the previous batch showed concurrent traffic, the batch waits a few milliseconds
-at most for as many requests as the previous one had: clients that just got their answers are
-about to send their next request, and one batch of N runs far faster than N batches of one.
+Requests queue while batches run. A worker that is free takes what queued (up to a bounded
+number of items) and, when fewer requests joined than its share of the recent concurrency, waits
+a few milliseconds at most for the rest: clients that just got their answers are about to send
+their next request, and one batch of N runs far faster than N batches of one. A lone client never
+waits. Taking only what queued, without such a target, settles into ever smaller batches once
+several workers compete for the queue.
+
 `workers` batches may run at once (on as many executor threads): while one computes, the next
 one forms, and each can use fewer torch threads, which suffer less from a busy CPU.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -24,22 +28,50 @@ ResultT = TypeVar("ResultT")
 
 @dataclass(frozen=True)
 class BatchPolicy:
-    """How big a batch may grow and how long the first request of a batch may wait for company."""
+    """How big a batch may grow and how long its first request may wait for company."""
 
     max_items: int = 64
-    max_wait_seconds: float = 0.003
+    max_wait_seconds: float = 0.005
 
-    def wait_budget(self, previous_batch_requests: int) -> float:
-        """Wait only when traffic is concurrent: a lone client should never pay for batching."""
-        return self.max_wait_seconds if previous_batch_requests > 1 else 0.0
-
-    def expects_more(self, batch_requests: int, previous_batch_requests: int) -> bool:
-        """Keep waiting only while fewer requests joined than the previous batch had."""
-        return batch_requests < previous_batch_requests
+    def target_requests(self, concurrency: int, workers: int) -> int:
+        """Requests a batch should gather: this worker's share of the concurrent requests."""
+        return max(1, math.ceil(concurrency / workers))
 
     def fits(self, batch_items: int, request_items: int) -> bool:
         """A request joins the batch if it fits; a batch always takes at least one request."""
         return batch_items == 0 or batch_items + request_items <= self.max_items
+
+
+@dataclass
+class ConcurrencyGauge:
+    """The most requests in flight at once over the last one to two windows (times in seconds,
+    passed in, so the gauge is a pure function of what it was told)."""
+
+    window_seconds: float = 1.0
+    in_flight: int = 0
+    _window_start: float = 0.0
+    _peak: int = 0
+    _previous_peak: int = 0
+
+    def _roll(self, now: float) -> None:
+        if now - self._window_start >= self.window_seconds:
+            stale = now - self._window_start >= 2 * self.window_seconds
+            self._previous_peak = 0 if stale else self._peak
+            self._peak = self.in_flight
+            self._window_start = now
+
+    def enter(self, now: float) -> None:
+        self._roll(now)
+        self.in_flight += 1
+        self._peak = max(self._peak, self.in_flight)
+
+    def leave(self, now: float) -> None:
+        self._roll(now)
+        self.in_flight -= 1
+
+    def recent_peak(self, now: float) -> int:
+        self._roll(now)
+        return max(self._peak, self._previous_peak, self.in_flight)
 
 
 @dataclass
@@ -58,19 +90,25 @@ class Batcher(Generic[ItemT, ResultT]):
     workers: int = 1
     batches_run: int = 0
     items_run: int = 0
+    gauge: ConcurrencyGauge = field(default_factory=ConcurrencyGauge)
     _queue: asyncio.Queue[_Pending[ItemT, ResultT]] | None = None
     _carry: deque[_Pending[ItemT, ResultT]] = field(default_factory=deque)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def submit(self, items: Sequence[ItemT]) -> list[ResultT]:
+        loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._tasks = [
                 asyncio.create_task(self._run(self._queue), name=f"embedding-batcher-{i}") for i in range(self.workers)
             ]
-        future: asyncio.Future[list[ResultT]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(items, future))
-        return await future
+        future: asyncio.Future[list[ResultT]] = loop.create_future()
+        self.gauge.enter(loop.time())
+        try:
+            self._queue.put_nowait(_Pending(items, future))
+            return await future
+        finally:
+            self.gauge.leave(loop.time())
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -82,19 +120,18 @@ class Batcher(Generic[ItemT, ResultT]):
     async def _next(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> _Pending[ItemT, ResultT]:
         return self._carry.popleft() if self._carry else await queue.get()
 
-    async def _collect(
-        self, queue: asyncio.Queue[_Pending[ItemT, ResultT]], previous_requests: int
-    ) -> list[_Pending[ItemT, ResultT]]:
+    async def _collect(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> list[_Pending[ItemT, ResultT]]:
         loop = asyncio.get_running_loop()
         first = await self._next(queue)
         batch, count = [first], len(first.items)
-        deadline = loop.time() + self.policy.wait_budget(previous_requests)
+        target = self.policy.target_requests(self.gauge.recent_peak(loop.time()), self.workers)
+        deadline = loop.time() + self.policy.max_wait_seconds
         while count < self.policy.max_items:
             if not queue.empty():
                 candidate = queue.get_nowait()
             else:
                 remaining = deadline - loop.time()
-                if remaining <= 0 or not self.policy.expects_more(len(batch), previous_requests):
+                if remaining <= 0 or len(batch) >= target:
                     break
                 try:
                     candidate = await asyncio.wait_for(queue.get(), remaining)
@@ -109,11 +146,9 @@ class Batcher(Generic[ItemT, ResultT]):
 
     async def _run(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> None:
         loop = asyncio.get_running_loop()
-        previous_requests = 0
         while True:
-            batch = await self._collect(queue, previous_requests)
+            batch = await self._collect(queue)
             live = [pending for pending in batch if not pending.future.done()]
-            previous_requests = len(batch)
             if not live:
                 continue
             flat = [item for pending in live for item in pending.items]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sage_engine import cgroup, deterministic, responses, sse
-from sage_engine.batching import Batcher, BatchPolicy
+from sage_engine.batching import Batcher, BatchPolicy, ConcurrencyGauge
 from sage_engine.errors import EngineError
 from sage_engine.generation import SamplingParams, run_generation
 from sage_engine.protocol import ChatRequest, CompletionRequest, EmbeddingRequest, normalize_embedding_input, parse_body
@@ -161,13 +161,26 @@ def test_sse_framing_round_trip() -> None:
 
 def test_batch_policy() -> None:
     policy = BatchPolicy(max_items=4, max_wait_seconds=0.01)
-    assert policy.wait_budget(1) == 0.0
-    assert policy.wait_budget(3) == 0.01
-    assert policy.expects_more(2, 5)
-    assert not policy.expects_more(5, 5)
+    assert policy.target_requests(1, 2) == 1
+    assert policy.target_requests(32, 2) == 16
+    assert policy.target_requests(5, 2) == 3
+    assert policy.target_requests(0, 1) == 1
     assert policy.fits(0, 10)
     assert policy.fits(2, 2)
     assert not policy.fits(3, 2)
+
+
+def test_concurrency_gauge_remembers_the_recent_peak() -> None:
+    gauge = ConcurrencyGauge(window_seconds=1.0)
+    for _ in range(5):
+        gauge.enter(0.1)
+    for _ in range(5):
+        gauge.leave(0.2)
+    assert gauge.recent_peak(0.3) == 5  # same window
+    assert gauge.recent_peak(1.5) == 5  # the previous window still counts
+    assert gauge.recent_peak(2.6) == 0  # both windows passed without traffic
+    gauge.enter(2.7)
+    assert gauge.recent_peak(2.7) == 1
 
 
 async def test_batcher_coalesces_and_returns_each_its_own() -> None:
