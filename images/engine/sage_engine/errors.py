@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
+@dataclass(eq=False)  # exceptions compare and hash by identity
 class EngineError(Exception):
     """An error with an HTTP status, rendered as `{"error": {message, type, param, code}}`."""
 
