@@ -140,7 +140,7 @@ class EngineProcess:
             raise self._fail(f"still running after {timeout:.0f}s") from None
 
     def stop(self) -> None:
-        """SIGTERM (graceful), SIGKILL after 10 s; closes the log."""
+        """SIGTERM (graceful), SIGKILL after 10 s; removes the log (failures already quoted it)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -151,6 +151,9 @@ class EngineProcess:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+            self.log_path.with_suffix(".termination").unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
         return self.start()
