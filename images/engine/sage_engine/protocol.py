@@ -6,9 +6,9 @@ Each `parse_*` function takes the raw body bytes and returns a validated request
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sage_engine.errors import EngineError, bad_request
@@ -163,8 +163,8 @@ def _param_of(location: tuple[int | str, ...]) -> str | None:
 def parse_body(model: type[RequestT], raw: bytes) -> RequestT:
     """Decode JSON and validate it into `model`, or raise a 400 naming the field."""
     try:
-        data = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError) as error:
+        data = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError as error:
         raise bad_request(f"The request body is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise bad_request("The request body must be a JSON object.")
