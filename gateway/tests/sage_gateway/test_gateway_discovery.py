@@ -2,13 +2,13 @@
 processes on this machine (no kubelet here, so the slices are written the way the EndpointSlice
 controller would write them for ready or unready pods).
 
-The API server refuses loopback addresses in EndpointSlices, so the engines listen on every
-interface and the slices carry this machine's own non-loopback address.
+The API server refuses loopback addresses in EndpointSlices, so each engine runs in a stand-in
+pod: a network namespace of its own with a non-loopback address (sage_testing.podnet), which the
+slices carry as a pod IP.
 """
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,7 +20,7 @@ from sage_testing.engines import EngineProcess
 from sage_testing.envtest import ControlPlane
 from sage_testing.gateway import GatewayProcess
 from sage_testing.kubectl import Kubectl
-from sage_testing.prereq import missing
+from sage_testing.podnet import PodNetwork
 
 pytestmark = pytest.mark.engine
 
@@ -58,20 +58,6 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> N
     raise AssertionError(f"gave up waiting for: {what}")
 
 
-@pytest.fixture(scope="module")
-def address() -> str:
-    """This machine's non-loopback IPv4 address (no packet is sent: UDP connect only picks a route)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("10.254.254.254", 9))
-        except OSError as error:
-            missing(f"no non-loopback IPv4 route for EndpointSlice addresses: {error}")
-        found: str = probe.getsockname()[0]
-    if found.startswith("127."):
-        missing("only loopback addresses here; EndpointSlices refuse them")
-    return found
-
-
 class Replica:
     """An engine process as the gateway sees it through an EndpointSlice."""
 
@@ -85,10 +71,13 @@ class Replica:
 
 
 @pytest.fixture
-def start_replica(engine_factory: Callable[..., EngineProcess], address: str) -> Callable[[], Replica]:
+def start_replica(engine_factory: Callable[..., EngineProcess], pod_network: PodNetwork) -> Callable[[], Replica]:
     def start() -> Replica:
-        engine = engine_factory("deterministic", "echo", aliases=("echo-alias",), extra_args=["--host", "0.0.0.0"])
-        return Replica(engine, address)
+        pod = pod_network.add_pod()
+        engine = engine_factory(
+            "deterministic", "echo", aliases=("echo-alias",), host=pod.address, wrapper=pod.exec_prefix
+        )
+        return Replica(engine, pod.address)
 
     return start
 
