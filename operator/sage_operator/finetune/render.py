@@ -11,8 +11,11 @@ from sage_operator.finetune.volumes import Mount, base_model_argument, base_mode
 
 COMPONENT = "finetune"
 CONTAINER = "trainer"
-# The runner saves a checkpoint on SIGTERM and exits with this code (see docs/finetune-runner.md).
+# The runner saves a checkpoint on SIGTERM and exits with this code (see docs/finetune-runner.md):
+# such an attempt does not count against backoffLimit; the next pod resumes from the checkpoint.
 CHECKPOINT_EXIT_CODE = 75
+# Bad input (a malformed dataset line, a bad option): retrying cannot help.
+BAD_INPUT_EXIT_CODE = 2
 # Time the runner gets between SIGTERM (suspend, preemption, deletion) and SIGKILL to write it.
 CHECKPOINT_GRACE_SECONDS = 300
 
@@ -92,10 +95,15 @@ def _resources(job: FinetuneJob) -> dict[str, Any]:
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 
+def _exit_codes(code: int) -> dict[str, Any]:
+    return {"containerName": CONTAINER, "operator": "In", "values": [code]}
+
+
 def render_finetune_job(job: FinetuneJob, *, image: str) -> dict[str, Any]:
     """The batch/v1 Job. Its `suspend` follows the FinetuneJob's: Kubernetes then deletes the pod
     with a grace period in which the runner writes a checkpoint, and a resumed Job's new pod
-    continues from it. Disruptions (preemption, drain) do not count against backoffLimit."""
+    continues from it. Disruptions (preemption, drain) and checkpointed stops do not count against
+    backoffLimit; bad input fails the job at once."""
     dataset, output = dataset_mount(job), output_mount(job)
     mounts = [dataset, output] + ([model] if (model := base_model_mount(job)) else [])
     container: dict[str, Any] = {
@@ -113,7 +121,13 @@ def render_finetune_job(job: FinetuneJob, *, image: str) -> dict[str, Any]:
     job_spec: dict[str, Any] = {
         "backoffLimit": job.spec.backoff_limit,
         "suspend": job.spec.suspend,
-        "podFailurePolicy": {"rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]},
+        "podFailurePolicy": {
+            "rules": [
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                {"action": "FailJob", "onExitCodes": _exit_codes(BAD_INPUT_EXIT_CODE)},
+                {"action": "Ignore", "onExitCodes": _exit_codes(CHECKPOINT_EXIT_CODE)},
+            ]
+        },
         "template": {
             "metadata": {"labels": finetune_labels(job.metadata["name"])},
             "spec": {

@@ -89,3 +89,9 @@ def test_output_defaults_to_a_folder_named_after_the_job() -> None:
 def test_malformed_source_names_the_field() -> None:
     with pytest.raises(SourceError, match=r"spec\.dataset\.source"):
         dataset_mount(example_job(dataset={"source": "configmap://only-a-name"}))
+
+
+def test_bad_input_fails_at_once_and_checkpointed_stops_are_not_failures() -> None:
+    rules = render_finetune_job(example_job(), image=IMAGE)["spec"]["podFailurePolicy"]["rules"]
+    by_code = {rule["onExitCodes"]["values"][0]: rule["action"] for rule in rules if "onExitCodes" in rule}
+    assert by_code == {2: "FailJob", 75: "Ignore"}
