@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
 
-from sage_testing.envtest import REPO_ROOT
+from sage_testing.envtest import REPO_ROOT, free_port
 
 T = TypeVar("T")
 PYTHONPATH = os.pathsep.join(str(REPO_ROOT / d) for d in ("operator", "gateway", "images/engine", "e2e"))
@@ -51,6 +51,8 @@ class OperatorProcess:
     kubeconfig: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    health_port: int = field(default_factory=free_port)
+    """The liveness endpoint's port: a free one, so that several operators can run at once."""
     args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
@@ -62,6 +64,7 @@ class OperatorProcess:
             "PYTHONPATH": PYTHONPATH,
             "PYTHONUNBUFFERED": "1",
             **self.env,
+            "SAGE_OPERATOR_HEALTH_PORT": str(self.health_port),
         }
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(

@@ -36,8 +36,7 @@ spec: {model: deterministic, backend: deterministic, engineKind: llm, replicas: 
 
 
 def container_env(deployment: dict[str, Any]) -> dict[str, str]:
-    container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {item["name"]: item["value"] for item in container.get("env") or [] if "value" in item}
+    return container_env_of(deployment["spec"]["template"]["spec"]["containers"][0])
 
 
 def service_account_kubeconfig(kubectl: Kubectl, plane: ControlPlane, account: str, folder: Path) -> Path:
@@ -129,6 +128,24 @@ def publish_endpoint(kubectl: Kubectl, namespace: str, engine: EngineProcess) ->
         "ports": [{"name": "http", "port": engine.port, "protocol": "TCP"}],
     }
     kubectl.apply(yaml.safe_dump(endpoint_slice), namespace)
+
+
+def test_the_operator_answers_the_charts_liveness_probe(
+    control_plane_processes: tuple[OperatorProcess, GatewayProcess], chart_objects: list[dict[str, Any]]
+) -> None:
+    container = installed(chart_objects, "Deployment", "operator")["spec"]["template"]["spec"]["containers"][0]
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz"
+    assert {"name": probe["port"], "containerPort": int(container_env_of(container)["SAGE_OPERATOR_HEALTH_PORT"])} in [
+        {"name": port["name"], "containerPort": port["containerPort"]} for port in container["ports"]
+    ]
+    operator, _ = control_plane_processes
+    url = f"http://127.0.0.1:{operator.health_port}{probe['path']}"
+    wait_until(lambda: httpx.get(url, timeout=2).status_code == 200, "the operator's liveness endpoint")
+
+
+def container_env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env") or [] if "value" in item}
 
 
 def test_a_request_through_the_installed_control_plane(

@@ -73,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     namespaces = settings.namespaces
     # The startup handlers read their settings from the environment: hand them the resolved list.
     os.environ[f"{ENV_PREFIX}NAMESPACES"] = ",".join(namespaces)
-    asyncio.run(kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=namespaces))
+    # kopf answers /healthz while its event loop and watches are alive: the liveness probe.
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    asyncio.run(
+        kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)
+    )
     return 0
 
 

@@ -45,6 +45,12 @@ class OperatorSettings(BaseSettings):
         le=65535,
         description="Port the operator uses to reach engine pods (adapter loading); the container port stays fixed",
     )
+    health_port: int = Field(
+        default=SagePorts.OPERATOR_HEALTH,
+        ge=0,
+        le=65535,
+        description="Port of the liveness endpoint GET /healthz (0 turns it off)",
+    )
     adapter_retry_max_seconds: float = Field(
         default=60.0, gt=0, description="Longest back-off between attempts to load an adapter into a pod"
     )
