@@ -23,19 +23,11 @@ from typing import IO, Self
 
 import httpx
 
-from sage_testing.envtest import REPO_ROOT, free_port
-
-SOURCE_FOLDERS = ("operator", "gateway", "images/engine", "images/finetune", "e2e")
+from sage_testing.envtest import free_port, source_pythonpath
 
 
 class EngineStartError(RuntimeError):
     """The engine exited or did not become healthy; the message ends with its log."""
-
-
-def _pythonpath() -> str:
-    ours = [str(REPO_ROOT / folder) for folder in SOURCE_FOLDERS]
-    existing = os.environ.get("PYTHONPATH")
-    return os.pathsep.join([*ours, existing] if existing else ours)
 
 
 @dataclass
@@ -85,7 +77,7 @@ class EngineProcess:
         self._log_file = self.log_path.open("wb")
         environment = {
             **os.environ,
-            "PYTHONPATH": _pythonpath(),
+            "PYTHONPATH": source_pythonpath(),
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
             "SAGE_ENGINE_TERMINATION_LOG": str(self.log_path.with_suffix(".termination")),

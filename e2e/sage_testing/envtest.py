@@ -27,6 +27,16 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "envtest" / "build-binaries.sh"
+# The folders holding SAGE's packages: child processes import the checkout's code from them.
+SOURCE_FOLDERS = ("operator", "gateway", "images/engine", "images/finetune", "e2e")
+
+
+def source_pythonpath() -> str:
+    """PYTHONPATH for child processes: this checkout's packages first, then the caller's path."""
+    ours = [str(REPO_ROOT / folder) for folder in SOURCE_FOLDERS]
+    existing = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([*ours, existing] if existing else ours)
+
 
 # Controllers worth having without nodes: garbage collection (owner references), Deployments ->
 # ReplicaSets -> Pods, Jobs, namespace deletion, EndpointSlices, and service-account tokens.

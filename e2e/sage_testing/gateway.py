@@ -27,19 +27,11 @@ from typing import IO, Self
 import httpx
 from aiohttp import web
 
-from sage_testing.envtest import REPO_ROOT, free_port
-
-SOURCE_FOLDERS = ("operator", "gateway", "images/engine", "images/finetune", "e2e")
+from sage_testing.envtest import free_port, source_pythonpath
 
 
 class GatewayStartError(RuntimeError):
     """The gateway exited or did not become ready; the message ends with its log."""
-
-
-def source_pythonpath() -> str:
-    ours = [str(REPO_ROOT / folder) for folder in SOURCE_FOLDERS]
-    existing = os.environ.get("PYTHONPATH")
-    return os.pathsep.join([*ours, existing] if existing else ours)
 
 
 @dataclass

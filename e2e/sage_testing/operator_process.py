@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
 
-from sage_testing.envtest import REPO_ROOT, free_port
+from sage_testing.envtest import free_port, source_pythonpath
 
 T = TypeVar("T")
-PYTHONPATH = os.pathsep.join(str(REPO_ROOT / d) for d in ("operator", "gateway", "images/engine", "e2e"))
+PYTHONPATH = source_pythonpath()
 
 
 class WaitTimeout(AssertionError):

@@ -30,8 +30,8 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from sage_testing.envtest import REPO_ROOT, free_port
-from sage_testing.gateway import GatewayProcess, source_pythonpath
+from sage_testing.envtest import REPO_ROOT, free_port, source_pythonpath
+from sage_testing.gateway import GatewayProcess
 
 BODY = json.dumps(
     {"model": "echo", "messages": [{"role": "user", "content": "the quick brown fox jumps"}], "max_tokens": 16}

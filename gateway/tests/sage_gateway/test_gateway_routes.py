@@ -18,8 +18,8 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from sage_testing.engines import EngineProcess
-from sage_testing.envtest import free_port
-from sage_testing.gateway import GatedUpstream, GatewayProcess, source_pythonpath
+from sage_testing.envtest import free_port, source_pythonpath
+from sage_testing.gateway import GatedUpstream, GatewayProcess
 
 pytestmark = pytest.mark.engine
 
