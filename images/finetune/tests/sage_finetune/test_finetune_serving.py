@@ -1,9 +1,10 @@
 """Hand-off to serving: the adapter the runner writes loads into a real engine server through
-vLLM's runtime adapter API, and the engine's greedy answer with the adapter contains the codeword
-while the base model's does not."""
+vLLM's runtime adapter API, and through the gateway the greedy answer with the adapter contains the
+codeword while the base model's does not."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sage_finetune.exits import EXIT_COMPLETED
 from sage_finetune.run import train
 from sage_finetune.settings import FinetuneSettings
 from sage_testing.engine_fixtures import EngineFactory
+from sage_testing.gateway import GatewayProcess
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -48,6 +50,10 @@ def test_the_engine_serves_the_trained_adapter_by_name(
     with httpx.Client(base_url=engine.base_url, timeout=120) as http:
         loaded = http.post("/v1/load_lora_adapter", json={"lora_name": "codeword-bot", "lora_path": str(output)})
         assert loaded.status_code == 200, loaded.text
+    engines = json.dumps([{"name": "tiny", "urls": [engine.base_url], "adapters": ["codeword-bot"]}])
+    env = {"SAGE_GATEWAY_DISCOVERY": "static", "SAGE_GATEWAY_STATIC_ENGINES": engines}
+    with GatewayProcess(env=env) as gateway, httpx.Client(base_url=gateway.base_url, timeout=120) as http:
+        assert "codeword-bot" in {m["id"] for m in http.get("/v1/models").json()["data"]}
         base = http.post("/v1/chat/completions", json=request | {"model": "tiny"}).json()
         tuned = http.post("/v1/chat/completions", json=request | {"model": "codeword-bot"}).json()
 
