@@ -10,19 +10,16 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-import httpx
-
+from sage_testing.children import terminate, wait_http_ok
 from sage_testing.envtest import free_port, source_pythonpath
 
 
@@ -109,19 +106,9 @@ class EngineProcess:
 
     def wait_healthy(self, timeout: float | None = None) -> None:
         assert self.process is not None, "launch() first"
-        deadline = time.monotonic() + (timeout or self.startup_timeout)
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                code = self.process.poll()
-                if code is not None:
-                    raise self._fail(f"exited with code {code} before becoming healthy")
-                try:
-                    if client.get(f"{self.base_url}/health").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        raise self._fail(f"not healthy after {timeout or self.startup_timeout:.0f}s")
+        failure = wait_http_ok(self.process, f"{self.base_url}/health", timeout or self.startup_timeout)
+        if failure is not None:
+            raise self._fail(f"never healthy: {failure}")
 
     def wait_exit(self, timeout: float = 120.0) -> int:
         """For engines expected to stop on their own (a model that cannot load)."""
@@ -133,13 +120,7 @@ class EngineProcess:
 
     def stop(self) -> None:
         """SIGTERM (graceful), SIGKILL after 10 s; removes the log (failures already quoted it)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

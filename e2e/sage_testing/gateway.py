@@ -13,20 +13,18 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-import httpx
 from aiohttp import web
 
+from sage_testing.children import terminate, wait_http_ok
 from sage_testing.envtest import free_port, source_pythonpath
 
 
@@ -78,19 +76,9 @@ class GatewayProcess:
 
     def wait_ready(self, timeout: float | None = None) -> None:
         assert self.process is not None, "launch() first"
-        deadline = time.monotonic() + (timeout or self.startup_timeout)
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                code = self.process.poll()
-                if code is not None:
-                    raise self._fail(f"exited with code {code} before becoming ready")
-                try:
-                    if client.get(f"{self.base_url}{self.ready_path}").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        raise self._fail(f"not ready after {timeout or self.startup_timeout:.0f}s")
+        failure = wait_http_ok(self.process, f"{self.base_url}{self.ready_path}", timeout or self.startup_timeout)
+        if failure is not None:
+            raise self._fail(f"never ready: {failure}")
 
     def start(self) -> Self:
         self.launch()
@@ -98,13 +86,7 @@ class GatewayProcess:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
