@@ -6,8 +6,8 @@ SHELL := bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
-# The working tree's packages win over whatever the shared environment has installed.
-export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/gateway:$(CURDIR)/images/engine:$(CURDIR)/images/finetune:$(CURDIR)/e2e
+# The source folders (pyproject.toml lists them once): the working tree's packages win over an install.
+export PYTHONPATH := $(shell python3 -c "import tomllib; print(\":\".join(\"$(CURDIR)/\" + d for d in tomllib.load(open(\"$(CURDIR)/pyproject.toml\", \"rb\"))[\"tool\"][\"setuptools\"][\"packages\"][\"find\"][\"where\"]))")
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 PYTEST_ARGS ?=
@@ -38,7 +38,7 @@ lint: env-ready ## ruff (lint + format check), mypy --strict, import-linter cont
 lint-steps:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $$(for d in operator gateway images e2e; do [ -n "$$(find $$d -name '*.py' -print -quit 2>/dev/null)" ] && echo $$d; done)
+	$(VENV)/bin/mypy $$(for d in lib operator gateway cli images e2e; do [ -n "$$(find $$d -name '*.py' -print -quit 2>/dev/null)" ] && echo $$d; done)
 	$(VENV)/bin/lint-imports
 	$(PY) -m sage_api.write_crds --check crds $$( [ -d charts/sage ] && echo charts/sage/crds )
 
@@ -61,7 +61,7 @@ unit: env-ready ## Only the fast unit tests (no API server, no engine processes)
 .PHONY: run
 run: ## Run SAGE locally: `sage up examples/local/` (MiniLM embeddings + a chat model) behind the gateway
 	@$(MAKE) --no-print-directory env
-	$(PY) -m sage_local up examples/local/ $(RUN_ARGS)
+	$(PY) -m sage_cli up examples/local/ $(RUN_ARGS)
 
 .PHONY: devcluster
 devcluster: ## Start a local kube-apiserver + etcd + controller-manager with the CRDs applied (no kubelet)

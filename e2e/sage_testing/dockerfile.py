@@ -97,3 +97,16 @@ def names_registry_host(image: str) -> bool:
     """Whether the reference starts with a registry host (`host.tld/...`, `host:port/...`, localhost)."""
     first, slash, _ = image.partition("/")
     return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def copied_sources(stage: Stage) -> set[str]:
+    """The build-context paths a stage's COPY instructions take (trailing slashes dropped;
+    `COPY --from=...` copies from another stage, not the context, and is left out)."""
+    sources: set[str] = set()
+    for instruction in stage.all("COPY"):
+        words = instruction.arguments.split()
+        if any(word.startswith("--from=") for word in words):
+            continue
+        paths = [word for word in words if not word.startswith("--")]
+        sources.update(path.rstrip("/") for path in paths[:-1])
+    return sources

@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -27,8 +28,11 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "envtest" / "build-binaries.sh"
-# The folders holding SAGE's packages: child processes import the checkout's code from them.
-SOURCE_FOLDERS = ("operator", "gateway", "images/engine", "images/finetune", "e2e")
+_PROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+# The folders holding SAGE's packages (pyproject.toml names them once): child processes import
+# the checkout's code from them.
+SOURCE_FOLDERS: tuple[str, ...] = tuple(_PROJECT["tool"]["setuptools"]["packages"]["find"]["where"])
+TEST_FOLDERS: tuple[str, ...] = tuple(_PROJECT["tool"]["pytest"]["ini_options"]["testpaths"])
 
 
 def source_pythonpath() -> str:

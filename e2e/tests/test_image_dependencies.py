@@ -9,10 +9,10 @@ import tomllib
 
 import pytest
 
-from sage_testing.envtest import REPO_ROOT
+from sage_testing.envtest import REPO_ROOT, SOURCE_FOLDERS
 from sage_testing.import_closure import distributions_of, imported_modules, installed_closure, third_party_imports
 
-ROOTS = [REPO_ROOT / d for d in ("operator", "gateway", "images/engine", "images/finetune")]
+ROOTS = [REPO_ROOT / d for d in SOURCE_FOLDERS]
 # image -> (the extra its Dockerfile installs, the package its entry point runs)
 IMAGES = {
     "operator": ("operator", "sage_operator"),

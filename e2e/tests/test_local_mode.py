@@ -107,7 +107,7 @@ def local_sage(tiny_lm_path: Path, minilm_path: Path, tmp_path_factory: pytest.T
     gateway_port, engine_base = free_port_run(1), free_port_run(3)
     output = folder / "sage-up.out"
     env = {**os.environ, "PYTHONPATH": PYTHONPATH, "HF_HUB_OFFLINE": "1", "SAGE_STATE_DIR": str(folder / "state")}
-    command = [sys.executable, "-m", "sage_local", "up", "-f", str(folder),
+    command = [sys.executable, "-m", "sage_cli", "up", "-f", str(folder),
                "--port", str(gateway_port), "--engine-base-port", str(engine_base)]  # fmt: skip
     with output.open("w") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sage_api.ports import SagePorts
+from sage_runtime.settings import CommaSeparated
 
 
 class GatewaySettings(BaseSettings):
@@ -25,7 +26,7 @@ class GatewaySettings(BaseSettings):
     static_engines: str | None = None
     """static discovery: the same document inline (YAML or JSON), used when no file is given."""
 
-    namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    namespaces: CommaSeparated = Field(default_factory=list)
     """kubernetes discovery: namespaces to watch, comma-separated; empty means every namespace."""
 
     kubeconfig: str | None = None
@@ -65,10 +66,3 @@ class GatewaySettings(BaseSettings):
     """Name the replica that answered in an `x-sage-replica` response header (its pod address)."""
 
     log_level: str = "info"
-
-    @field_validator("namespaces", mode="before")
-    @classmethod
-    def _split_namespaces(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sage_api.engine import Backend
 from sage_api.ports import SagePorts
+from sage_runtime.settings import CommaSeparated
 
 ENV_PREFIX = "SAGE_OPERATOR_"
 
@@ -18,7 +17,7 @@ class OperatorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    namespaces: Annotated[list[str], NoDecode] = Field(
+    namespaces: CommaSeparated = Field(
         default_factory=list, description="Namespaces to watch, comma-separated; empty watches all namespaces"
     )
     engine_image: str = Field(
@@ -54,13 +53,6 @@ class OperatorSettings(BaseSettings):
     adapter_retry_max_seconds: float = Field(
         default=60.0, gt=0, description="Longest back-off between attempts to load an adapter into a pod"
     )
-
-    @field_validator("namespaces", mode="before")
-    @classmethod
-    def _split_namespaces(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
-        return value
 
     @field_validator("engine_images")
     @classmethod

@@ -34,7 +34,7 @@ import orjson
 import torch
 from sentence_transformers import SentenceTransformer
 
-from sage_engine.cgroup import available_cpus, torch_threads
+from sage_runtime.cgroup import available_cpus, torch_threads
 from sage_testing.engine_fixtures import minilm_folder
 from sage_testing.engines import EngineProcess
 from sage_testing.envtest import REPO_ROOT

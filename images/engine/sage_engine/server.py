@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import uvicorn
 
 from sage_engine.app import create_app
 from sage_engine.cli import parse_settings
 from sage_engine.settings import EngineSettings
+from sage_runtime.termination import write_termination_message
 
 log = logging.getLogger("sage_engine")
-
-
-def write_termination_log(path: str, reason: str) -> None:
-    """Kubernetes shows this file's content as the container's termination message."""
-    try:
-        Path(path).write_text(reason[-4000:] + "\n")
-    except OSError:
-        log.debug("termination log %s is not writable", path)
 
 
 def serve(settings: EngineSettings) -> int:
@@ -31,7 +23,7 @@ def serve(settings: EngineSettings) -> int:
 
     def on_load_failure(reason: str) -> None:
         failure.append(reason)
-        write_termination_log(settings.termination_log, reason)
+        write_termination_message(settings.termination_log, reason)
         if server is not None:
             server.should_exit = True
 

@@ -3,13 +3,16 @@ overridden by command-line options (see `python -m sage_engine --help`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sage_api.ports import SagePorts
-from sage_engine.cgroup import torch_threads
+from sage_runtime.cgroup import torch_threads
+from sage_runtime.pod import TERMINATION_LOG
+from sage_runtime.settings import CommaSeparated
 
 BackendName = Literal["sentence-transformers", "transformers", "deterministic"]
 BACKENDS: tuple[str, ...] = ("sentence-transformers", "transformers", "deterministic")
@@ -29,7 +32,7 @@ class EngineSettings(BaseSettings):
     served_model_name: str | None = Field(
         default=None, description="The name clients use in 'model' (default: --model as given)"
     )
-    aliases: Annotated[list[str], NoDecode] = Field(
+    aliases: CommaSeparated = Field(
         default_factory=list,
         description="More names clients may use (env: comma-separated)",
     )
@@ -46,17 +49,10 @@ class EngineSettings(BaseSettings):
     max_inputs: int = Field(default=2048, ge=1, description="Most inputs per embeddings request")
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes)")
     dimensions: int = Field(default=64, ge=1, description="Embedding size of the deterministic test backend")
-    termination_log: str = Field(
-        default="/dev/termination-log",
+    termination_log: Path = Field(
+        default=TERMINATION_LOG,
         description="Where a load failure's reason is written for Kubernetes (when writable)",
     )
-
-    @field_validator("aliases", mode="before")
-    @classmethod
-    def _split_aliases(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
-        return value
 
     def name(self) -> str:
         return self.served_model_name or self.model

@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 
 from pydantic import ValidationError
@@ -20,6 +19,7 @@ from pydantic_settings import CliApp
 from sage_finetune.exits import EXIT_ERROR, EXIT_INVALID_INPUT, Finished, InvalidInputError
 from sage_finetune.inputs import read_dataset
 from sage_finetune.settings import ENV_PREFIX, FinetuneSettings
+from sage_runtime.termination import write_termination_message
 
 log = logging.getLogger("sage_finetune")
 
@@ -35,17 +35,6 @@ def install_stop_handlers(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-
-
-def write_termination_message(path: Path, summary: str) -> None:
-    """Kubernetes shows this file's content as the container's termination message (the
-    operator copies it into the FinetuneJob's status). Written only where the kubelet created the
-    file, so running locally never litters /dev."""
-    if path.is_file():
-        try:
-            path.write_text(summary[-4000:] + "\n")
-        except OSError:
-            log.debug("termination log %s is not writable", path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,22 +13,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import ssl
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from sage_finetune.kube_paths import SERVICE_ACCOUNT_DIR
+from sage_api import names
 from sage_finetune.progress import ProgressEvent, ProgressLine
+from sage_kube.config import ConfigError, KubeConfig, in_cluster
+from sage_kube.paths import resource_path
 
 log = logging.getLogger(__name__)
 
-API_GROUP_VERSION = "sage.ai/v1alpha1"
 _URGENT = {
     ProgressEvent.STOPPED,
     ProgressEvent.COMPLETED,
@@ -37,24 +35,12 @@ _URGENT = {
 }
 
 
-@dataclass(frozen=True)
-class InClusterCredentials:
-    """How a pod reaches its API server: the service address from the kubelet-set environment,
-    the mounted ServiceAccount token and CA."""
-
-    server: str
-    token_file: Path
-    ca_file: Path
-
-    @classmethod
-    def from_environment(cls, service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> InClusterCredentials | None:
-        host = os.environ.get("KUBERNETES_SERVICE_HOST")
-        port = os.environ.get("KUBERNETES_SERVICE_PORT")
-        token, ca = service_account_dir / "token", service_account_dir / "ca.crt"
-        if not host or not port or not token.is_file() or not ca.is_file():
-            return None
-        host = f"[{host}]" if ":" in host else host
-        return cls(server=f"https://{host}:{port}", token_file=token, ca_file=ca)
+def in_cluster_config(service_account_dir: Path) -> KubeConfig | None:
+    """How this pod reaches its API server (sage_kube's in-cluster config), or None outside a pod."""
+    try:
+        return in_cluster(service_account_dir)
+    except ConfigError:
+        return None
 
 
 def status_patch(line: ProgressLine) -> dict[str, Any]:
@@ -71,18 +57,18 @@ class KubeStatusSink:
 
     def __init__(
         self,
-        credentials: InClusterCredentials,
+        config: KubeConfig,
         target: str,
         interval_seconds: float,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         namespace, name = target.split("/", 1)
-        self._path = f"/apis/{API_GROUP_VERSION}/namespaces/{namespace}/finetunejobs/{name}/status"
-        self._credentials = credentials
+        self._path = resource_path(names.API_VERSION, names.FINETUNE_PLURAL, namespace, name, "status")
+        self._config = config
         self._interval = interval_seconds
         self._client = httpx.Client(
-            base_url=credentials.server,
-            verify=ssl.create_default_context(cafile=str(credentials.ca_file)),
+            base_url=config.server,
+            verify=config.ssl_context(),
             timeout=10,
             transport=transport,
         )
@@ -131,12 +117,11 @@ class KubeStatusSink:
 
     def _send(self, line: ProgressLine) -> None:
         try:
-            token = self._credentials.token_file.read_text().strip()
             response = self._client.patch(
                 self._path,
                 content=json.dumps(status_patch(line)),
                 headers={
-                    "Authorization": f"Bearer {token}",
+                    "Authorization": f"Bearer {self._config.bearer_token()}",
                     "Content-Type": "application/merge-patch+json",
                 },
             )

@@ -13,12 +13,11 @@ import time
 import torch
 
 from sage_api.finetune import FinetuneMethod
-from sage_engine.cgroup import torch_threads
 from sage_finetune.checkpoint import remove_checkpoints
 from sage_finetune.encoding import encode_dataset
 from sage_finetune.exits import EXIT_COMPLETED, EXIT_STOPPED, Finished
 from sage_finetune.inputs import DatasetFile, already_finished, read_dataset
-from sage_finetune.kube_status import InClusterCredentials, KubeStatusSink
+from sage_finetune.kube_status import KubeStatusSink, in_cluster_config
 from sage_finetune.metadata import FinetuneMetadata, run_identity, write_metadata
 from sage_finetune.modeling import (
     count_parameters,
@@ -32,6 +31,7 @@ from sage_finetune.progress import ProgressEvent, ProgressLine, timestamp
 from sage_finetune.settings import ENV_PREFIX, FinetuneSettings
 from sage_finetune.sinks import PROGRESS_FILE, FanOut, FileSink, ProgressSink, StreamSink
 from sage_finetune.training import Outcome, RunResult, Trainer
+from sage_runtime.cgroup import torch_threads
 
 log = logging.getLogger("sage_finetune")
 
@@ -39,14 +39,14 @@ log = logging.getLogger("sage_finetune")
 def build_sink(settings: FinetuneSettings) -> ProgressSink:
     sinks: list[ProgressSink] = [StreamSink(sys.stdout), FileSink(settings.output / PROGRESS_FILE)]
     if settings.status_target:
-        credentials = InClusterCredentials.from_environment(settings.service_account_dir)
-        if credentials is None:
+        config = in_cluster_config(settings.service_account_dir)
+        if config is None:
             log.warning(
                 "%sSTATUS_TARGET is set but there are no in-cluster credentials: not patching",
                 ENV_PREFIX,
             )
         else:
-            sinks.append(KubeStatusSink(credentials, settings.status_target, settings.status_interval_seconds))
+            sinks.append(KubeStatusSink(config, settings.status_target, settings.status_interval_seconds))
     return FanOut(sinks)
 
 

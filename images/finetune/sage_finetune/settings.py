@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sage_api.finetune import DatasetFormat, FinetuneMethod, LoraConfig, TrainingConfig
-from sage_finetune.kube_paths import SERVICE_ACCOUNT_DIR
+from sage_runtime.pod import SERVICE_ACCOUNT_DIR, TERMINATION_LOG
+from sage_runtime.settings import OptionalCommaSeparated
 
 ENV_PREFIX = "SAGE_FT_"
 _LORA = LoraConfig()
@@ -67,7 +68,7 @@ class FinetuneSettings(BaseSettings):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = _LORA.dropout
     """Dropout on the LoRA input."""
 
-    target_modules: Annotated[list[str] | None, NoDecode] = None
+    target_modules: OptionalCommaSeparated = None
     """Modules to adapt, comma separated (e.g. q_proj,v_proj); default: peft's choice for the
     architecture."""
 
@@ -111,9 +112,9 @@ class FinetuneSettings(BaseSettings):
     status_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
     """Least time between two status patches (every progress line still goes to stdout)."""
 
-    termination_log: Path = Path("/dev/termination-log")
-    """A one-line summary of how the run ended is written here when the file exists (Kubernetes
-    creates it and shows it as the container's termination message)."""
+    termination_log: Path = TERMINATION_LOG
+    """A one-line summary of how the run ended is written here (Kubernetes shows it as the
+    container's termination message; outside a pod nothing is written under /dev)."""
 
     service_account_dir: Path = SERVICE_ACCOUNT_DIR
     """Where the pod's ServiceAccount token and cluster CA are mounted (for --status-target)."""
@@ -125,13 +126,6 @@ class FinetuneSettings(BaseSettings):
     @property
     def finetune_method(self) -> FinetuneMethod:
         return FinetuneMethod(self.method)
-
-    @field_validator("target_modules", mode="before")
-    @classmethod
-    def _split_comma_separated(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()] or None
-        return value
 
     @field_validator("status_target")
     @classmethod

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from sage_engine.app import create_app
 from sage_engine.backends.base import Backend
 from sage_engine.backends.deterministic_backend import DeterministicBackend
-from sage_engine.server import write_termination_log
 from sage_engine.settings import EngineSettings
 
 
@@ -59,10 +57,3 @@ def test_load_failure_is_reported() -> None:
         assert health["status"] == "failed"
         assert "no weights in /models/x" in health["reason"]
     assert reasons == ["failed to load model '/models/x' (transformers): no weights in /models/x"]
-
-
-def test_termination_log(tmp_path: Path) -> None:
-    target = tmp_path / "termination-log"
-    write_termination_log(str(target), "failed to load")
-    assert target.read_text() == "failed to load\n"
-    write_termination_log(str(tmp_path / "missing-dir" / "log"), "ignored")  # not writable: no error

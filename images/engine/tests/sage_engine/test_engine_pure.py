@@ -1,4 +1,4 @@
-"""Unit tests of the engine's pure modules: cgroup parsing, stop matching, request parsing,
+"""Unit tests of the engine's pure modules: stop matching, request parsing,
 SSE framing, deterministic models, batching policy and the generation driver."""
 
 from __future__ import annotations
@@ -8,46 +8,17 @@ import base64
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sage_engine import cgroup, deterministic, responses, sse
+from sage_engine import deterministic, responses, sse
 from sage_engine.batching import Batcher, BatchPolicy, ConcurrencyGauge
 from sage_engine.errors import EngineError
 from sage_engine.generation import SamplingParams, run_generation
 from sage_engine.protocol import ChatRequest, CompletionRequest, EmbeddingRequest, normalize_embedding_input, parse_body
 from sage_engine.settings import EngineSettings
 from sage_engine.stops import StopMatcher
-
-
-@pytest.mark.parametrize(
-    ("text", "cpus"),
-    [("max 100000\n", None), ("200000 100000\n", 2.0), ("50000 100000", 0.5), ("150000", 1.5), ("", None)],
-)
-def test_cpu_max(text: str, cpus: float | None) -> None:
-    assert cgroup.parse_cpu_max(text) == cpus
-
-
-@pytest.mark.parametrize(("quota", "period", "cpus"), [("-1\n", "100000\n", None), ("300000", "100000", 3.0)])
-def test_cfs_quota(quota: str, period: str, cpus: float | None) -> None:
-    assert cgroup.parse_cfs(quota, period) == cpus
-
-
-@pytest.mark.parametrize(("limit", "available", "threads"), [(None, 8, 8), (0.5, 8, 1), (2.5, 8, 3), (16.0, 4, 4)])
-def test_threads_follow_the_limit(limit: float | None, available: int, threads: int) -> None:
-    assert cgroup.threads_for(limit, available) == threads
-
-
-def test_container_limit_reads_v2_then_v1(tmp_path: Path) -> None:
-    assert cgroup.container_cpu_limit(tmp_path) is None
-    (tmp_path / "cpu").mkdir()
-    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
-    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert cgroup.container_cpu_limit(tmp_path) == 1.0
-    (tmp_path / "cpu.max").write_text("400000 100000\n")
-    assert cgroup.container_cpu_limit(tmp_path) == 4.0
 
 
 def test_stop_matcher_across_pieces() -> None:

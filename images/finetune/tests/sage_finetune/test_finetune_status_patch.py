@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import ssl
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from sage_api.finetune import FinetuneJob
-from sage_finetune.kube_status import InClusterCredentials, KubeStatusSink, status_patch
+from sage_finetune.kube_status import KubeStatusSink, in_cluster_config, status_patch
 from sage_finetune.progress import ProgressEvent, ProgressLine
 from sage_operator.finetune.render import progress_account_name, render_progress_rbac
 from sage_testing.envtest import ControlPlane
@@ -96,10 +95,10 @@ def test_the_sink_patches_status_with_the_operators_narrow_service_account(
     create_job(kubectl, namespace, "other")
     account = runner_credentials(kubectl, control_plane, namespace, "mine", tmp_path / "sa")
     in_cluster_environment(monkeypatch, control_plane)
-    credentials = InClusterCredentials.from_environment(account)
-    assert credentials is not None
+    config = in_cluster_config(account)
+    assert config is not None
 
-    sink = KubeStatusSink(credentials, f"{namespace}/mine", interval_seconds=0.1)
+    sink = KubeStatusSink(config, f"{namespace}/mine", interval_seconds=0.1)
     for step in range(1, 21):
         sink.publish(line(ProgressEvent.STEP, step))
     sink.publish(line(ProgressEvent.STOPPED, 20, checkpoint="/out/checkpoints/step-20"))
@@ -113,8 +112,7 @@ def test_the_sink_patches_status_with_the_operators_narrow_service_account(
     token = (account / "token").read_text().strip()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/merge-patch+json"}
     base = f"/apis/sage.ai/v1alpha1/namespaces/{namespace}/finetunejobs"
-    verify = ssl.create_default_context(cafile=str(credentials.ca_file))
-    with httpx.Client(base_url=credentials.server, verify=verify, headers=headers) as client:
+    with httpx.Client(base_url=config.server, verify=config.ssl_context(), headers=headers) as client:
         spec = client.patch(f"{base}/mine", content='{"spec": {"suspend": true}}')
         other = client.patch(f"{base}/other/status", content='{"status": {"progress": {"step": 1}}}')
         listing = client.get(base)
@@ -133,11 +131,11 @@ def test_a_refused_patch_is_logged_and_never_fails_training(
     create_job(kubectl, namespace, "mine")
     account = runner_credentials(kubectl, control_plane, namespace, "mine", tmp_path / "sa")
     in_cluster_environment(monkeypatch, control_plane)
-    credentials = InClusterCredentials.from_environment(account)
-    assert credentials is not None
+    config = in_cluster_config(account)
+    assert config is not None
 
     with caplog.at_level(logging.WARNING):
-        sink = KubeStatusSink(credentials, f"{namespace}/someone-else", interval_seconds=0.1)
+        sink = KubeStatusSink(config, f"{namespace}/someone-else", interval_seconds=0.1)
         sink.publish(line(ProgressEvent.COMPLETED, 40))
         sink.close()
 

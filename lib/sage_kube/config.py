@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+from sage_runtime.pod import SERVICE_ACCOUNT_DIR
 
 
 class ConfigError(RuntimeError):
@@ -90,17 +90,20 @@ def from_kubeconfig(path: Path, context_name: str | None = None) -> KubeConfig:
     )
 
 
-def in_cluster() -> KubeConfig:
+def in_cluster(service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> KubeConfig:
+    """The pod's own credentials: the API server's address from the kubelet-set environment, the
+    mounted ServiceAccount token (re-read on every request: projected tokens rotate) and CA."""
     host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
-    if not host or not port or not (SERVICE_ACCOUNT_DIR / "token").exists():
+    token, ca = service_account_dir / "token", service_account_dir / "ca.crt"
+    if not host or not port or not token.is_file() or not ca.is_file():
         msg = "not running in a pod and no kubeconfig found (set KUBECONFIG)"
         raise ConfigError(msg)
-    namespace_file = SERVICE_ACCOUNT_DIR / "namespace"
+    namespace_file = service_account_dir / "namespace"
     return KubeConfig(
         server=f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}",
         namespace=namespace_file.read_text().strip() if namespace_file.exists() else "default",
-        ca_pem=(SERVICE_ACCOUNT_DIR / "ca.crt").read_bytes(),
-        token_file=SERVICE_ACCOUNT_DIR / "token",
+        ca_pem=ca.read_bytes(),
+        token_file=token,
     )
 
 

@@ -1,4 +1,4 @@
-"""The `sage` command line."""
+"""The `sage` command line: its parser and the dispatch to each command."""
 
 from __future__ import annotations
 
