@@ -13,11 +13,10 @@ from starlette.responses import Response
 
 from sage_gateway import GatewaySettings
 from sage_gateway import create_app as create_gateway
-from sage_gateway.errors import GatewayError
-from sage_gateway.http import error_response
 from sage_gateway.state import GatewayState
-
-JSON = "application/json"
+from sage_wire.asgi import error_response
+from sage_wire.errors import WireError
+from sage_wire.media import JSON
 
 
 def normalise_prefix(prefix: str | None) -> str:
@@ -62,7 +61,7 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         message = f"{request.method} {request.url.path}: no such route on sage-edge"
-        return error_response(GatewayError(status, message, "not_found" if status == 404 else "http_error"))
+        return error_response(WireError(status, message, "not_found" if status == 404 else "http_error"))
 
     app.add_exception_handler(HTTPException, not_found)
     if gateway is not None:

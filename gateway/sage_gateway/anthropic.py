@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from sage_gateway.errors import GatewayError, invalid_request
-from sage_gateway.sse import encode_event
+from sage_gateway.errors import WireError, invalid_request
+from sage_wire.sse import named_event
 
 Event = tuple[str, dict[str, Any]]
 
@@ -169,7 +169,7 @@ def chat_to_message(chat: dict[str, Any], model: str) -> dict[str, Any]:
     """The Messages response equivalent to the chat-completions response `chat`."""
     choices = chat.get("choices") or []
     if not choices or not isinstance(choices[0], dict):
-        raise GatewayError(502, "The upstream chat response has no choices.", "upstream_error")
+        raise WireError(502, "The upstream chat response has no choices.", "upstream_error")
     choice = choices[0]
     message = choice.get("message") or {}
     content: list[dict[str, Any]] = []
@@ -287,4 +287,4 @@ class MessageStreamTranslator:
 
 
 def encode_events(events: list[Event]) -> bytes:
-    return b"".join(encode_event(name, data) for name, data in events)
+    return b"".join(named_event(name, data) for name, data in events)

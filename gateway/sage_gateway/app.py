@@ -18,28 +18,19 @@ from starlette.types import Receive, Scope, Send
 
 from sage_gateway.discovery import Discovery
 from sage_gateway.discovery.static import StaticDiscovery
-from sage_gateway.errors import GatewayError
-from sage_gateway.fastpath import ProxyFastPath
-from sage_gateway.http import JSON, error_response
+from sage_gateway.dispatch import Dispatcher
+from sage_gateway.headers import request_id_of
 from sage_gateway.metrics import GatewayMetrics
-from sage_gateway.proxy import Proxy, request_id_of
+from sage_gateway.proxy import Proxy
 from sage_gateway.registry import EngineRegistry
-from sage_gateway.routes_anthropic import messages
-from sage_gateway.routes_anthropic import router as anthropic_router
-from sage_gateway.routes_openai import chat_completions, completions, embeddings
-from sage_gateway.routes_openai import router as openai_router
+from sage_gateway.routes import ROUTES
 from sage_gateway.settings import GatewaySettings
 from sage_gateway.state import GatewayState
+from sage_wire.asgi import error_response
+from sage_wire.errors import WireError, internal_error
+from sage_wire.media import JSON
 
 log = logging.getLogger(__name__)
-
-# The same handlers FastAPI routes to, reached without its per-request machinery (see fastpath).
-FAST_ROUTES = {
-    "/v1/chat/completions": chat_completions,
-    "/v1/completions": completions,
-    "/v1/embeddings": embeddings,
-    "/v1/messages": messages,
-}
 
 
 def make_discovery(settings: GatewaySettings, registry: EngineRegistry) -> Discovery:
@@ -81,14 +72,14 @@ async def _run_discovery(state: GatewayState) -> None:
 
 
 class GatewayApp(FastAPI):
-    """FastAPI with the proxied routes dispatched before FastAPI sees them (see fastpath)."""
+    """FastAPI with the route table's requests dispatched before FastAPI sees them (see dispatch)."""
 
-    _fast_path: ProxyFastPath | None = None
+    _dispatcher: Dispatcher | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._fast_path is None:
-            self._fast_path = ProxyFastPath(super().__call__, FAST_ROUTES, owner=self)
-        await self._fast_path(scope, receive, send)
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(super().__call__, ROUTES, owner=self)
+        await self._dispatcher(scope, receive, send)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -127,8 +118,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # the gateway's own Prometheus metrics cover what it would record.
         telemetry={"tracing": False, "metrics": False},
     )
-    app.include_router(openai_router)
-    app.include_router(anthropic_router)
     _add_health_routes(app)
     _add_error_handlers(app)
     return app
@@ -143,9 +132,9 @@ def _add_health_routes(app: FastAPI) -> None:
     async def readyz(request: Request) -> Response:
         state: GatewayState = request.app.state.gateway
         if state.discovery_error is not None:
-            return error_response(GatewayError(503, f"Discovery stopped: {state.discovery_error}", "not_ready"))
+            return error_response(WireError(503, f"Discovery stopped: {state.discovery_error}", "not_ready"))
         if not state.discovery.synced.is_set():
-            return error_response(GatewayError(503, "Discovery has not synced yet.", "not_ready"))
+            return error_response(WireError(503, "Discovery has not synced yet.", "not_ready"))
         engines = len(state.registry.engines())
         return Response(orjson.dumps({"status": "ready", "engines": engines}), media_type=JSON)
 
@@ -156,30 +145,25 @@ def _add_health_routes(app: FastAPI) -> None:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    anthropic_paths = ("/v1/messages",)
+    """What reaches FastAPI is outside the route table (health, metrics, unknown paths): its
+    errors are answered in the OpenAI envelope, like the table's OpenAI routes."""
 
-    def respond(request: Request, error: GatewayError) -> Response:
-        anthropic = request.url.path.endswith(anthropic_paths)
-        return error_response(error, request_id_of(request.headers), anthropic=anthropic)
+    def respond(request: Request, error: WireError) -> Response:
+        return error_response(error, request_id=request_id_of(request.headers))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = f"{request.method} {request.url.path}: {exc.detail}"
-        return respond(request, GatewayError(exc.status_code, message, code, headers=dict(exc.headers or {})))
+        return respond(request, WireError(exc.status_code, message, code, headers=dict(exc.headers or {})))
 
     async def validation_error(request: Request, exc: Exception) -> Response:
-        return respond(request, GatewayError(400, f"Invalid request: {exc}", "invalid_request"))
-
-    async def gateway_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, GatewayError)
-        return respond(request, exc)
+        return respond(request, WireError(400, f"Invalid request: {exc}", "invalid_request"))
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return respond(request, GatewayError(500, "The gateway failed unexpectedly; see its log.", "internal_error"))
+        return respond(request, internal_error("gateway"))
 
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(GatewayError, gateway_error)
     app.add_exception_handler(Exception, unexpected)

@@ -1,4 +1,6 @@
-"""The proxy: pick a ready replica, open the upstream request, retry connect failures elsewhere.
+"""The proxy: `forward()` takes a request whose model is known, and owns everything from there on:
+pick a ready replica, send the body, retry connect failures on another replica, read or relay
+the answer in the client's protocol (see `relay`), keep in-flight counts, and record metrics.
 
 A request may move to another replica only before any byte of the response went to the client:
 when connecting fails, or when a kept-alive connection turns out to be dead before the response
@@ -11,39 +13,24 @@ data plane is where the gateway's time goes.
 
 from __future__ import annotations
 
-import time
-import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 
-from sage_gateway.errors import GatewayError, model_not_found, no_ready_replica, upstream_failed
+from sage_gateway.disconnect import unless_disconnected
+from sage_gateway.errors import model_not_found, no_ready_replica, upstream_failed
+from sage_gateway.exchange import Exchange
+from sage_gateway.headers import REPLICA
 from sage_gateway.metrics import GatewayMetrics
 from sage_gateway.policies import InflightCounter, RoutingPolicy, make_policy
 from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable
+from sage_gateway.relay import Relay
 from sage_gateway.settings import GatewaySettings
-from sage_gateway.sse import encode_data
-
-# RFC 9110 section 7.6.1, plus what the proxy recomputes itself.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
-# The gateway's own server writes these on the way out.
-_RESPONSE_DROPPED = HOP_BY_HOP | {"date", "server"}
+from sage_wire.errors import WireError
+from sage_wire.media import EVENT_STREAM
 
 # Failures that happen before the replica could have started answering.
 RETRYABLE = (
@@ -53,51 +40,25 @@ RETRYABLE = (
     aiohttp.ClientOSError,
 )
 TIMEOUTS = (TimeoutError, aiohttp.ServerTimeoutError)
-REQUEST_ID = "x-request-id"
-REPLICA = "x-sage-replica"
-"""Response header naming the replica that answered (for debugging and for tests)."""
 
 
-def _named_by_connection(headers: Mapping[str, str]) -> set[str]:
-    """The headers a `Connection` header declares hop-by-hop (any spelling of its name)."""
-    named: set[str] = set()
-    for name, value in headers.items():
-        if name.lower() == "connection":
-            named.update(part.strip().lower() for part in value.split(",") if part.strip())
-    return named
+@dataclass(frozen=True)
+class Outbound:
+    """What goes to the replica: the path, the body (the client's own bytes, or a translation) and
+    the headers; `affinity_key` feeds the prefix-hash policy."""
 
-
-def forward_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
-    """Request headers for the upstream: no hop-by-hop ones (nor those `Connection` names)."""
-    dropped = HOP_BY_HOP | _named_by_connection(headers)
-    kept = {name: value for name, value in headers.items() if name.lower() not in dropped}
-    kept[REQUEST_ID] = request_id
-    if not any(name.lower() == "content-type" for name in kept):
-        kept["content-type"] = "application/json"
-    return kept
-
-
-def response_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
-    dropped = _RESPONSE_DROPPED | _named_by_connection(headers)
-    kept = {name: value for name, value in headers.items() if name.lower() not in dropped}
-    kept[REQUEST_ID] = request_id
-    return kept
-
-
-def request_id_of(headers: Mapping[str, str]) -> str:
-    given = headers.get(REQUEST_ID)
-    if given and len(given) <= 200:
-        return given
-    return uuid.uuid4().hex
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    affinity_key: str | None = None
 
 
 @dataclass
-class Upstream:
+class _Upstream:
     """An upstream response whose headers arrived; the body is still to be read."""
 
     url: str
     response: aiohttp.ClientResponse
-    started: float
 
 
 @dataclass
@@ -111,12 +72,39 @@ class Proxy:
     _metrics_version: int = -1
 
     def resolve(self, model: str) -> Route:
+        """Where `model` can go; 404 when no engine serves it, 503 when none is ready."""
         found = self.registry.resolve(model)
         if isinstance(found, Route):
             return found
         if isinstance(found, Unavailable):
             raise no_ready_replica(model, self.settings.retry_after_seconds)
         raise model_not_found(model, list(found.known))
+
+    async def forward(self, request: Request, exchange: Exchange, outbound: Outbound, relay: Relay) -> Response:
+        """The client's response. Raises WireError only before any byte was sent (the caller
+        answers it in the route's protocol); a client that hangs up raises ClientGone."""
+        upstream = await unless_disconnected(request, self._open(exchange.model, outbound))
+        response = upstream.response
+        streaming = response.status < 400 and response.headers.get("content-type", "").startswith(EVENT_STREAM)
+        headers = relay.headers(response.headers, exchange.request_id, streaming=streaming)
+        if self.settings.expose_replica:
+            headers[REPLICA] = upstream.url
+        if streaming:
+            return StreamingResponse(self._relay(upstream, exchange, relay), response.status, headers)
+        try:
+            content = await self._read(upstream, exchange.model)
+        finally:
+            self._close(upstream)
+        if response.status >= 400:
+            encoded = "content-encoding" in response.headers
+            failure = relay.error(response.status, content, upstream.url, encoded=encoded)
+            if failure is not None:
+                raise failure
+            exchange.finish(response.status)
+            return Response(content, response.status, headers)
+        body = relay.body(content)
+        exchange.finish(response.status)
+        return Response(body, response.status, headers)
 
     def _policy(self, route: Route, use_affinity: bool) -> RoutingPolicy:
         name = route.engine.routing_policy if use_affinity else PolicyName.LEAST_INFLIGHT
@@ -126,7 +114,7 @@ class Proxy:
             policy = self._policies[key] = make_policy(name, factor=self.settings.bounded_load_factor)
         return policy
 
-    def pick(self, route: Route, affinity_key: str | None, exclude: set[str]) -> str | None:
+    def _pick(self, route: Route, affinity_key: str | None, exclude: set[str]) -> str | None:
         urls = [url for url in route.urls if url not in exclude] if exclude else route.urls
         if not urls:
             return None
@@ -136,78 +124,79 @@ class Proxy:
         self.inflight.start(url)
         self.metrics.inflight_of(url).inc()
 
-    def finish(self, url: str) -> None:
+    def _finish(self, url: str) -> None:
         self.inflight.finish(url)
         self.metrics.inflight_of(url).dec()
         if self.registry.version != self._metrics_version:  # replicas changed since last time
             self._metrics_version = self.registry.version
             self.metrics.forget_endpoints(self.registry.all_ready_urls() | set(self.inflight.counts))
 
-    async def open(
-        self, model: str, path: str, body: bytes, headers: dict[str, str], affinity_key: str | None
-    ) -> Upstream:
-        """Send `body` to a ready replica of `model` and wait for the response headers.
+    def _failed(self, url: str, error: BaseException) -> None:
+        self.metrics.upstream_errors.labels(url, type(error).__name__).inc()
 
-        The caller owns the returned response: read it, then `close()` it.
-        """
+    async def _open(self, model: str, outbound: Outbound) -> _Upstream:
+        """Send the body to a ready replica and wait for the response headers, trying further
+        replicas while connecting fails."""
         tried: set[str] = set()
         last_error = "no replica answered"
         for attempt in range(self.settings.connect_retries + 1):
             route = self.resolve(model)
-            url = self.pick(route, affinity_key, tried)
+            url = self._pick(route, outbound.affinity_key, tried)
             if url is None:
                 break
             if attempt:
                 self.metrics.retries.labels(model).inc()
             tried.add(url)
-            started = time.perf_counter()
             self._start(url)
             try:
-                response = await self.client.post(url + path, data=body, headers=headers)
+                response = await self.client.post(url + outbound.path, data=outbound.body, headers=outbound.headers)
             except RETRYABLE as error:
-                self.finish(url)
-                self.metrics.upstream_errors.labels(url, type(error).__name__).inc()
+                self._finish(url)
+                self._failed(url, error)
                 last_error = f"{url}: {type(error).__name__}: {error}"
                 continue
             except TIMEOUTS as error:
-                self.finish(url)
-                self.metrics.upstream_errors.labels(url, type(error).__name__).inc()
+                self._finish(url)
+                self._failed(url, error)
                 raise upstream_failed(model, f"{url} did not answer in time ({type(error).__name__})") from None
             except BaseException:
-                self.finish(url)
+                self._finish(url)
                 raise
-            return Upstream(url, response, started)
+            return _Upstream(url, response)
         raise upstream_failed(model, last_error)
 
-    async def close(self, upstream: Upstream) -> None:
+    def _close(self, upstream: _Upstream) -> None:
         try:
             upstream.response.close()
         finally:
-            self.finish(upstream.url)
+            self._finish(upstream.url)
 
-    async def read(self, upstream: Upstream, model: str) -> bytes:
+    async def _read(self, upstream: _Upstream, model: str) -> bytes:
         """The whole raw body (still compressed if the upstream compressed it)."""
         try:
             return await upstream.response.read()
         except (aiohttp.ClientError, *TIMEOUTS) as error:
-            self.metrics.upstream_errors.labels(upstream.url, type(error).__name__).inc()
+            self._failed(upstream.url, error)
             raise upstream_failed(model, f"{upstream.url} broke off the response ({type(error).__name__})") from None
 
-    async def relay(self, upstream: Upstream, model: str, route: str, started: float) -> AsyncIterator[bytes]:
-        """The raw body chunk by chunk as it arrives; an upstream failure mid-stream ends the stream
-        with an error event (the status line is long gone by then)."""
+    async def _relay(self, upstream: _Upstream, exchange: Exchange, relay: Relay) -> AsyncIterator[bytes]:
+        """The stream chunk by chunk as it arrives, shaped by the relay; an upstream failure
+        mid-stream ends it with an error event (the status line is long gone by then)."""
+        shaper = relay.stream()
         first = True
         try:
             async for chunk in upstream.response.content.iter_any():
                 if first:
-                    self.metrics.ttft.labels(model, route).observe(time.perf_counter() - started)
+                    exchange.first_byte()
                     first = False
-                yield chunk
+                if out := shaper.feed(chunk):
+                    yield out
+            if tail := shaper.end():
+                yield tail
         except (aiohttp.ClientError, *TIMEOUTS) as error:
-            self.metrics.upstream_errors.labels(upstream.url, type(error).__name__).inc()
-            failure = GatewayError(
-                502, f"{upstream.url} broke off the stream ({type(error).__name__})", "upstream_error"
-            )
-            yield encode_data(failure.envelope())
+            self._failed(upstream.url, error)
+            message = f"{upstream.url} broke off the stream ({type(error).__name__})"
+            yield shaper.fail(WireError(502, message, "upstream_error"))
         finally:
-            await self.close(upstream)
+            self._close(upstream)
+            exchange.finish(shaper.failed_status or upstream.response.status)

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from sage_gateway.errors import GatewayError, invalid_request
+from sage_gateway.errors import WireError, invalid_request
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ def parse_body(body: bytes) -> dict[str, Any]:
 def require_model(parsed: dict[str, Any]) -> str:
     model = parsed.get("model")
     if model is None or model == "":
-        raise GatewayError(400, "The request has no 'model'; name the model to use.", "missing_model", "model")
+        raise WireError(400, "The request has no 'model'; name the model to use.", "missing_model", "model")
     if not isinstance(model, str):
-        raise GatewayError(400, "'model' must be a string.", "invalid_model", "model")
+        raise WireError(400, "'model' must be a string.", "invalid_model", "model")
     return model
 
 

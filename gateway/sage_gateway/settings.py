@@ -41,8 +41,8 @@ class GatewaySettings(BaseSettings):
     read_timeout: float = Field(default=600.0, gt=0)
     """Seconds to wait for the next bytes from a replica (long generations need minutes)."""
 
-    write_timeout: float = Field(default=30.0, gt=0)
     pool_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request waits for a free connection when all `max_connections` are busy."""
 
     connect_retries: int = Field(default=2, ge=0, le=16)
     """Further replicas to try when connecting fails, before any byte went to the client."""

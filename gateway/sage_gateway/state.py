@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from sage_gateway.discovery import Discovery
@@ -21,6 +20,3 @@ class GatewayState:
     discovery: Discovery
     discovery_error: str | None = None
     """Set when the discovery task stopped: the registry no longer follows its source."""
-
-    def observe(self, model: str, route: str, status: int, started: float) -> None:
-        self.metrics.observe_request(model, route, status, time.perf_counter() - started)

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from sage_gateway.anthropic import MessageStreamTranslator, chat_to_message, encode_events, messages_to_chat
-from sage_gateway.errors import GatewayError
-from sage_gateway.sse import SSEDecoder
+from sage_wire.errors import WireError
+from sage_wire.sse import SSEDecoder
 
 
 def test_request_translates_system_messages_and_sampling() -> None:
@@ -82,7 +82,7 @@ def test_tools_and_tool_results_translate() -> None:
     ],
 )
 def test_invalid_requests_name_the_field(request_body: dict[str, Any], param: str) -> None:
-    with pytest.raises(GatewayError) as caught:
+    with pytest.raises(WireError) as caught:
         messages_to_chat(request_body)
     assert caught.value.status == 400
     assert caught.value.param == param

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from sage_gateway.headers import forward_headers, response_headers, translated_request_headers
 from sage_gateway.metrics import GatewayMetrics
-from sage_gateway.proxy import Proxy, forward_headers, response_headers
+from sage_gateway.proxy import Proxy
 from sage_gateway.registry import Endpoint, EngineInfo, EngineRegistry
 from sage_gateway.settings import GatewaySettings
 
@@ -18,11 +19,11 @@ def test_series_of_departed_replicas_are_dropped() -> None:
     proxy = Proxy(registry, GatewaySettings(discovery="static"), metrics, client=cast(Any, None))
     for url in ("http://a:1", "http://b:1"):
         proxy._start(url)
-        proxy.finish(url)
+        proxy._finish(url)
     assert b'endpoint="http://b:1"' in metrics.render()
     registry.set_endpoints("ml/echo", "s", [Endpoint("http://a:1")])
     proxy._start("http://a:1")
-    proxy.finish("http://a:1")
+    proxy._finish("http://a:1")
     rendered = metrics.render()
     assert b'endpoint="http://a:1"' in rendered
     assert b'endpoint="http://b:1"' not in rendered
@@ -33,3 +34,12 @@ def test_headers_forwarded_and_returned() -> None:
     assert forward_headers(given, "rid") == {"X-Keep": "k", "x-request-id": "rid", "content-type": "application/json"}
     returned = response_headers({"content-type": "text/event-stream", "server": "uvicorn", "te": "x"}, "rid")
     assert returned == {"content-type": "text/event-stream", "x-request-id": "rid"}
+
+
+def test_a_translated_body_goes_out_without_the_clients_protocol_headers() -> None:
+    given = {"x-api-key": "k", "anthropic-version": "2023-06-01", "Content-Type": "text/plain", "X-Keep": "k"}
+    assert translated_request_headers(given, "rid") == {
+        "X-Keep": "k",
+        "x-request-id": "rid",
+        "content-type": "application/json",
+    }

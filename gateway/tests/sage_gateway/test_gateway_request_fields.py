@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sage_gateway.discovery.model import endpoints_from_slice, engine_from_object, parse_static_engines
-from sage_gateway.errors import GatewayError
 from sage_gateway.registry import PolicyName
 from sage_gateway.request_fields import routing_fields
+from sage_wire.errors import WireError
 
 
 def test_chat_fields() -> None:
@@ -33,7 +33,7 @@ def test_completion_prefix_from_text_and_tokens() -> None:
     ],
 )
 def test_bad_bodies_are_400_with_a_code(body: bytes, code: str) -> None:
-    with pytest.raises(GatewayError) as caught:
+    with pytest.raises(WireError) as caught:
         routing_fields(body, "chat", 10)
     assert (caught.value.status, caught.value.code) == (400, code)
 

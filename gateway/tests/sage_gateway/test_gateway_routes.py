@@ -158,14 +158,16 @@ def test_anthropic_messages_stream(gateway: GatewayProcess) -> None:
     assert final.content[0].text == "echo: stream me please"
 
 
-def test_anthropic_errors_keep_both_shapes(gateway: GatewayProcess) -> None:
+def test_anthropic_errors_are_in_anthropics_shape(gateway: GatewayProcess) -> None:
     claude = anthropic.Anthropic(base_url=gateway.base_url, api_key="unused", max_retries=0)
     with pytest.raises(anthropic.NotFoundError) as caught:
         claude.messages.create(model="nope", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     body = caught.value.body
     assert isinstance(body, dict)
-    assert body["type"] == "error"
-    assert body["error"]["code"] == "model_not_found"
+    message = body["error"]["message"]
+    assert body == {"type": "error", "error": {"type": "not_found_error", "message": message}}
+    assert "echo" in message
+    assert caught.value.response.headers["x-request-id"]
 
 
 def test_unknown_model_is_404_naming_the_models(client: openai.OpenAI) -> None:

@@ -17,34 +17,45 @@ from sage_engine import errors
 from sage_engine.adapter_routes import router as adapter_router
 from sage_engine.backends import load_backend
 from sage_engine.backends.base import Backend
-from sage_engine.errors import EngineError
-from sage_engine.http_io import error_response, json_response
+from sage_engine.http_io import json_response
 from sage_engine.openai_routes import router as openai_router
 from sage_engine.responses import model_list
 from sage_engine.settings import EngineSettings
 from sage_engine.state import EngineState
+from sage_wire.asgi import ClientGone, error_response
+from sage_wire.errors import WireError, internal_error
 
 log = logging.getLogger("sage_engine")
 
 
+CLIENT_CLOSED = 499
+"""nginx's convention for a client that went away before its answer: nobody reads it."""
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(EngineError)
-    async def _engine_error(_: Request, error: EngineError) -> Response:
+    """Every error leaves in the OpenAI envelope of the shared wire format."""
+
+    @app.exception_handler(WireError)
+    async def _wire_error(_: Request, error: WireError) -> Response:
         return error_response(error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, error: StarletteHTTPException) -> Response:
         code = "not_found" if error.status_code == 404 else None
-        return error_response(EngineError(error.status_code, str(error.detail), "invalid_request_error", None, code))
+        return error_response(WireError(error.status_code, str(error.detail), code))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, error: RequestValidationError) -> Response:
         return error_response(errors.bad_request(f"Invalid request: {error.errors()[0]['msg']}"))
 
+    @app.exception_handler(ClientGone)
+    async def _client_gone(_: Request, __: ClientGone) -> Response:
+        return Response(status_code=CLIENT_CLOSED)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> Response:
         log.exception("unexpected error")
-        return error_response(EngineError(500, f"Internal engine error: {type(error).__name__}", "server_error"))
+        return error_response(internal_error("engine"))
 
 
 def create_app(

@@ -12,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from sage_engine import errors, responses, sse
+from sage_engine import errors, responses
 from sage_engine.backends.base import Backend, Prompt
 from sage_engine.generation import GenerationResult, SamplingParams, run_generation
 from sage_engine.http_io import engine_state, json_response, request_body
@@ -27,6 +27,7 @@ from sage_engine.protocol import (
     parse_body,
 )
 from sage_engine.state import EngineState
+from sage_wire.sse import DONE, data_event
 
 log = logging.getLogger("sage_engine")
 router = APIRouter()
@@ -178,14 +179,14 @@ def _stream(state: EngineState, job: _Job, include_usage: bool) -> StreamingResp
         future = loop.run_in_executor(state.generate_executor, work)
         try:
             if job.chat:
-                yield sse.event(chunks.role())
+                yield data_event(chunks.role())
             while (piece := await pieces.get()) is not None:
-                yield sse.event(chunks.text(piece))
+                yield data_event(chunks.text(piece))
             result = await future
-            yield sse.event(chunks.finish(result.finish_reason))
+            yield data_event(chunks.finish(result.finish_reason))
             if include_usage:
-                yield sse.event(chunks.usage(len(job.prompt.token_ids), result.completion_tokens))
-            yield sse.DONE
+                yield data_event(chunks.usage(len(job.prompt.token_ids), result.completion_tokens))
+            yield DONE
         finally:
             cancelled.set()  # a client that went away stops the generation at the next token
 

@@ -1,7 +1,7 @@
 """OpenAI request bodies: parsing, validation and normalisation, with no web framework.
 
 Each `parse_*` function takes the raw body bytes and returns a validated request or raises an
-`EngineError` (400) naming the offending field, so the HTTP layer never sees a traceback.
+`WireError` (400) naming the offending field, so the HTTP layer never sees a traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sage_engine.errors import EngineError, bad_request
+from sage_engine.errors import WireError, bad_request
 
 MAX_STOP_SEQUENCES = 16
 
@@ -221,7 +221,7 @@ def _is_token(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def input_too_long(index: int, tokens: int, limit: int, param: str = "input") -> EngineError:
+def input_too_long(index: int, tokens: int, limit: int, param: str = "input") -> WireError:
     return bad_request(
         f"Input {index} has {tokens} tokens; this model accepts at most {limit} tokens per input.",
         param=param,
@@ -229,7 +229,7 @@ def input_too_long(index: int, tokens: int, limit: int, param: str = "input") ->
     )
 
 
-def context_too_long(prompt_tokens: int, max_tokens: int, limit: int, param: str) -> EngineError:
+def context_too_long(prompt_tokens: int, max_tokens: int, limit: int, param: str) -> WireError:
     return bad_request(
         f"The prompt has {prompt_tokens} tokens and max_tokens asks for {max_tokens} more; "
         f"this model's context length is {limit} tokens.",

@@ -11,8 +11,8 @@ import numpy as np
 import openai
 import pytest
 
-from sage_engine import sse
 from sage_testing.engines import EngineProcess
+from sage_wire.sse import data_payloads
 
 pytestmark = pytest.mark.engine
 
@@ -99,7 +99,7 @@ def test_openai_client_streaming(client: openai.OpenAI) -> None:
 def test_stream_ends_with_done(http: httpx.Client) -> None:
     response = http.post("/v1/completions", json={"prompt": "x y", "stream": True})
     assert response.headers["content-type"].startswith("text/event-stream")
-    events = sse.parse_events(response.content)
+    events = sse_payloads(response.content)
     assert events[-1] == "[DONE]"
     assert all(e.startswith("{") for e in events[:-1])
 
@@ -209,3 +209,7 @@ def test_bad_option_exits_with_usage() -> None:
         assert "--max-inputs" in engine.log()
     finally:
         engine.stop()
+
+
+def sse_payloads(body: bytes) -> list[str]:
+    return [payload.decode() for payload in data_payloads(body)]

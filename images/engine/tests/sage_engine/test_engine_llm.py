@@ -16,8 +16,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sage_engine import sse
 from sage_testing.engines import EngineProcess
+from sage_wire.sse import data_payloads
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -87,7 +87,7 @@ def test_streaming_chunks(http: httpx.Client) -> None:
     )
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.content.endswith(b"data: [DONE]\n\n")
-    events = sse.parse_events(response.content)
+    events = sse_payloads(response.content)
     assert events[-1] == "[DONE]"
     chunks = [json.loads(event) for event in events[:-1]]
     assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"}
@@ -109,7 +109,7 @@ def test_stop_sequences(http: httpx.Client) -> None:
     body = http.post("/v1/completions", json={**request, "stop": [stop, "never-produced"]}).json()
     assert (body["choices"][0]["text"], body["choices"][0]["finish_reason"]) == (expected, "stop")
     streamed = http.post("/v1/completions", json={**request, "stop": stop, "stream": True})
-    chunks = [json.loads(e) for e in sse.parse_events(streamed.content)[:-1]]
+    chunks = [json.loads(e) for e in sse_payloads(streamed.content)[:-1]]
     assert "".join(c["choices"][0]["text"] for c in chunks) == expected
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
 
@@ -240,3 +240,7 @@ def test_a_client_that_goes_away_stops_its_generation(tiny_engine: EngineProcess
     said = next(line for line in tiny_engine.log().splitlines() if "generation cancelled after" in line)
     assert int(said.split("after ")[1].split()[0]) < 240
     assert http.post("/v1/completions", json={"prompt": "next", "max_tokens": 2}).status_code == 200
+
+
+def sse_payloads(body: bytes) -> list[str]:
+    return [payload.decode() for payload in data_payloads(body)]

@@ -37,7 +37,7 @@ def test_health_is_503_until_loaded() -> None:
         assert health.json() == {"status": "loading", "reason": "loading model 'slow' with the deterministic backend"}
         busy = client.post("/v1/embeddings", json={"input": "x"})
         assert busy.status_code == 503
-        assert busy.json()["error"]["type"] == "service_unavailable_error"
+        assert busy.json()["error"]["type"] == "server_error"
         assert client.get("/v1/models").status_code == 503
         gate.set()
         _wait_for(lambda: client.get("/health").status_code == 200)

@@ -12,13 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from sage_engine import deterministic, responses, sse
+from sage_engine import deterministic, responses
 from sage_engine.batching import Batcher, BatchPolicy, ConcurrencyGauge
-from sage_engine.errors import EngineError
 from sage_engine.generation import SamplingParams, run_generation
 from sage_engine.protocol import ChatRequest, CompletionRequest, EmbeddingRequest, normalize_embedding_input, parse_body
 from sage_engine.settings import EngineSettings
 from sage_engine.stops import StopMatcher
+from sage_wire.errors import WireError
 
 
 def test_stop_matcher_across_pieces() -> None:
@@ -58,19 +58,19 @@ def test_generation_finish_reasons() -> None:
 
 
 def test_parse_body_names_the_field() -> None:
-    with pytest.raises(EngineError) as caught:
+    with pytest.raises(WireError) as caught:
         parse_body(ChatRequest, b'{"messages": [{"role": "user", "content": 3}]}')
     assert (caught.value.status, caught.value.param) == (400, "messages.0.content")
-    with pytest.raises(EngineError) as caught:
+    with pytest.raises(WireError) as caught:
         parse_body(ChatRequest, b"{not json")
     assert "not valid JSON" in caught.value.message
-    with pytest.raises(EngineError) as caught:
+    with pytest.raises(WireError) as caught:
         parse_body(ChatRequest, b'{"messages": [{"role": "user", "content": "x"}], "n": 2}')
     assert caught.value.param == "n"
-    with pytest.raises(EngineError) as caught:
+    with pytest.raises(WireError) as caught:
         parse_body(EmbeddingRequest, b'{"input": "x", "encoding_format": "int8"}')
     assert caught.value.param == "encoding_format"
-    with pytest.raises(EngineError):
+    with pytest.raises(WireError):
         parse_body(ChatRequest, b"[1, 2]")
 
 
@@ -78,7 +78,7 @@ def test_completion_prompt_shapes() -> None:
     assert parse_body(CompletionRequest, b'{"prompt": "hi"}').prompt_text_or_ids() == "hi"
     assert parse_body(CompletionRequest, b'{"prompt": ["hi"]}').prompt_text_or_ids() == "hi"
     assert parse_body(CompletionRequest, b'{"prompt": [5, 6]}').prompt_text_or_ids() == [5, 6]
-    with pytest.raises(EngineError) as caught:
+    with pytest.raises(WireError) as caught:
         parse_body(CompletionRequest, b'{"prompt": ["a", "b"]}')
     assert caught.value.param == "prompt"
 
@@ -90,10 +90,10 @@ def test_embedding_input_shapes() -> None:
     assert normalize_embedding_input([[1], [2, 3]], 4) == [[1], [2, 3]]
     bad: object
     for bad in (None, "", [], [""], ["a", 1], [[]], 3, {"a": 1}, [True], [[-1]], [[1.5]]):
-        with pytest.raises(EngineError) as caught:
+        with pytest.raises(WireError) as caught:
             normalize_embedding_input(bad, 4)
         assert (caught.value.status, caught.value.param) == (400, "input")
-    with pytest.raises(EngineError, match="at most 2"):
+    with pytest.raises(WireError, match="at most 2"):
         normalize_embedding_input(["a", "b", "c"], 2)
 
 
@@ -122,12 +122,6 @@ def test_truncated_dimensions_are_renormalised() -> None:
     short = responses.truncate_dimensions(vectors, 2)
     assert np.allclose(short, [[0.6, 0.8]])
     assert responses.truncate_dimensions(vectors, None) is vectors
-
-
-def test_sse_framing_round_trip() -> None:
-    body = sse.event({"a": 1}) + sse.event({"b": "x y"}) + sse.DONE
-    assert body.endswith(b"data: [DONE]\n\n")
-    assert sse.parse_events(body) == ['{"a":1}', '{"b":"x y"}', "[DONE]"]
 
 
 def test_batch_policy() -> None:

@@ -1,10 +1,24 @@
-"""Server-sent events: an incremental decoder for upstream streams and an encoder (pure)."""
+"""Server-sent events, as the OpenAI and Anthropic streaming APIs frame them (pure): compact JSON
+on one `data:` line, a blank line after each event, `data: [DONE]` closing an OpenAI stream."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+
+DONE = b"data: [DONE]\n\n"
+DONE_DATA = b"[DONE]"
+
+
+def data_event(payload: dict[str, Any]) -> bytes:
+    """One unnamed event (OpenAI streams)."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def named_event(name: str, payload: dict[str, Any]) -> bytes:
+    """One event with an `event:` line (Anthropic streams)."""
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
 class SSEDecoder:
@@ -29,7 +43,7 @@ class SSEDecoder:
                     self._data = []
             elif line.startswith(b"data:"):
                 self._data.append(line[5:].lstrip(b" "))
-            # other fields (event:, id:, retry:) and comments carry nothing the gateway needs
+            # other fields (event:, id:, retry:) and comments carry nothing a relay needs
 
     def flush(self) -> list[bytes]:
         """Whatever is left when the stream ends without a final blank line."""
@@ -38,9 +52,7 @@ class SSEDecoder:
         return events
 
 
-def encode_event(event: str, data: dict[str, Any]) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
-def encode_data(data: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(data) + b"\n\n"
+def data_payloads(stream: bytes) -> list[bytes]:
+    """The `data:` payloads of a complete SSE body."""
+    decoder = SSEDecoder()
+    return decoder.feed(stream) + decoder.flush()

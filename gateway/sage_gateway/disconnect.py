@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the routes: bounded body reading, error responses, disconnect watching."""
+"""Cancelling work whose client went away before its answer started."""
 
 from __future__ import annotations
 
@@ -6,43 +6,11 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.requests import Request
 
-from sage_gateway.errors import GatewayError, body_too_large
+from sage_wire.asgi import ClientGone
 
 T = TypeVar("T")
-
-JSON = "application/json"
-
-
-class ClientGone(Exception):
-    """The client disconnected before the response started."""
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise body_too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise body_too_large(limit)
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientGone from None
-    return b"".join(chunks)
-
-
-def error_response(error: GatewayError, request_id: str | None = None, *, anthropic: bool = False) -> Response:
-    headers = dict(error.headers)
-    if request_id:
-        headers["x-request-id"] = request_id
-    return Response(error.body(anthropic=anthropic), error.status, headers, media_type=JSON)
 
 
 async def _disconnect(request: Request) -> None:

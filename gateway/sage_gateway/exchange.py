@@ -1,0 +1,35 @@
+"""One request's passage through the gateway: which route it came in on, its request id, when
+it started and (once the body is read) its model. Whoever finishes the exchange records it in
+the metrics, exactly once: the dispatcher for an answer made before forwarding, the proxy for an
+answer it relayed (a stream only when its last chunk is out)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sage_gateway.metrics import GatewayMetrics
+
+UNKNOWN_MODEL = "unknown"
+CLIENT_CLOSED = 499
+"""nginx's convention for a client that went away; only ever seen in metrics."""
+
+
+@dataclass
+class Exchange:
+    route: str
+    """The route's metric name: chat, completions, embeddings, messages, models."""
+    request_id: str
+    metrics: GatewayMetrics
+    started: float = field(default_factory=time.perf_counter)
+    model: str = UNKNOWN_MODEL
+    finished: bool = False
+
+    def finish(self, status: int) -> None:
+        if not self.finished:
+            self.finished = True
+            self.metrics.observe_request(self.model, self.route, status, time.perf_counter() - self.started)
+
+    def first_byte(self) -> None:
+        """The first chunk of a stream went out."""
+        self.metrics.ttft.labels(self.model, self.route).observe(time.perf_counter() - self.started)

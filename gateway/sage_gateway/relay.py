@@ -1,0 +1,163 @@
+"""How an upstream answer reaches the client in the protocol the client speaks (pure).
+
+The proxy forwards every request the same way; a `Relay` decides what the client sees: the body
+of a success, the error a failed answer becomes, and, chunk by chunk, what a stream turns into
+(including the error event that ends a stream an upstream broke off). OpenAI routes pass bytes
+through untouched; the Anthropic Messages route translates chat completions back into messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol as Interface
+
+import orjson
+
+from sage_gateway.anthropic import Event, MessageStreamTranslator, chat_to_message, encode_events
+from sage_gateway.errors import upstream_error
+from sage_gateway.headers import response_headers
+from sage_wire.envelopes import Protocol, envelope, error_in, error_of
+from sage_wire.errors import WireError
+from sage_wire.media import EVENT_STREAM, JSON, REQUEST_ID
+from sage_wire.sse import DONE_DATA, SSEDecoder, data_event
+
+MID_STREAM_FAILURE = 502
+"""The status a stream that ended in an error event is counted under (its status line said 200)."""
+
+
+class StreamShaper(Interface):
+    """One stream's chunks on their way to the client."""
+
+    failed_status: int | None
+    """Set once the stream carried an error (from the upstream, or `fail`)."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def end(self) -> bytes:
+        """What follows the upstream's last chunk."""
+        ...
+
+    def fail(self, error: WireError) -> bytes:
+        """The error event that ends a stream the upstream broke off."""
+        ...
+
+
+class Relay(Interface):
+    protocol: Protocol
+
+    def headers(self, upstream: Mapping[str, str], request_id: str, *, streaming: bool) -> dict[str, str]: ...
+
+    def body(self, content: bytes) -> bytes:
+        """The client's body for a successful, complete upstream answer."""
+        ...
+
+    def error(self, status: int, content: bytes, replica: str, *, encoded: bool) -> WireError | None:
+        """The error an upstream error answer becomes; None passes the upstream's bytes through."""
+        ...
+
+    def stream(self) -> StreamShaper: ...
+
+
+@dataclass
+class _PassthroughStream:
+    failed_status: int | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def end(self) -> bytes:
+        return b""
+
+    def fail(self, error: WireError) -> bytes:
+        self.failed_status = error.status
+        return data_event(envelope(error))
+
+
+class OpenAIPassthrough:
+    """The replica speaks OpenAI, so does the client: bytes pass untouched, compressed or not."""
+
+    protocol = Protocol.OPENAI
+
+    def headers(self, upstream: Mapping[str, str], request_id: str, *, streaming: bool) -> dict[str, str]:
+        return response_headers(upstream, request_id)
+
+    def body(self, content: bytes) -> bytes:
+        return content
+
+    def error(self, status: int, content: bytes, replica: str, *, encoded: bool) -> WireError | None:
+        # An engine's own envelope passes as it is; a crashed server (or a proxy in between) may
+        # answer in plain text, which is wrapped in one.
+        if encoded or error_of(content) is not None:
+            return None
+        return upstream_error(status, content, replica)
+
+    def stream(self) -> StreamShaper:
+        return _PassthroughStream()
+
+
+@dataclass
+class _MessagesStream:
+    translator: MessageStreamTranslator
+    decoder: SSEDecoder = field(default_factory=SSEDecoder)
+    failed_status: int | None = None
+    _ended: bool = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._ended:
+            return b""
+        events: list[Event] = []
+        for data in self.decoder.feed(chunk):
+            if data == DONE_DATA:
+                continue
+            try:
+                payload = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                failure = WireError(MID_STREAM_FAILURE, "The upstream stream is not JSON.", "upstream_error")
+                return encode_events(events) + self.fail(failure)
+            if (problem := error_in(payload)) is not None and "choices" not in payload:
+                failure = WireError(MID_STREAM_FAILURE, str(problem["message"]), "upstream_error")
+                return encode_events(events) + self.fail(failure)
+            events += self.translator.feed(payload)
+        return encode_events(events)
+
+    def end(self) -> bytes:
+        if self._ended:
+            return b""
+        self._ended = True
+        return encode_events(self.translator.finish())
+
+    def fail(self, error: WireError) -> bytes:
+        self._ended = True
+        self.failed_status = error.status
+        return encode_events(self.translator.error(envelope(error, Protocol.ANTHROPIC)))
+
+
+@dataclass
+class AnthropicMessages:
+    """The client speaks the Messages API to a replica that answers chat completions."""
+
+    model: str
+    message_id: str
+    protocol = Protocol.ANTHROPIC
+
+    def headers(self, upstream: Mapping[str, str], request_id: str, *, streaming: bool) -> dict[str, str]:
+        if streaming:
+            return {REQUEST_ID: request_id, "content-type": EVENT_STREAM, "cache-control": "no-cache"}
+        return {REQUEST_ID: request_id, "content-type": JSON}
+
+    def body(self, content: bytes) -> bytes:
+        try:
+            chat = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise WireError(502, "The upstream answered with a body that is not JSON.", "upstream_error") from None
+        return orjson.dumps(chat_to_message(chat, self.model))
+
+    def error(self, status: int, content: bytes, replica: str, *, encoded: bool) -> WireError | None:
+        return upstream_error(status, content, replica)
+
+    def stream(self) -> StreamShaper:
+        return _MessagesStream(MessageStreamTranslator(self.model, self.message_id))
+
+
+OPENAI_PASSTHROUGH = OpenAIPassthrough()

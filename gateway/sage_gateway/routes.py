@@ -1,0 +1,100 @@
+"""The gateway's one route table: every `/v1` route, the protocol its errors are answered in,
+and its handler. A handler reads what routing needs and hands the request to `proxy.forward`
+once; it raises WireError for anything the client did wrong (the dispatcher answers it)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sage_gateway.anthropic import messages_to_chat
+from sage_gateway.exchange import Exchange
+from sage_gateway.headers import forward_headers, translated_request_headers
+from sage_gateway.proxy import Outbound
+from sage_gateway.relay import OPENAI_PASSTHROUGH, AnthropicMessages
+from sage_gateway.request_fields import chat_prefix, parse_body, require_model, routing_fields
+from sage_gateway.state import GatewayState
+from sage_wire.asgi import read_body
+from sage_wire.envelopes import Protocol
+from sage_wire.media import JSON, REQUEST_ID
+
+Handler = Callable[[Request, Exchange, GatewayState], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    path: str
+    method: str
+    name: str
+    """The `route` label of the metrics."""
+    protocol: Protocol
+    """The shape every error of this route is answered in."""
+    handler: Handler
+
+
+def _openai(path: str, route: str) -> Handler:
+    """The body goes to a replica of its model untouched; the answer comes back untouched."""
+
+    async def handle(request: Request, exchange: Exchange, state: GatewayState) -> Response:
+        body = await read_body(request, state.settings.max_body_bytes)
+        fields = routing_fields(body, route, state.settings.prefix_chars)
+        state.proxy.resolve(fields.model)  # 404 / 503 before anything else
+        exchange.model = fields.model
+        outbound = Outbound(path, body, forward_headers(request.headers, exchange.request_id), fields.affinity_key)
+        return await state.proxy.forward(request, exchange, outbound, OPENAI_PASSTHROUGH)
+
+    return handle
+
+
+async def messages(request: Request, exchange: Exchange, state: GatewayState) -> Response:
+    """The Anthropic Messages API, served by translating to chat completions and back."""
+    parsed = parse_body(await read_body(request, state.settings.max_body_bytes))
+    requested = require_model(parsed)
+    chat = messages_to_chat(parsed)
+    state.proxy.resolve(requested)
+    exchange.model = requested
+    outbound = Outbound(
+        "/v1/chat/completions",
+        orjson.dumps(chat),
+        translated_request_headers(request.headers, exchange.request_id),
+        chat_prefix(chat["messages"], state.settings.prefix_chars),
+    )
+    relay = AnthropicMessages(requested, f"msg_{uuid.uuid4().hex}")
+    return await state.proxy.forward(request, exchange, outbound, relay)
+
+
+async def models(request: Request, exchange: Exchange, state: GatewayState) -> Response:
+    """Served names, aliases and adapters of the engines that have a ready replica."""
+    data: list[dict[str, Any]] = [
+        {
+            "id": entry.id,
+            "object": "model",
+            "created": 0,
+            "owned_by": "sage",
+            "root": entry.root,
+            "parent": None if entry.role == "served" else entry.root,
+            "sage": {"engine": entry.engine, "kind": entry.kind, "role": entry.role},
+        }
+        for entry in state.registry.models()
+    ]
+    exchange.finish(200)
+    body = orjson.dumps({"object": "list", "data": data})
+    return Response(body, headers={REQUEST_ID: exchange.request_id}, media_type=JSON)
+
+
+ROUTES: dict[str, RouteSpec] = {
+    spec.path: spec
+    for spec in (
+        RouteSpec("/v1/chat/completions", "POST", "chat", Protocol.OPENAI, _openai("/v1/chat/completions", "chat")),
+        RouteSpec("/v1/completions", "POST", "completions", Protocol.OPENAI, _openai("/v1/completions", "completions")),
+        RouteSpec("/v1/embeddings", "POST", "embeddings", Protocol.OPENAI, _openai("/v1/embeddings", "embeddings")),
+        RouteSpec("/v1/messages", "POST", "messages", Protocol.ANTHROPIC, messages),
+        RouteSpec("/v1/models", "GET", "models", Protocol.OPENAI, models),
+    )
+}
