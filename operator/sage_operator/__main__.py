@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
 import kopf
 from pydantic import ValidationError
 
-import sage_operator.finetune.handlers
 import sage_operator.handlers  # noqa: F401  (registers the handlers)
 from sage_operator.settings import ENV_PREFIX, OperatorSettings
 
@@ -71,12 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     namespaces = settings.namespaces
-    # The startup handlers read their settings from the environment: hand them the resolved list.
-    os.environ[f"{ENV_PREFIX}NAMESPACES"] = ",".join(namespaces)
     # kopf answers /healthz while its event loop and watches are alive: the liveness probe.
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    # The settings are read once, here, and reach the handlers in kopf's memo.
     asyncio.run(
-        kopf.operator(standalone=True, clusterwide=not namespaces, namespaces=namespaces, liveness_endpoint=liveness)
+        kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=liveness,
+            memo=kopf.Memo(settings=settings),
+        )
     )
     return 0
 

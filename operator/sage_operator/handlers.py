@@ -1,6 +1,7 @@
-"""The thin kopf layer: log in with the same credentials as sage_kube, tune kopf, and turn every
-LLMEngine watch event into a queued reconcile. (The children are watched by the reconciler's own
-informers, with a server-side label selector: kopf would watch every pod of the cluster.)"""
+"""The thin kopf layer: log in with the same credentials as sage_kube, tune kopf, build the
+controller core once from the settings `__main__` put in the memo, and turn every watch event of
+an LLMEngine or a FinetuneJob into a queued reconcile. Children are watched by the core's
+label-selected cache, not by kopf (which would watch every pod and Job of the cluster)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import kopf
 
 from sage_api import names
 from sage_kube import KubeClient, load_config
-from sage_operator.adapters import AdapterLoader
-from sage_operator.engine_client import EngineClient
-from sage_operator.kube_io import FIELD_MANAGER, EngineStore
-from sage_operator.reconciler import Reconciler
+from sage_operator.core.cache import ObjectCache
+from sage_operator.core.controller import ControllerLoop
+from sage_operator.core.store import KubeStore
+from sage_operator.engine.adapters import AdapterLoader
+from sage_operator.engine.engine_client import EngineClient
+from sage_operator.engine.reconciler import EngineReconciler
+from sage_operator.finetune.reconciler import FinetuneReconciler
 from sage_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -42,26 +46,46 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.peering.standalone = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    operator_settings = OperatorSettings()
-    kube = KubeClient.from_env(field_manager=FIELD_MANAGER)
-    engines = EngineClient()
-    loader = AdapterLoader(engines, operator_settings.engine_port, operator_settings.adapter_retry_max_seconds)
-    reconciler = Reconciler(EngineStore(kube), loader, operator_settings)
-    await reconciler.start()
-    memo.kube, memo.engines, memo.reconciler = kube, engines, reconciler
+    operator_settings: OperatorSettings = memo.settings
+    kube = KubeClient.from_env(field_manager=names.MANAGED_BY)
+    store, cache = KubeStore(kube, operator_settings.namespaces), ObjectCache(kube, operator_settings.namespaces)
+    engine_client = EngineClient()
+    loader = AdapterLoader(engine_client, operator_settings.engine_port, operator_settings.adapter_retry_max_seconds)
+    engines = EngineReconciler(store, cache, loader, operator_settings)
+    finetunes = FinetuneReconciler(store, cache, operator_settings)
+    # Reconciling starts once the caches are filled, so that the first status written after a
+    # (re)start is computed from everything that exists.
+    await cache.start()
+    engines.loop.start()
+    finetunes.loop.start()
+    memo.kube, memo.engine_client, memo.cache = kube, engine_client, cache
+    memo.engines, memo.finetunes = engines, finetunes
     log.info("sage-operator started (namespaces: %s)", ",".join(operator_settings.namespaces) or "all")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    await memo.reconciler.stop()
-    await memo.engines.aclose()
+    await memo.engines.loop.stop()
+    await memo.finetunes.loop.stop()
+    await memo.cache.stop()
+    await memo.engine_client.aclose()
     await memo.kube.aclose()
+
+
+def _queue(loop: ControllerLoop, namespace: str | None, name: str, meta: Mapping[str, Any], kind: str | None) -> None:
+    if namespace:
+        loop.changed(namespace, name, meta.get("resourceVersion"), deleted=kind == "DELETED")
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.ENGINE_PLURAL)
 def engine_changed(
     namespace: str | None, name: str, meta: Mapping[str, Any], type: str | None, memo: Any, **_: Any
 ) -> None:
-    if namespace:
-        memo.reconciler.engine_changed(namespace, name, meta.get("resourceVersion"), deleted=type == "DELETED")
+    _queue(memo.engines.loop, namespace, name, meta, type)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.FINETUNE_PLURAL)
+def finetunejob_changed(
+    namespace: str | None, name: str, meta: Mapping[str, Any], type: str | None, memo: Any, **_: Any
+) -> None:
+    _queue(memo.finetunes.loop, namespace, name, meta, type)

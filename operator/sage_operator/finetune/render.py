@@ -7,9 +7,10 @@ from typing import Any
 
 from sage_api import names
 from sage_api.finetune import FinetuneJob, FinetuneMethod, LoraConfig, TrainingConfig
+from sage_operator.core.kinds import FINETUNE_OWNER
+from sage_operator.core.metadata import child_labels, child_metadata
 from sage_operator.finetune.volumes import Mount, base_model_argument, base_model_mount, dataset_mount, output_mount
 
-COMPONENT = "finetune"
 CONTAINER = "trainer"
 # The runner saves a checkpoint on SIGTERM and exits with this code (see docs/finetune-runner.md):
 # such an attempt does not count against backoffLimit; the next pod resumes from the checkpoint.
@@ -21,33 +22,11 @@ CHECKPOINT_GRACE_SECONDS = 300
 
 
 def finetune_labels(name: str) -> dict[str, str]:
-    return {
-        names.LABEL_NAME: "sage-finetune",
-        names.LABEL_INSTANCE: name,
-        names.LABEL_MANAGED_BY: names.MANAGED_BY,
-        names.LABEL_COMPONENT: COMPONENT,
-        names.LABEL_FINETUNEJOB: name,
-    }
-
-
-def owner_reference(job: FinetuneJob) -> dict[str, Any]:
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": names.FINETUNE_KIND,
-        "name": job.metadata["name"],
-        "uid": job.metadata["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    return child_labels(FINETUNE_OWNER, name)
 
 
 def _metadata(job: FinetuneJob, name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "namespace": job.metadata["namespace"],
-        "labels": finetune_labels(job.metadata["name"]),
-        "ownerReferences": [owner_reference(job)],
-    }
+    return child_metadata(FINETUNE_OWNER, job.metadata, name)
 
 
 def progress_account_name(job: FinetuneJob) -> str:
@@ -172,27 +151,3 @@ def render_progress_rbac(job: FinetuneJob) -> list[dict[str, Any]]:
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": job.metadata["namespace"]}],
         },
     ]
-
-
-def render_finetune_event(job: FinetuneJob, phase: str, message: str, now: str) -> dict[str, Any]:
-    """A core/v1 Event on the FinetuneJob for a phase transition."""
-    name = job.metadata["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{name}.", "namespace": job.metadata["namespace"]},
-        "involvedObject": {
-            "apiVersion": names.API_VERSION,
-            "kind": names.FINETUNE_KIND,
-            "name": name,
-            "namespace": job.metadata["namespace"],
-            "uid": job.metadata["uid"],
-        },
-        "reason": phase,
-        "message": message[:1024],
-        "type": "Warning" if phase == "Failed" else "Normal",
-        "source": {"component": names.MANAGED_BY},
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }

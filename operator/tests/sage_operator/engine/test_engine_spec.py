@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from sage_api.engine import Backend, LLMEngineSpec
-from sage_operator.engine_spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
+from sage_operator.engine.spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
 
 
 def spec(**fields: Any) -> LLMEngineSpec:

@@ -7,8 +7,15 @@ from typing import Any
 import pytest
 
 from sage_api.engine import Backend, LLMEngineStatus
-from sage_operator.engine_spec import InvalidSpec
-from sage_operator.status import REFUSED_INVALID, Failure, Observed, compute_status, status_patch, transition_event
+from sage_operator.engine.spec import InvalidSpec
+from sage_operator.engine.status import (
+    REFUSED_INVALID,
+    Failure,
+    Observed,
+    compute_status,
+    status_patch,
+    transition_event,
+)
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"
 IMAGE_PULL = {"containerStatuses": [{"name": "engine", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from sage_api.engine import LLMEngine
-from sage_operator.render import covers, render_engine_deployment, render_engine_service
+from sage_operator.core.metadata import covers
+from sage_operator.engine.render import render_engine_deployment, render_engine_service
 from sage_operator.settings import OperatorSettings
 from sage_testing.kubectl import Kubectl
 

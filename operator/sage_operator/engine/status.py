@@ -8,8 +8,8 @@ from typing import Any
 
 from sage_api.conditions import set_condition
 from sage_api.engine import Backend, EnginePhase
-from sage_operator.engine_spec import InvalidSpec
-from sage_operator.render import endpoint_url, selector_string
+from sage_operator.engine.render import endpoint_url, selector_string
+from sage_operator.engine.spec import InvalidSpec
 
 # Container waiting reasons the user must fix; the pod will not get better on its own.
 FATAL_WAITING_REASONS = frozenset(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sage_api.engine import LLMEngine
-from sage_operator.render import adapter_paths, covers, render_engine_deployment, spec_hash
+from sage_operator.core.metadata import covers
+from sage_operator.engine.render import adapter_paths, render_engine_deployment, spec_hash
 from sage_operator.settings import OperatorSettings
 
 

@@ -1,5 +1,5 @@
-"""Pure renderers: an LLMEngine (and the operator's settings) -> the Deployment, Service and Events
-that serve it, as plain dicts ready for server-side apply."""
+"""Pure renderers: an LLMEngine (and the operator's settings) -> the Deployment and Service that
+serve it, as plain dicts ready for server-side apply."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Any
 from sage_api import names
 from sage_api.engine import Backend, LLMEngine, LLMEngineSpec
 from sage_api.ports import SagePorts
-from sage_operator.engine_spec import gpus, model_names, resolve_backend
+from sage_operator.core.kinds import ENGINE_OWNER
+from sage_operator.core.metadata import child_labels, child_metadata
+from sage_operator.engine.spec import gpus, model_names, resolve_backend
 from sage_operator.settings import OperatorSettings
 
-COMPONENT = "engine"
 CONTAINER = "engine"
 PORT_NAME = "http"
 HEALTH_PATH = "/health"
@@ -33,13 +34,7 @@ PROBE_PERIOD_SECONDS = 10
 
 
 def engine_labels(name: str) -> dict[str, str]:
-    return {
-        names.LABEL_NAME: "sage-engine",
-        names.LABEL_INSTANCE: name,
-        names.LABEL_MANAGED_BY: names.MANAGED_BY,
-        names.LABEL_COMPONENT: COMPONENT,
-        names.LABEL_ENGINE: name,
-    }
+    return child_labels(ENGINE_OWNER, name)
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -55,17 +50,6 @@ def endpoint_url(name: str, namespace: str) -> str:
     return f"http://{name}.{namespace}.svc:{SagePorts.ENGINE}"
 
 
-def owner_reference(engine: LLMEngine) -> dict[str, Any]:
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": names.ENGINE_KIND,
-        "name": engine.metadata["name"],
-        "uid": engine.metadata["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def spec_hash(spec: LLMEngineSpec) -> str:
     """A digest of everything in the spec that shapes the pods (not the replica count)."""
     wire = {key: value for key, value in spec.to_wire().items() if key not in SCALING_FIELDS + RUNTIME_FIELDS}
@@ -73,13 +57,7 @@ def spec_hash(spec: LLMEngineSpec) -> str:
 
 
 def _metadata(engine: LLMEngine, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": engine.metadata["name"],
-        "namespace": engine.metadata["namespace"],
-        "labels": engine_labels(engine.metadata["name"]),
-        "ownerReferences": [owner_reference(engine)],
-        **extra,
-    }
+    return child_metadata(ENGINE_OWNER, engine.metadata, **extra)
 
 
 class _Volumes:
@@ -264,46 +242,3 @@ def render_engine_service(engine: LLMEngine) -> dict[str, Any]:
             "ports": [{"name": PORT_NAME, "port": SagePorts.ENGINE, "targetPort": PORT_NAME, "protocol": "TCP"}],
         },
     }
-
-
-def render_event(
-    engine_metadata: dict[str, Any], *, event_type: str, reason: str, message: str, now: str, reporter: str
-) -> dict[str, Any]:
-    """A core/v1 Event about the engine (a phase transition)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{engine_metadata['name']}.", "namespace": engine_metadata["namespace"]},
-        "involvedObject": {
-            "apiVersion": names.API_VERSION,
-            "kind": names.ENGINE_KIND,
-            "name": engine_metadata["name"],
-            "namespace": engine_metadata["namespace"],
-            "uid": engine_metadata.get("uid", ""),
-        },
-        "type": event_type,
-        "reason": reason,
-        "message": message[:1024],
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-        "source": {"component": names.MANAGED_BY},
-        "reportingComponent": names.MANAGED_BY,
-        "reportingInstance": reporter,
-    }
-
-
-def covers(observed: Any, desired: Any) -> bool:
-    """Whether `observed` already holds every field of `desired` with its value (lists item by
-    item): then a server-side apply of `desired` would change nothing and can be skipped."""
-    if isinstance(desired, dict):
-        return isinstance(observed, dict) and all(
-            key in observed and covers(observed[key], value) for key, value in desired.items()
-        )
-    if isinstance(desired, list):
-        return (
-            isinstance(observed, list)
-            and len(observed) == len(desired)
-            and all(covers(seen, wanted) for seen, wanted in zip(observed, desired, strict=True))
-        )
-    return bool(observed == desired)

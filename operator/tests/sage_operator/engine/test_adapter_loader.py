@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sage_operator.adapters import AdapterLoader
-from sage_operator.engine_client import EngineUnavailable
+from sage_operator.engine.adapters import AdapterLoader
+from sage_operator.engine.engine_client import EngineUnavailable
 
 
 class RecordingEngines:

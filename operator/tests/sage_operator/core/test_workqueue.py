@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sage_operator.workqueue import WorkQueue
+from sage_operator.core.workqueue import WorkQueue
 
 WAIT = 10.0
 

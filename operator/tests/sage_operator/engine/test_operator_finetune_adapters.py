@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from sage_api.engine import LLMEngine, LLMEngineSpec
+from sage_operator.engine.render import adapter_paths, render_engine_deployment
 from sage_operator.finetune.serving import finetune_adapters
-from sage_operator.render import adapter_paths, render_engine_deployment
 from sage_operator.settings import OperatorSettings
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sage_api.engine import LLMEngine
-from sage_operator.render import render_engine_deployment, render_engine_service
+from sage_operator.engine.render import render_engine_deployment, render_engine_service
 from sage_operator.settings import OperatorSettings
 
 GOLDEN = Path(__file__).parent / "golden"

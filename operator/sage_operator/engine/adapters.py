@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sage_operator.engine_client import EngineClient, EngineUnavailable
-from sage_operator.status import pod_is_ready
+from sage_operator.engine.engine_client import EngineClient, EngineUnavailable
+from sage_operator.engine.status import pod_is_ready
 
 log = logging.getLogger(__name__)
 

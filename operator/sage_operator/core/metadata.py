@@ -1,0 +1,87 @@
+"""What the operator writes on everything it creates, and the Events it posts (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sage_api import names
+from sage_operator.core.kinds import Owner
+
+EVENT_MESSAGE_LIMIT = 1024
+
+
+def child_labels(owner: Owner, name: str) -> dict[str, str]:
+    return {
+        names.LABEL_NAME: owner.app,
+        names.LABEL_INSTANCE: name,
+        names.LABEL_MANAGED_BY: names.MANAGED_BY,
+        names.LABEL_COMPONENT: owner.component,
+        owner.label: name,
+    }
+
+
+def owner_reference(owner: Owner, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The controller reference that lets the garbage collector remove a child with its owner."""
+    return {
+        "apiVersion": owner.kind.api_version,
+        "kind": owner.kind.kind,
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_metadata(owner: Owner, metadata: dict[str, Any], name: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Metadata of a child of the object with `metadata`: its name (default: the owner's), the
+    owner's namespace, the labels and the owner reference."""
+    return {
+        "name": name or metadata["name"],
+        "namespace": metadata["namespace"],
+        "labels": child_labels(owner, metadata["name"]),
+        "ownerReferences": [owner_reference(owner, metadata)],
+        **extra,
+    }
+
+
+def render_event(
+    owner: Owner, metadata: dict[str, Any], *, event_type: str, reason: str, message: str, now: str, reporter: str
+) -> dict[str, Any]:
+    """A core/v1 Event about the object with `metadata` (a phase transition)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+        "involvedObject": {
+            "apiVersion": owner.kind.api_version,
+            "kind": owner.kind.kind,
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata.get("uid", ""),
+        },
+        "type": event_type,
+        "reason": reason,
+        "message": message[:EVENT_MESSAGE_LIMIT],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+        "source": {"component": names.MANAGED_BY},
+        "reportingComponent": names.MANAGED_BY,
+        "reportingInstance": reporter,
+    }
+
+
+def covers(observed: Any, desired: Any) -> bool:
+    """Whether `observed` already holds every field of `desired` with its value (lists item by
+    item): then a server-side apply of `desired` would change nothing and can be skipped."""
+    if isinstance(desired, dict):
+        return isinstance(observed, dict) and all(
+            key in observed and covers(observed[key], value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(observed, list)
+            and len(observed) == len(desired)
+            and all(covers(seen, wanted) for seen, wanted in zip(observed, desired, strict=True))
+        )
+    return bool(observed == desired)

@@ -1,0 +1,74 @@
+"""The operator's only contact with the Kubernetes API (through sage_kube), for every kind alike:
+read, list, server-side apply, patch, write status, post Events. API errors other than "not
+found" reach the caller as sage_kube's ApiError."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sage_kube import ApiError, KubeClient, NotFound, resource_path
+from sage_kube.client import PatchType
+from sage_operator.core.kinds import EVENT, Kind, kind_of
+from sage_operator.core.metadata import covers
+
+log = logging.getLogger(__name__)
+
+
+def _path(kind: Kind, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+    return resource_path(kind.api_version, kind.plural, namespace, name, subresource)
+
+
+class KubeStore:
+    def __init__(self, kube: KubeClient, namespaces: list[str]) -> None:
+        self.kube = kube
+        self.namespaces = namespaces
+        """The watched namespaces; empty: all of them."""
+
+    async def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.kube.get(_path(kind, namespace, name))
+        except NotFound:
+            return None
+
+    async def list(self, kind: Kind, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every object of `kind` in `namespace`, or in every watched namespace."""
+        scopes: list[str | None] = [namespace] if namespace else (list(self.namespaces) or [None])
+        items: list[dict[str, Any]] = []
+        for scope in scopes:
+            items += (await self.kube.list(_path(kind, scope))).get("items") or []
+        return items
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with force: the operator owns every field it renders."""
+        metadata = manifest["metadata"]
+        return await self.kube.apply(_path(kind_of(manifest), metadata["namespace"], metadata["name"]), manifest)
+
+    async def converge(self, desired: dict[str, Any], observed: dict[str, Any] | None) -> dict[str, Any]:
+        """The object as it is once it holds what was rendered: applied only when `observed` (the
+        cached object) differs (missing, hand-edited, outdated), so a steady state writes nothing."""
+        if observed is not None and covers(observed, desired):
+            return observed
+        return await self.apply(desired)
+
+    async def patch(
+        self, kind: Kind, namespace: str, name: str, body: Any, patch_type: PatchType = "merge"
+    ) -> dict[str, Any]:
+        return await self.kube.patch(_path(kind, namespace, name), body, patch_type=patch_type)
+
+    async def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> str | None:
+        """Writes the status; returns the object's new resourceVersion (None: deleted meanwhile,
+        it needs no status)."""
+        try:
+            updated = await self.kube.patch(_path(kind, namespace, name, "status"), {"status": status})
+        except NotFound:
+            log.info("%s %s/%s was deleted before its status was written", kind.kind, namespace, name)
+            return None
+        return str((updated.get("metadata") or {}).get("resourceVersion") or "") or None
+
+    async def post_event(self, event: dict[str, Any]) -> None:
+        """Events are advisory: a failure to post one is logged, never fatal."""
+        try:
+            await self.kube.create(_path(EVENT, event["metadata"]["namespace"]), event)
+        except ApiError as error:
+            log.warning("could not post event %s: %s", event.get("reason"), error)
