@@ -124,13 +124,13 @@ class LLMEngineSpec(SageModel):
     """Number of engine pods. 0 pauses the engine."""
 
     min_replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
-    """Lower bound for autoscaling (0 allows scale to zero)."""
+    """Lower bound for autoscaling (0 allows scale to zero). Not acted on yet: SAGE's autoscaler is not released; scale with spec.replicas, kubectl scale or an HPA on the scale subresource."""
 
     max_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
-    """Upper bound for autoscaling."""
+    """Upper bound for autoscaling. Not acted on yet (see minReplicas)."""
 
     target_inflight_requests: Annotated[int, Field(ge=1, le=100000)] | None = None
-    """Autoscaling target: concurrent requests per replica."""
+    """Autoscaling target: concurrent requests per replica. Not acted on yet (see minReplicas)."""
 
     resources: Resources | None = None
     """GPUs, CPU and memory per pod."""

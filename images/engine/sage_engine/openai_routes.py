@@ -69,11 +69,15 @@ async def embeddings(request: Request) -> Response:
 router.add_route("/v1/embeddings", embeddings, methods=["POST"])
 
 
-def _sampling(body: SamplingRequest, backend: Backend, prompt: Prompt, param: str) -> SamplingParams:
+def _sampling(
+    body: SamplingRequest, backend: Backend, prompt: Prompt, param: str, default_cap: int | None
+) -> SamplingParams:
     prompt_tokens = len(prompt.token_ids)
     limit = backend.context_length()
     requested = body.requested_max_tokens()
     max_tokens = requested if requested is not None else backend.default_max_tokens(prompt_tokens)
+    if requested is None and default_cap is not None:
+        max_tokens = min(max_tokens, default_cap)
     if prompt_tokens + max_tokens > limit:
         raise context_too_long(prompt_tokens, max_tokens, limit, param if requested is None else "max_tokens")
     return SamplingParams(
@@ -102,7 +106,7 @@ async def chat_completions(request: Request) -> Response:
         prompt = backend.chat_prompt(body.plain_messages())
     except ValueError as error:
         raise errors.bad_request(f"The messages cannot be rendered: {error}", "messages") from None
-    params = _sampling(body, backend, prompt, "messages")
+    params = _sampling(body, backend, prompt, "messages", state.settings.default_max_tokens)
     name = body.model or state.settings.name()
     if body.stream:
         return _stream(state, _Job(backend, prompt, params, adapter, name, True), body.include_usage_in_stream())
@@ -120,7 +124,7 @@ async def completions(request: Request) -> Response:
         prompt = backend.text_prompt(body.prompt_text_or_ids())
     except ValueError as error:
         raise errors.bad_request(f"The prompt cannot be tokenized: {error}", "prompt") from None
-    params = _sampling(body, backend, prompt, "prompt")
+    params = _sampling(body, backend, prompt, "prompt", state.settings.default_max_tokens)
     name = body.model or state.settings.name()
     if body.stream:
         return _stream(state, _Job(backend, prompt, params, adapter, name, False), body.include_usage_in_stream())

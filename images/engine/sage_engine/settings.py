@@ -47,6 +47,11 @@ class EngineSettings(BaseSettings):
     max_batch_items: int = Field(default=64, ge=1, description="Most texts one embedding batch coalesces")
     max_batch_wait_ms: float = Field(default=3.0, ge=0, description="Longest a request waits for batch company (ms)")
     max_inputs: int = Field(default=2048, ge=1, description="Most inputs per embeddings request")
+    default_max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most tokens generated for a request that sets no max_tokens (default: the rest of the context)",
+    )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes)")
     dimensions: int = Field(default=64, ge=1, description="Embedding size of the deterministic test backend")
     termination_log: Path = Field(

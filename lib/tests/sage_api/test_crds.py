@@ -67,3 +67,9 @@ def test_printer_columns() -> None:
     assert engine == ["Model", "Kind", "Backend", "Ready", "Phase", "Age", "Endpoint", "Served"]
     finetune = [c["name"] for c in finetunejob_crd()["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert finetune == ["Base", "Phase", "Progress", "Loss", "Age"]
+
+
+def test_fields_nothing_acts_on_yet_say_so_in_kubectl_explain() -> None:
+    spec = llmengine_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    for field in ("minReplicas", "maxReplicas", "targetInflightRequests"):
+        assert "Not acted on yet" in spec[field]["description"], field

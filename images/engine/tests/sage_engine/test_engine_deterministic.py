@@ -192,6 +192,7 @@ def test_environment_configures_the_engine() -> None:
             "SAGE_ENGINE_ALIASES": "x1, x2",
             "SAGE_ENGINE_SERVED_MODEL_NAME": "from-env",
             "SAGE_ENGINE_DIMENSIONS": "16",
+            "SAGE_ENGINE_DEFAULT_MAX_TOKENS": "2",
         },
     )
     with engine:
@@ -199,6 +200,11 @@ def test_environment_configures_the_engine() -> None:
         assert [m["id"] for m in models] == ["from-env", "x1", "x2"]
         vector = httpx.post(f"{engine.base_url}/v1/embeddings", json={"input": "a"}).json()["data"][0]["embedding"]
         assert len(vector) == 16
+        chat = {"messages": [{"role": "user", "content": "one two three four"}]}
+        capped = httpx.post(f"{engine.base_url}/v1/chat/completions", json=chat).json()
+        assert (capped["usage"]["completion_tokens"], capped["choices"][0]["finish_reason"]) == (2, "length")
+        asked = httpx.post(f"{engine.base_url}/v1/chat/completions", json={**chat, "max_tokens": 4}).json()
+        assert asked["usage"]["completion_tokens"] == 4
 
 
 def test_bad_option_exits_with_usage() -> None:
