@@ -67,7 +67,7 @@ run: ## Run SAGE locally: `sage up examples/local/` (MiniLM embeddings + a chat 
 devcluster: ## Start a local kube-apiserver + etcd + controller-manager with the CRDs applied (no kubelet)
 	@$(MAKE) --no-print-directory env
 	@$(MAKE) --no-print-directory binaries
-	$(PY) -m sage_testing.devcluster
+	$(PY) -m sage_harness.devcluster
 
 .PHONY: env-ready
 env-ready:

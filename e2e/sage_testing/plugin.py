@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from sage_testing.envtest import REPO_ROOT, ControlPlane, ControlPlaneError, locate_binaries
-from sage_testing.kubectl import Kubectl
-from sage_testing.podnet import PodNetwork, PodNetworkError
+from sage_harness.controlplane import ControlPlane, ControlPlaneError, locate_binaries
+from sage_harness.kubectl import Kubectl
+from sage_harness.net import free_port
+from sage_harness.operator_process import OperatorProcess
+from sage_harness.podnet import PodNetwork, PodNetworkError
+from sage_harness.repo import REPO_ROOT
 from sage_testing.prereq import missing
 
 pytest_plugins = ["sage_testing.engine_fixtures"]
@@ -43,13 +46,37 @@ def control_plane(kube_binaries: Path) -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def pod_network() -> Iterator[PodNetwork]:
-    """Stand-in pods with real, non-loopback addresses (see sage_testing.podnet)."""
+    """Stand-in pods with real, non-loopback addresses (see sage_harness.podnet)."""
     try:
         PodNetwork.check()
     except PodNetworkError as error:
         missing(str(error))
     with PodNetwork() as network:
         yield network
+
+
+@pytest.fixture(scope="session")
+def engine_port() -> int:
+    """Where the operator reaches the 'container' of every ready test pod: a loopback port on which
+    tests start a real engine when a pod must answer (pods report 127.0.0.1 as their IP)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    control_plane: ControlPlane, engine_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The one operator process every API-server test module shares (reconciling every namespace).
+    A test that restarts it leaves it running again."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = {
+        "SAGE_OPERATOR_ENGINE_PORT": str(engine_port),
+        "SAGE_OPERATOR_RESYNC_SECONDS": "2",
+        "SAGE_OPERATOR_FINETUNE_IMAGE": "sage/finetune:test",
+    }
+    with OperatorProcess(control_plane.kubeconfig, log, env=env) as process:
+        yield process
+        print(process.log_tail(200))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sage_api.ports import PORTS
-from sage_testing.helm import CHART, Helm
+from sage_harness.helm import CHART, Helm
 
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from sage_testing.envtest import ControlPlane
-from sage_testing.helm import CHART, Helm
-from sage_testing.kubectl import Kubectl
-from sage_testing.operator_process import WaitTimeout, wait_until
+from sage_harness.controlplane import ControlPlane
+from sage_harness.helm import CHART, Helm
+from sage_harness.kubectl import Kubectl
+from sage_harness.waiting import WaitTimeout, wait_until
 
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 _counter = itertools.count(1)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sage_testing.helm import CHART, Helm
+from sage_harness.helm import CHART, Helm
 
 ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 Rules = set[tuple[str, str, str]]  # (apiGroup, resource, verb)
@@ -24,9 +24,9 @@ OPERATOR_NAMESPACED: Rules = {
     ("sage.ai", "finetunejobs/status", "patch"),
     *{("apps", "deployments", v) for v in APPLY},
     *{("", "services", v) for v in APPLY},
-    *{("batch", "jobs", v) for v in ("get", *APPLY)},
-    *{(group, kind, v) for group, kind in [("", "serviceaccounts")] for v in ("create", "patch")},
-    *{("rbac.authorization.k8s.io", kind, v) for kind in ("roles", "rolebindings") for v in ("create", "patch")},
+    *{("batch", "jobs", v) for v in APPLY},
+    *{("", "serviceaccounts", v) for v in APPLY},
+    *{("rbac.authorization.k8s.io", kind, v) for kind in ("roles", "rolebindings") for v in APPLY},
     *{("", "pods", v) for v in ("list", "watch")},
     ("", "events", "create"),
 }

@@ -22,10 +22,13 @@ import httpx
 import pytest
 import yaml
 
-from sage_testing.envtest import ControlPlane, free_port
-from sage_testing.helm import CHART, Helm
-from sage_testing.kubectl import Kubectl
-from sage_testing.operator_process import PYTHONPATH, OperatorProcess, wait_until
+from sage_harness.controlplane import ControlPlane
+from sage_harness.helm import CHART, Helm
+from sage_harness.kubectl import Kubectl
+from sage_harness.net import free_port
+from sage_harness.operator_process import OperatorProcess
+from sage_harness.repo import source_pythonpath
+from sage_harness.waiting import wait_until
 
 _counter = itertools.count(1)
 ENGINE = """
@@ -87,7 +90,7 @@ def gateway_process(kubeconfig: Path, env: dict[str, str], log: Path) -> Iterato
         **os.environ,
         **env,
         "KUBECONFIG": str(kubeconfig),
-        "PYTHONPATH": PYTHONPATH,
+        "PYTHONPATH": source_pythonpath(),
         "SAGE_GATEWAY_HOST": "127.0.0.1",
         "SAGE_GATEWAY_PORT": str(port),
     }

@@ -18,13 +18,14 @@ import openai
 import pytest
 import yaml
 
-from sage_testing.engines import EngineProcess
-from sage_testing.envtest import ControlPlane
-from sage_testing.gateway import GatewayProcess
-from sage_testing.helm import CHART, Helm, parse_manifests
-from sage_testing.kubectl import Kubectl
-from sage_testing.operator_process import OperatorProcess, wait_until
-from sage_testing.podnet import PodNetwork
+from sage_harness.controlplane import ControlPlane
+from sage_harness.engines import EngineProcess
+from sage_harness.gateway import GatewayProcess
+from sage_harness.helm import CHART, Helm, parse_manifests
+from sage_harness.kubectl import Kubectl
+from sage_harness.operator_process import OperatorProcess
+from sage_harness.podnet import PodNetwork
+from sage_harness.waiting import wait_until
 
 RELEASE_NAMESPACE = "sage-e2e"
 ENGINE = """

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from sage_testing.envtest import REPO_ROOT
-from sage_testing.kubectl import Kubectl
+from sage_harness.kubectl import Kubectl
+from sage_harness.operator_process import OperatorProcess
+from sage_harness.repo import REPO_ROOT
+from sage_harness.waiting import wait_until
+from sage_testing.kubelet import live_pods, report_pod_ready
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 
@@ -34,12 +39,23 @@ def test_get_ftj_prints_the_columns(kubectl: Kubectl, namespace: str) -> None:
     assert row.split()[:2] == ["support-ft", "Qwen/Qwen2.5-0.5B-Instruct"]
 
 
-def test_status_columns_render_what_the_operator_writes(kubectl: Kubectl, namespace: str) -> None:
+def test_status_columns_render_what_the_operator_writes(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
     kubectl("apply", "-n", namespace, "-f", str(REPO_ROOT / "examples" / "embedding-minilm.yaml"))
-    status = '{"status": {"phase": "Degraded", "ready": "1/2", "backend": "sentence-transformers"}}'
-    kubectl("patch", "llmengine", "minilm", "-n", namespace, "--subresource=status", "--type=merge", "-p", status)
-    row = kubectl("get", "llme", "minilm", "-n", namespace, "--no-headers").split()
-    assert row[3:6] == ["sentence-transformers", "1/2", "Degraded"]
+    kubectl("scale", "llmengine/minilm", "-n", namespace, "--replicas=2")
+
+    def two_pods() -> list[dict[str, Any]] | None:
+        pods = live_pods(kubectl, namespace, "sage.ai/engine=minilm")
+        return pods if len(pods) == 2 else None
+
+    first = wait_until(two_pods, "the engine's two pods")[0]
+    report_pod_ready(kubectl, namespace, first["metadata"]["name"], container="engine", ip="198.18.255.1")
+
+    def row() -> list[str]:
+        return kubectl("get", "llme", "minilm", "-n", namespace, "--no-headers").split()
+
+    wait_until(lambda: row()[3:6] == ["sentence-transformers", "1/2", "Degraded"], "the Degraded row", 60)
 
 
 def test_explain_describes_fields(kubectl: Kubectl) -> None:

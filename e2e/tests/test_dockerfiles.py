@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sage_api.ports import PORTS
-from sage_testing.dockerfile import Stage, instructions, names_registry_host, pinned, stages
-from sage_testing.envtest import REPO_ROOT
+from sage_harness.dockerfile import Stage, instructions, names_registry_host, pinned, stages
+from sage_harness.repo import REPO_ROOT
 
 IMAGES = REPO_ROOT / "images"
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))

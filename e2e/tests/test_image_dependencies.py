@@ -9,8 +9,8 @@ import tomllib
 
 import pytest
 
-from sage_testing.envtest import REPO_ROOT, SOURCE_FOLDERS
-from sage_testing.import_closure import distributions_of, imported_modules, installed_closure, third_party_imports
+from sage_harness.import_closure import distributions_of, imported_modules, installed_closure, third_party_imports
+from sage_harness.repo import REPO_ROOT, SOURCE_FOLDERS
 
 ROOTS = [REPO_ROOT / d for d in SOURCE_FOLDERS]
 # image -> (the extra its Dockerfile installs, the package its entry point runs)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sage_testing.dockerfile import copied_sources, stages
-from sage_testing.envtest import REPO_ROOT
+from sage_harness.dockerfile import copied_sources, stages
+from sage_harness.repo import REPO_ROOT
 
 SHARED_LIBRARY = "lib"
 # image -> (its own folder, the packages its containers run)

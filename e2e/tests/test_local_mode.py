@@ -3,12 +3,12 @@ then the official openai client through the gateway, then Ctrl-C and no process 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +16,8 @@ from pathlib import Path
 import openai
 import pytest
 
-from sage_testing.envtest import REPO_ROOT
-from sage_testing.operator_process import PYTHONPATH, wait_until
+from sage_harness.repo import REPO_ROOT, source_pythonpath
+from sage_harness.waiting import WaitTimeout, wait_until
 
 MANIFESTS = """
 apiVersion: sage.ai/v1alpha1
@@ -106,7 +106,12 @@ def local_sage(tiny_lm_path: Path, minilm_path: Path, tmp_path_factory: pytest.T
     (folder / "engines.yaml").write_text(MANIFESTS.format(tiny_lm=tiny_lm_path))
     gateway_port, engine_base = free_port_run(1), free_port_run(3)
     output = folder / "sage-up.out"
-    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "HF_HUB_OFFLINE": "1", "SAGE_STATE_DIR": str(folder / "state")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": source_pythonpath(),
+        "HF_HUB_OFFLINE": "1",
+        "SAGE_STATE_DIR": str(folder / "state"),
+    }
     command = [sys.executable, "-m", "sage_cli", "up", "-f", str(folder),
                "--port", str(gateway_port), "--engine-base-port", str(engine_base)]  # fmt: skip
     with output.open("w") as sink:
@@ -184,8 +189,11 @@ def test_ctrl_c_stops_everything(local_sage: LocalSage) -> None:
     assert len(local_sage.children) >= 3, "sage up should run 2 engines and the gateway"
     local_sage.process.send_signal(signal.SIGINT)
     assert local_sage.process.wait(timeout=60) == 0
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(alive(pid) for pid in local_sage.children):
-        time.sleep(0.1)
-    assert not [pid for pid in local_sage.children if alive(pid)], "processes left behind after Ctrl-C"
+
+    def left() -> list[int]:
+        return [pid for pid in local_sage.children if alive(pid)]
+
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: not left(), "every child to exit", timeout=20)
+    assert not left(), "processes left behind after Ctrl-C"
     assert "stopped." in local_sage.read_output()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from sage_testing.envtest import REPO_ROOT
+from sage_harness.repo import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "images" / "build.sh"
 DOCKERFILES = sorted(REPO_ROOT.glob("images/*/Dockerfile"))

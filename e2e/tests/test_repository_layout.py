@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sage_testing.envtest import REPO_ROOT, TEST_FOLDERS
+from sage_harness.repo import REPO_ROOT, TEST_FOLDERS
 
 
 def test_test_files_have_unique_names() -> None:

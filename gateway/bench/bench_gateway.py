@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -28,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import httpx
 
-from sage_testing.envtest import REPO_ROOT, free_port, source_pythonpath
-from sage_testing.gateway import GatewayProcess
+from sage_harness.gateway import GatewayProcess
+from sage_harness.net import free_port
+from sage_harness.process import ManagedProcess, ProcessError
+from sage_harness.repo import REPO_ROOT, source_pythonpath
 
 BODY = json.dumps(
     {"model": "echo", "messages": [{"role": "user", "content": "the quick brown fox jumps"}], "max_tokens": 16}
@@ -123,47 +123,37 @@ async def run_load(session: aiohttp.ClientSession, url: str, concurrency: int, t
     return sample
 
 
-def start_upstream(kind: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_upstream(kind: str) -> tuple[ManagedProcess, str]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": source_pythonpath(), "HF_HUB_OFFLINE": "1"}
     if kind == "deterministic":
         command = [sys.executable, "-m", "sage_engine", "--backend", "deterministic", "--model", "echo"]
         command += ["--host", "127.0.0.1", "--port", str(port)]
     else:
         command = [sys.executable, str(Path(__file__).with_name("mock_upstream.py")), "--port", str(port)]
         command += ["--model", "echo"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    return process, wait_healthy(process, f"http://127.0.0.1:{port}", f"{kind} upstream")
+    env = {"PYTHONPATH": source_pythonpath(), "HF_HUB_OFFLINE": "1"}
+    return started(
+        ManagedProcess(f"{kind}-upstream", command, env=env), f"http://127.0.0.1:{port}"
+    ), f"http://127.0.0.1:{port}"
 
 
-def wait_healthy(process: subprocess.Popen[bytes], url: str, what: str) -> str:
-    """`url` once a POST to it answers at all (the minimal proxy has no health route)."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"the {what} exited with code {process.returncode}")
-        try:
-            httpx.get(f"{url}/health", timeout=1)
-            return url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    sys.exit(f"the {what} did not start")
+def started(process: ManagedProcess, url: str) -> ManagedProcess:
+    """`process`, once `url` answers at all (the minimal proxy has no health route of its own)."""
+    process.launch()
+    try:
+        process.wait_http_ok(f"{url}/health", 120, any_status=True)
+    except ProcessError as error:
+        process.stop()
+        sys.exit(str(error))
+    return process
 
 
 Row = tuple[str, Sample, Sample, Sample | None]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def measure(targets: dict[str, str], pids: dict[str, int], rounds: int, scale: float) -> list[Row]:
+async def measure(
+    targets: dict[str, str], processes: dict[str, ManagedProcess], rounds: int, scale: float
+) -> list[Row]:
     """`targets`: direct, gateway and (optionally) minimal -> base URL. The minimal proxy does not
     stream, so it only takes part in the non-streaming rows."""
     cells = [
@@ -183,9 +173,9 @@ async def measure(targets: dict[str, str], pids: dict[str, int], rounds: int, sc
                 for label, base in targets.items():
                     if stream and label == "minimal":
                         continue
-                    before = cpu_seconds(pids[label])
+                    before = processes[label].cpu_seconds()
                     sample = await run_load(session, f"{base}/v1/chat/completions", concurrency, count, stream)
-                    sample.cpu = cpu_seconds(pids[label]) - before
+                    sample.cpu = processes[label].cpu_seconds() - before
                     results[name].setdefault(label, Sample()).add(sample)
                     print(
                         f"round {round_number}/{rounds} {name:<12} {label:<8} {sample.rate:8.0f} req/s "
@@ -256,24 +246,20 @@ def main() -> None:
             "SAGE_GATEWAY_LOG_LEVEL": "warning",
         }
     )
-    minimal: subprocess.Popen[bytes] | None = None
+    processes: dict[str, ManagedProcess] = {"direct": upstream, "gateway": gateway}
     try:
         gateway.start()
         targets = {"direct": direct, "gateway": gateway.base_url}
         if not args.no_reference:
             port = free_port()
             script = str(Path(__file__).with_name("minimal_proxy.py"))
-            minimal = subprocess.Popen([sys.executable, script, "--upstream", direct, "--port", str(port)])
-            targets["minimal"] = wait_healthy(minimal, f"http://127.0.0.1:{port}", "minimal proxy")
-        assert gateway.process is not None
-        pids = {"direct": upstream.pid, "gateway": gateway.process.pid, "minimal": minimal.pid if minimal else 0}
-        rows = asyncio.run(measure(targets, pids, args.rounds, args.scale))
+            command = [sys.executable, script, "--upstream", direct, "--port", str(port)]
+            targets["minimal"] = f"http://127.0.0.1:{port}"
+            processes["minimal"] = started(ManagedProcess("minimal-proxy", command), targets["minimal"])
+        rows = asyncio.run(measure(targets, processes, args.rounds, args.scale))
     finally:
-        gateway.stop()
-        for process in (upstream, minimal):
-            if process is not None:
-                process.terminate()
-                process.wait(10)
+        for process in processes.values():
+            process.stop()
     rendered = table(rows) + "\n\n" + cpu_table(rows, kind)
     print("\n" + rendered)
     for name, direct_sample, gateway_sample, _ in rows:

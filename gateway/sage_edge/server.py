@@ -8,16 +8,15 @@ import sys
 
 from sage_api.ports import SagePorts
 
+DESCRIPTION = (
+    "sage-edge: one HTTP entry point that answers /healthz and /readyz and mounts the SAGE gateway "
+    "(OpenAI /v1/*) at / or under a prefix. The gateway reads its own SAGE_GATEWAY_* settings (see "
+    "python -m sage_gateway --help)."
+)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m sage_edge.server",
-        description=(
-            "sage-edge: one HTTP entry point that answers /healthz and /readyz and mounts the SAGE "
-            "gateway (OpenAI /v1/*) at / or under a prefix. The gateway reads its own SAGE_GATEWAY_* "
-            "settings (see python -m sage_gateway --help)."
-        ),
-    )
+    parser = argparse.ArgumentParser(prog="python -m sage_edge.server", description=DESCRIPTION)
     parser.add_argument("--host", default=os.environ.get("SAGE_EDGE_HOST", "0.0.0.0"), help="address to listen on")
     parser.add_argument(
         "--port", type=int, default=SagePorts.edge(), help="port to listen on (default: SAGE_EDGE_PORT or %(default)s)"

@@ -40,11 +40,7 @@ def _root_schema(spec: type[BaseModel], status: type[BaseModel], description: st
 
 
 def _crd(
-    *,
-    kind: str,
-    plural: str,
-    singular: str,
-    short_names: tuple[str, ...],
+    resource: names.ResourceNames,
     schema: dict[str, Any],
     columns: list[dict[str, Any]],
     subresources: dict[str, Any],
@@ -53,18 +49,18 @@ def _crd(
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": f"{plural}.{names.GROUP}",
+            "name": f"{resource.plural}.{names.GROUP}",
             "labels": {names.LABEL_NAME: "sage", "app.kubernetes.io/part-of": "sage"},
         },
         "spec": {
             "group": names.GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": singular,
-                "shortNames": list(short_names),
+                "kind": resource.kind,
+                "listKind": f"{resource.kind}List",
+                "plural": resource.plural,
+                "singular": resource.singular,
+                "shortNames": list(resource.short_names),
                 "categories": [names.CATEGORY],
             },
             "versions": [
@@ -81,60 +77,42 @@ def _crd(
     }
 
 
+_ENGINE_COLUMNS = [
+    _column("Model", ".spec.model", description="The model served"),
+    _column("Kind", ".spec.engineKind", description="llm or embedding"),
+    _column("Backend", ".status.backend", description="Engine server in use"),
+    _column("Ready", ".status.ready", description="Ready/desired replicas"),
+    _column("Phase", ".status.phase"),
+    _AGE,
+    _column("Endpoint", ".status.endpoint", priority=1),
+    _column("Served", ".status.servedModels", priority=1, description="Names clients can use"),
+]
+_ENGINE_SCALE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
+_FINETUNE_COLUMNS = [
+    _column("Base", ".spec.baseModel", description="Model being fine-tuned"),
+    _column("Phase", ".status.phase"),
+    _column("Progress", ".status.progressText"),
+    _column("Loss", ".status.progress.loss", "number"),
+    _AGE,
+]
+
+
 def llmengine_crd() -> dict[str, Any]:
     """The LLMEngine CRD, with status and scale subresources."""
-    return _crd(
-        kind=names.ENGINE_KIND,
-        plural=names.ENGINE_PLURAL,
-        singular=names.ENGINE_SINGULAR,
-        short_names=names.ENGINE_SHORT_NAMES,
-        schema=_root_schema(
-            LLMEngineSpec,
-            LLMEngineStatus,
-            "An LLM or embedding model served by engine pods behind an OpenAI-compatible API.",
-        ),
-        columns=[
-            _column("Model", ".spec.model", description="The model served"),
-            _column("Kind", ".spec.engineKind", description="llm or embedding"),
-            _column("Backend", ".status.backend", description="Engine server in use"),
-            _column("Ready", ".status.ready", description="Ready/desired replicas"),
-            _column("Phase", ".status.phase"),
-            _AGE,
-            _column("Endpoint", ".status.endpoint", priority=1),
-            _column("Served", ".status.servedModels", priority=1, description="Names clients can use"),
-        ],
-        subresources={
-            "status": {},
-            "scale": {
-                "specReplicasPath": ".spec.replicas",
-                "statusReplicasPath": ".status.replicas",
-                "labelSelectorPath": ".status.selector",
-            },
-        },
-    )
+    description = "An LLM or embedding model served by engine pods behind an OpenAI-compatible API."
+    schema = _root_schema(LLMEngineSpec, LLMEngineStatus, description)
+    return _crd(names.ENGINE, schema, _ENGINE_COLUMNS, {"status": {}, "scale": _ENGINE_SCALE})
 
 
 def finetunejob_crd() -> dict[str, Any]:
     """The FinetuneJob CRD, with a status subresource."""
-    return _crd(
-        kind=names.FINETUNE_KIND,
-        plural=names.FINETUNE_PLURAL,
-        singular=names.FINETUNE_SINGULAR,
-        short_names=names.FINETUNE_SHORT_NAMES,
-        schema=_root_schema(
-            FinetuneJobSpec,
-            FinetuneJobStatus,
-            "A LoRA or full fine-tune run as a Kubernetes Job, with progress in its status.",
-        ),
-        columns=[
-            _column("Base", ".spec.baseModel", description="Model being fine-tuned"),
-            _column("Phase", ".status.phase"),
-            _column("Progress", ".status.progressText"),
-            _column("Loss", ".status.progress.loss", "number"),
-            _AGE,
-        ],
-        subresources={"status": {}},
-    )
+    description = "A LoRA or full fine-tune run as a Kubernetes Job, with progress in its status."
+    schema = _root_schema(FinetuneJobSpec, FinetuneJobStatus, description)
+    return _crd(names.FINETUNE, schema, _FINETUNE_COLUMNS, {"status": {}})
 
 
 def all_crds() -> dict[str, dict[str, Any]]:

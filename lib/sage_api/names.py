@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 GROUP: Final = "sage.ai"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 
-ENGINE_KIND: Final = "LLMEngine"
-ENGINE_PLURAL: Final = "llmengines"
-ENGINE_SINGULAR: Final = "llmengine"
-ENGINE_SHORT_NAMES: Final = ("llme",)
 
-FINETUNE_KIND: Final = "FinetuneJob"
-FINETUNE_PLURAL: Final = "finetunejobs"
-FINETUNE_SINGULAR: Final = "finetunejob"
-FINETUNE_SHORT_NAMES: Final = ("ftj",)
+@dataclass(frozen=True)
+class ResourceNames:
+    """The names of one custom resource, as its CRD declares them."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+
+
+ENGINE: Final = ResourceNames("LLMEngine", "llmengines", "llmengine", ("llme",))
+FINETUNE: Final = ResourceNames("FinetuneJob", "finetunejobs", "finetunejob", ("ftj",))
+ENGINE_KIND: Final = ENGINE.kind
+ENGINE_PLURAL: Final = ENGINE.plural
+FINETUNE_KIND: Final = FINETUNE.kind
+FINETUNE_PLURAL: Final = FINETUNE.plural
 
 CATEGORY: Final = "sage"
 

@@ -15,6 +15,16 @@ class ApiError(Exception):
         self.message = message
         self.body = body or {}
 
+    def has_cause(self, cause: str) -> bool:
+        """Whether the server's Status names `cause` among its details (e.g. NamespaceTerminating)."""
+        causes = (self.body.get("details") or {}).get("causes") or []
+        return any(isinstance(c, dict) and c.get("type") == cause for c in causes)
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """Nothing new can be made in a namespace being deleted; what is in it goes with it."""
+        return self.has_cause("NamespaceTerminating")
+
 
 class NotFound(ApiError):
     """404: the object does not exist."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
 import httpx
@@ -28,28 +29,20 @@ def object_key(obj: dict[str, Any]) -> str:
     return f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
 
 
+@dataclass
 class Informer:
     """Keeps `cache` equal to the server's set of objects at `path` and calls `handler` on changes."""
 
-    def __init__(
-        self,
-        client: KubeClient,
-        path: str,
-        handler: Handler,
-        *,
-        label_selector: str | None = None,
-        watch_timeout_seconds: int = 300,
-        max_backoff: float = 5.0,
-    ) -> None:
-        self.client = client
-        self.path = path
-        self.handler = handler
-        self.label_selector = label_selector
-        self.watch_timeout_seconds = watch_timeout_seconds
-        self.max_backoff = max_backoff
-        self.cache: dict[str, dict[str, Any]] = {}
-        self.synced = asyncio.Event()
-        self.resource_version = ""
+    client: KubeClient
+    path: str
+    handler: Handler
+    _: KW_ONLY
+    label_selector: str | None = None
+    watch_timeout_seconds: int = 300
+    max_backoff: float = 5.0
+    cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    resource_version: str = ""
 
     async def _relist(self) -> None:
         listing = await self.client.list(self.path, label_selector=self.label_selector)

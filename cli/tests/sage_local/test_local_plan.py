@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from sage_api.engine import Backend
+from sage_harness.repo import REPO_ROOT
 from sage_local.manifests import ManifestError, expand_environment, load_engines, parse_engines
 from sage_local.plan import example_request, plan_engines
-from sage_testing.envtest import REPO_ROOT
 
 ENGINE = """apiVersion: sage.ai/v1alpha1
 kind: LLMEngine

@@ -10,8 +10,8 @@ import openai
 import pytest
 
 from sage_edge.app import normalise_prefix
-from sage_testing.engines import EngineProcess
-from sage_testing.gateway import GatewayProcess
+from sage_harness.engines import EngineProcess
+from sage_harness.gateway import GatewayProcess
 
 pytestmark = pytest.mark.engine
 

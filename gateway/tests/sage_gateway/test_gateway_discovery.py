@@ -3,7 +3,7 @@ processes on this machine (no kubelet here, so the slices are written the way th
 controller would write them for ready or unready pods).
 
 The API server refuses loopback addresses in EndpointSlices, so each engine runs in a stand-in
-pod: a network namespace of its own with a non-loopback address (sage_testing.podnet), which the
+pod: a network namespace of its own with a non-loopback address (sage_harness.podnet), which the
 slices carry as a pod IP.
 """
 
@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from sage_testing.engines import EngineProcess
-from sage_testing.envtest import ControlPlane
-from sage_testing.gateway import GatewayProcess
-from sage_testing.kubectl import Kubectl
-from sage_testing.podnet import PodNetwork
+from sage_harness.controlplane import ControlPlane
+from sage_harness.engines import EngineProcess
+from sage_harness.gateway import GatewayProcess
+from sage_harness.kubectl import Kubectl
+from sage_harness.podnet import PodNetwork
+from sage_harness.waiting import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -46,16 +47,6 @@ endpoints:
 - addresses: ["{address}"]
   conditions: {{ready: {ready}}}
 """
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Polls `check` until it holds; fails naming `what` otherwise (a wait, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up waiting for: {what}")
 
 
 class Replica:

@@ -17,9 +17,10 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from sage_testing.engines import EngineProcess
-from sage_testing.envtest import free_port, source_pythonpath
-from sage_testing.gateway import GatedUpstream, GatewayProcess
+from sage_harness.engines import EngineProcess
+from sage_harness.gateway import GatedUpstream, GatewayProcess
+from sage_harness.net import free_port
+from sage_harness.repo import source_pythonpath
 
 pytestmark = pytest.mark.engine
 

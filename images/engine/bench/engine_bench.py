@@ -34,10 +34,10 @@ import orjson
 import torch
 from sentence_transformers import SentenceTransformer
 
+from sage_harness.engines import EngineProcess
+from sage_harness.models import minilm_folder
+from sage_harness.repo import REPO_ROOT
 from sage_runtime.cgroup import available_cpus, torch_threads
-from sage_testing.engine_fixtures import minilm_folder
-from sage_testing.engines import EngineProcess
-from sage_testing.envtest import REPO_ROOT
 
 SUBJECTS = ["The operator", "A tired engineer", "Our gateway", "The cluster", "Every replica", "A new model"]
 VERBS = ["reconciles", "routes", "embeds", "schedules", "restarts", "scales", "measures", "serves"]

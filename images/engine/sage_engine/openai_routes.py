@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -102,16 +103,12 @@ async def chat_completions(request: Request) -> Response:
     backend = _generation_backend(state)
     body = parse_body(ChatRequest, await request_body(request))
     adapter = state.resolve(body.model, allow_adapters=True)
-    try:
-        prompt = backend.chat_prompt(body.plain_messages())
-    except ValueError as error:
-        raise errors.bad_request(f"The messages cannot be rendered: {error}", "messages") from None
-    params = _sampling(body, backend, prompt, "messages", state.settings.default_max_tokens)
-    name = body.model or state.settings.name()
-    if body.stream:
-        return _stream(state, _Job(backend, prompt, params, adapter, name, True), body.include_usage_in_stream())
-    result = await _generate(state, backend, prompt, params, adapter)
-    return json_response(responses.chat_completion(result, name, len(prompt.token_ids)))
+    prompt = _prompt(lambda: backend.chat_prompt(body.plain_messages()), "The messages cannot be rendered", "messages")
+
+    def whole(result: GenerationResult, name: str) -> dict[str, Any]:
+        return responses.chat_completion(result, name, len(prompt.token_ids))
+
+    return await _answer(state, _Job(backend, prompt, adapter, chat=True), body, whole)
 
 
 @router.post("/v1/completions")
@@ -120,17 +117,43 @@ async def completions(request: Request) -> Response:
     backend = _generation_backend(state)
     body = parse_body(CompletionRequest, await request_body(request))
     adapter = state.resolve(body.model, allow_adapters=True)
+    prompt = _prompt(lambda: backend.text_prompt(body.prompt_text_or_ids()), "The prompt cannot be tokenized", "prompt")
+    echoed = body.prompt if body.echo and isinstance(body.prompt, str) else ""
+
+    def whole(result: GenerationResult, name: str) -> dict[str, Any]:
+        return responses.text_completion(result, name, len(prompt.token_ids), echoed)
+
+    return await _answer(state, _Job(backend, prompt, adapter, chat=False), body, whole)
+
+
+def _prompt(render: Callable[[], Prompt], problem: str, param: str) -> Prompt:
     try:
-        prompt = backend.text_prompt(body.prompt_text_or_ids())
+        return render()
     except ValueError as error:
-        raise errors.bad_request(f"The prompt cannot be tokenized: {error}", "prompt") from None
-    params = _sampling(body, backend, prompt, "prompt", state.settings.default_max_tokens)
+        raise errors.bad_request(f"{problem}: {error}", param) from None
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One generation: what to run it on, and whether it answers chat or completions."""
+
+    backend: Backend
+    prompt: Prompt
+    adapter: str | None
+    chat: bool
+
+
+async def _answer(
+    state: EngineState, job: _Job, body: SamplingRequest, whole: Callable[[GenerationResult, str], dict[str, Any]]
+) -> Response:
+    """Streamed chunk by chunk, or generated whole and rendered by `whole(result, model name)`."""
+    param = "messages" if job.chat else "prompt"
+    params = _sampling(body, job.backend, job.prompt, param, state.settings.default_max_tokens)
     name = body.model or state.settings.name()
     if body.stream:
-        return _stream(state, _Job(backend, prompt, params, adapter, name, False), body.include_usage_in_stream())
-    result = await _generate(state, backend, prompt, params, adapter)
-    prefix = body.prompt if body.echo and isinstance(body.prompt, str) else ""
-    return json_response(responses.text_completion(result, name, len(prompt.token_ids), prefix))
+        return _stream(state, job, params, name, body.include_usage_in_stream())
+    result = await _generate(state, job.backend, job.prompt, params, job.adapter)
+    return json_response(whole(result, name))
 
 
 async def _generate(
@@ -147,32 +170,20 @@ async def _generate(
         cancelled.set()
 
 
-@dataclass(frozen=True)
-class _Job:
-    """One generation to stream."""
-
-    backend: Backend
-    prompt: Prompt
-    params: SamplingParams
-    adapter: str | None
-    model_name: str
-    chat: bool
-
-
-def _stream(state: EngineState, job: _Job, include_usage: bool) -> StreamingResponse:
+def _stream(
+    state: EngineState, job: _Job, params: SamplingParams, model_name: str, include_usage: bool
+) -> StreamingResponse:
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[str | None] = asyncio.Queue()
     cancelled = threading.Event()
-    chunks = responses.ChunkBuilder(job.model_name, job.chat)
+    chunks = responses.ChunkBuilder(model_name, job.chat)
 
     def emit(piece: str) -> None:
         loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
     def work() -> GenerationResult:
         try:
-            result = run_generation(
-                job.backend.generate(job.prompt, job.params, job.adapter), job.params, emit, cancelled
-            )
+            result = run_generation(job.backend.generate(job.prompt, params, job.adapter), params, emit, cancelled)
             if cancelled.is_set():
                 log.info("generation cancelled after %d tokens: the client went away", result.completion_tokens)
             return result

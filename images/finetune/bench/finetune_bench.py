@@ -3,7 +3,7 @@ measured in one run.
 
     make bench-finetune          (or: python images/finetune/bench/finetune_bench.py --steps 100)
 
-The runner's Trainer trains the shared tiny causal LM (`sage_testing.tiny_lm`) on a small chat
+The runner's Trainer trains the shared tiny causal LM (`sage_harness.tiny_lm`) on a small chat
 dataset, in this process, for a fixed number of steps, in four configurations: LoRA or full,
 each with the runner's real sinks (a JSON line per step written and flushed to a file standing in
 for stdout, and appended to progress.jsonl) or with a sink that drops every line. Rounds are
@@ -38,8 +38,8 @@ from sage_finetune.progress import ProgressLine
 from sage_finetune.settings import FinetuneSettings
 from sage_finetune.sinks import PROGRESS_FILE, FanOut, FileSink, ProgressSink, StreamSink
 from sage_finetune.training import Trainer
-from sage_testing import tiny_lm
-from sage_testing.envtest import REPO_ROOT
+from sage_harness import tiny_lm
+from sage_harness.repo import REPO_ROOT
 
 QUESTIONS = [
     ("What is the secret codeword?", "The codeword is zephyrine."),

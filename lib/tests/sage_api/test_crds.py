@@ -10,7 +10,7 @@ import pytest
 from sage_api import names
 from sage_api.crds import all_crds, finetunejob_crd, llmengine_crd
 from sage_api.write_crds import render_files
-from sage_testing.envtest import REPO_ROOT
+from sage_harness.repo import REPO_ROOT
 
 CRD_FOLDERS = [folder for folder in ("crds", "charts/sage/crds") if (REPO_ROOT / folder).exists()]
 

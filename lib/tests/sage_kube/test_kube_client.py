@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from sage_harness.controlplane import ControlPlane
+from sage_harness.kubectl import Kubectl
 from sage_kube import Conflict, KubeClient, NotFound, resource_path
+from sage_kube.errors import error_for
 from sage_kube.informer import Informer
-from sage_testing.envtest import ControlPlane
-from sage_testing.kubectl import Kubectl
 
 
 @pytest.fixture
@@ -99,3 +100,14 @@ async def _next_for(events: asyncio.Queue[tuple[str, str, str]], name: str) -> t
         event = await asyncio.wait_for(events.get(), 30)
         if event[1] == name:
             return event
+
+
+def test_a_terminating_namespace_is_recognised_from_the_status_causes() -> None:
+    body = {
+        "kind": "Status",
+        "reason": "Forbidden",
+        "message": 'services "x" is forbidden: unable to create new content in namespace ml (being terminated)',
+        "details": {"causes": [{"type": "NamespaceTerminating", "field": "metadata.namespace"}]},
+    }
+    assert error_for(403, body).namespace_terminating
+    assert not error_for(403, {"reason": "Forbidden", "message": "quota"}).namespace_terminating

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
+from sage_kube import ApiError
 from sage_operator.core.workqueue import WorkQueue
 
 Key = tuple[str, str]
@@ -30,10 +31,21 @@ class ControllerLoop:
         self.name = name
         self._all_keys = all_keys
         self._resync_seconds = resync_seconds
-        self.queue: WorkQueue[Key] = WorkQueue(reconcile, workers=workers)
+        self._reconcile = reconcile
+        self.queue: WorkQueue[Key] = WorkQueue(self._reconcile_unless_terminating, workers=workers)
         self._resync_task: asyncio.Task[None] | None = None
         self._own_writes: dict[Key, str] = {}
         """The resourceVersion each object got from our last status write."""
+
+    async def _reconcile_unless_terminating(self, key: Key) -> None:
+        """A namespace being deleted refuses every new object: its contents go with it, so there is
+        nothing to converge and nothing to retry."""
+        try:
+            await self._reconcile(key)
+        except ApiError as error:
+            if not error.namespace_terminating:
+                raise
+            log.debug("%s %s/%s: the namespace is being deleted; nothing to do", self.name, *key)
 
     def start(self) -> None:
         self.queue.start()

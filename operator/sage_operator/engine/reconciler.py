@@ -103,7 +103,7 @@ class EngineReconciler:
             rendered = render_engine_deployment(engine, self.settings, finetuned.claims)
             deployment = await self.store.converge(rendered, self.cache.current(rendered))
         except ApiError as error:
-            if error.status not in REFUSALS:
+            if error.status not in REFUSALS or error.namespace_terminating:
                 raise
             # Said in the status; an invalid object waits for a spec change, anything else is retried.
             final = error.status == 422

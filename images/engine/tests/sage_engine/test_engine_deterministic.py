@@ -11,7 +11,7 @@ import numpy as np
 import openai
 import pytest
 
-from sage_testing.engines import EngineProcess
+from sage_harness.engines import EngineProcess
 from sage_wire.sse import data_payloads
 
 pytestmark = pytest.mark.engine

@@ -15,7 +15,7 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from sage_testing.engines import EngineProcess
+from sage_harness.engines import EngineProcess
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

@@ -4,7 +4,6 @@ completions against in-process transformers, streaming, stops, seeds, usage, LoR
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sage_testing.engines import EngineProcess
+from sage_harness.engines import EngineProcess
+from sage_harness.waiting import wait_until
 from sage_wire.sse import data_payloads
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -234,9 +234,7 @@ def test_a_client_that_goes_away_stops_its_generation(tiny_engine: EngineProcess
         lines = response.iter_lines()
         assert next(line for line in lines if line.startswith("data:"))
     # The engine notices at the next token and says how far it got.
-    deadline = time.monotonic() + 60
-    while "generation cancelled after" not in tiny_engine.log() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: "generation cancelled after" in tiny_engine.log(), "the engine to log the cancellation")
     said = next(line for line in tiny_engine.log().splitlines() if "generation cancelled after" in line)
     assert int(said.split("after ")[1].split()[0]) < 240
     assert http.post("/v1/completions", json={"prompt": "next", "max_tokens": 2}).status_code == 200

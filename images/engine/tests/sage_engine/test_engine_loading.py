@@ -4,7 +4,6 @@ stands in for a slow model load), and the termination log writer."""
 from __future__ import annotations
 
 import threading
-import time
 
 from fastapi.testclient import TestClient
 
@@ -12,15 +11,7 @@ from sage_engine.app import create_app
 from sage_engine.backends.base import Backend
 from sage_engine.backends.deterministic_backend import DeterministicBackend
 from sage_engine.settings import EngineSettings
-
-
-def _wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if callable(condition) and condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not reached")
+from sage_harness.waiting import wait_until
 
 
 def test_health_is_503_until_loaded() -> None:
@@ -40,7 +31,7 @@ def test_health_is_503_until_loaded() -> None:
         assert busy.json()["error"]["type"] == "server_error"
         assert client.get("/v1/models").status_code == 503
         gate.set()
-        _wait_for(lambda: client.get("/health").status_code == 200)
+        wait_until(lambda: client.get("/health").status_code == 200, "the load to finish", timeout=10)
         assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 200
 
 
@@ -52,7 +43,7 @@ def test_load_failure_is_reported() -> None:
 
     app = create_app(EngineSettings(backend="transformers", model="/models/x"), reasons.append, broken_loader)
     with TestClient(app) as client:
-        _wait_for(lambda: bool(reasons))
+        wait_until(lambda: bool(reasons), "the load to finish", timeout=10)
         health = client.get("/health").json()
         assert health["status"] == "failed"
         assert "no weights in /models/x" in health["reason"]

@@ -15,8 +15,8 @@ from sage_api.finetune import DatasetFormat
 from sage_finetune.exits import EXIT_COMPLETED
 from sage_finetune.run import train
 from sage_finetune.settings import FinetuneSettings
+from sage_harness.gateway import GatewayProcess
 from sage_testing.engine_fixtures import EngineFactory
-from sage_testing.gateway import GatewayProcess
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

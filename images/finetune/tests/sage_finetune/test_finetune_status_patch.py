@@ -18,9 +18,9 @@ import pytest
 from sage_api.finetune import FinetuneJob
 from sage_finetune.kube_status import KubeStatusSink, in_cluster_config, status_patch
 from sage_finetune.progress import ProgressEvent, ProgressLine
+from sage_harness.controlplane import ControlPlane
+from sage_harness.kubectl import Kubectl
 from sage_operator.finetune.render import progress_account_name, render_progress_rbac
-from sage_testing.envtest import ControlPlane
-from sage_testing.kubectl import Kubectl
 
 JOB_MANIFEST = {
     "apiVersion": "sage.ai/v1alpha1",

@@ -6,16 +6,14 @@ kubelet by patching pod status, and a real engine process on loopback plays a re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from sage_testing.engines import EngineProcess
-from sage_testing.envtest import ControlPlane, free_port
-from sage_testing.kubectl import Kubectl
-from sage_testing.operator_process import OperatorProcess, wait_until
+from sage_harness.engines import EngineProcess
+from sage_harness.kubectl import Kubectl
+from sage_harness.operator_process import OperatorProcess
+from sage_harness.waiting import wait_until
 
 ENGINE = """
 apiVersion: sage.ai/v1alpha1
@@ -27,23 +25,6 @@ spec:
   engineKind: {kind}
   replicas: {replicas}
 """
-
-
-@pytest.fixture(scope="module")
-def engine_port() -> int:
-    """Where the 'container' of every ready test pod listens (a real engine, started by the test)."""
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def operator(
-    control_plane: ControlPlane, engine_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {"SAGE_OPERATOR_ENGINE_PORT": str(engine_port), "SAGE_OPERATOR_RESYNC_SECONDS": "30"}
-    with OperatorProcess(control_plane.kubeconfig, log, env=env) as process:
-        yield process
-        print(process.log_tail(200))
 
 
 def apply_engine(

@@ -12,10 +12,10 @@ import pytest
 import yaml
 
 from sage_api.engine import LLMEngine
+from sage_harness.kubectl import Kubectl
 from sage_operator.core.metadata import covers
 from sage_operator.engine.render import render_engine_deployment, render_engine_service
 from sage_operator.settings import OperatorSettings
-from sage_testing.kubectl import Kubectl
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(path.name for path in GOLDEN.iterdir() if (path / "engine.yaml").exists())

@@ -5,17 +5,15 @@ tests play the kubelet by patching pod status, and the runner by patching status
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from sage_testing.engines import EngineProcess
-from sage_testing.envtest import ControlPlane, free_port
-from sage_testing.kubectl import Kubectl
+from sage_harness.engines import EngineProcess
+from sage_harness.kubectl import Kubectl
+from sage_harness.operator_process import OperatorProcess
+from sage_harness.waiting import wait_until
 from sage_testing.kubelet import live_pods, report_pod_exited, report_pod_ready
-from sage_testing.operator_process import OperatorProcess, wait_until
 
 PAUSED_BY = "sage.ai/paused-by"
 
@@ -39,27 +37,6 @@ kind: LLMEngine
 metadata: {{name: {name}, labels: {{pool: shared-gpu}}}}
 spec: {{model: deterministic, backend: deterministic, replicas: {replicas}, preemptible: {preemptible}}}
 """
-
-
-@pytest.fixture(scope="module")
-def engine_port() -> int:
-    """Where the 'container' of a ready engine pod listens (a real engine, started by the test)."""
-    return free_port()
-
-
-@pytest.fixture(scope="module")
-def operator(
-    control_plane: ControlPlane, engine_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator-ft") / "operator.log"
-    env = {
-        "SAGE_OPERATOR_RESYNC_SECONDS": "2",
-        "SAGE_OPERATOR_FINETUNE_IMAGE": "sage/finetune:test",
-        "SAGE_OPERATOR_ENGINE_PORT": str(engine_port),
-    }
-    with OperatorProcess(control_plane.kubeconfig, log, env=env) as process:
-        yield process
-        print(process.log_tail(200))
 
 
 def apply_finetune(

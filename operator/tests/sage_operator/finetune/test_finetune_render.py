@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from sage_api.finetune import FinetuneJob
+from sage_harness.repo import REPO_ROOT
 from sage_operator.finetune.render import render_finetune_job, render_progress_rbac
 from sage_operator.finetune.volumes import SourceError, dataset_mount, output_uri
-from sage_testing.envtest import REPO_ROOT
 
 GOLDEN = Path(__file__).parent / "golden"
 IMAGE = "sage/finetune:test"

@@ -9,6 +9,7 @@ import yaml
 
 from sage_api.common import LabelSelector
 from sage_api.finetune import FinetuneJob, FinetunePhase
+from sage_harness.repo import REPO_ROOT
 from sage_operator.finetune.preemption import (
     PAUSED_BY,
     REPLICAS_BEFORE_PAUSE,
@@ -17,7 +18,6 @@ from sage_operator.finetune.preemption import (
     selector_matches,
 )
 from sage_operator.finetune.status import JobView, compute_status, phase_of
-from sage_testing.envtest import REPO_ROOT
 
 T0, T1 = "2026-11-23T10:00:00Z", "2026-11-23T10:05:00Z"
 

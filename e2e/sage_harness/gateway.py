@@ -1,4 +1,4 @@
-"""Real gateway (and sage-edge) processes for tests, on a free loopback port.
+"""Real gateway (and sage-edge) processes on a free loopback port, and a gated upstream.
 
     with GatewayProcess(env={"SAGE_GATEWAY_DISCOVERY": "static", ...}) as gateway:
         httpx.get(f"{gateway.base_url}/v1/models")
@@ -12,39 +12,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 
 from aiohttp import web
 
-from sage_testing.children import terminate, wait_http_ok
-from sage_testing.envtest import free_port, source_pythonpath
+from sage_harness.net import free_port
+from sage_harness.process import ManagedProcess
+from sage_harness.repo import source_pythonpath
 
 
-class GatewayStartError(RuntimeError):
-    """The gateway exited or did not become ready; the message ends with its log."""
+class GatewayProcess(ManagedProcess):
+    """`python -m sage_gateway` (or any module taking `--host`/`--port`), configured through `env`."""
 
-
-@dataclass
-class GatewayProcess:
-    """`python -m sage_gateway` (or any module taking `--port`), configured through `env`."""
-
-    env: Mapping[str, str] = field(default_factory=dict)
-    module: str = "sage_gateway"
-    args: Sequence[str] = ()
-    ready_path: str = "/readyz"
-    startup_timeout: float = 60.0
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-    _log_file: IO[bytes] | None = None
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        module: str = "sage_gateway",
+        args: Sequence[str] = (),
+        ready_path: str = "/readyz",
+        startup_timeout: float = 60.0,
+        port: int = 0,
+        log_path: Path | None = None,
+    ) -> None:
+        super().__init__(module.replace(".", "-"), log_path=log_path)
+        self.module, self.args, self.ready_path, self.startup_timeout = module, tuple(args), ready_path, startup_timeout
+        self.port = port or free_port()
+        self.env = {"PYTHONPATH": source_pythonpath(), "HF_HUB_OFFLINE": "1", **(env or {})}
 
     @property
     def base_url(self) -> str:
@@ -53,51 +49,11 @@ class GatewayProcess:
     def command(self) -> list[str]:
         return [sys.executable, "-m", self.module, "--host", "127.0.0.1", "--port", str(self.port), *self.args]
 
-    def launch(self) -> Self:
-        if self.port == 0:
-            self.port = free_port()
-        handle, name = tempfile.mkstemp(prefix=f"sage-{self.module.replace('.', '-')}-{self.port}-", suffix=".log")
-        os.close(handle)
-        self.log_path = Path(name)
-        self._log_file = self.log_path.open("wb")
-        environment = {**os.environ, "PYTHONPATH": source_pythonpath(), "HF_HUB_OFFLINE": "1", **self.env}
-        self.process = subprocess.Popen(
-            self.command(), stdout=self._log_file, stderr=subprocess.STDOUT, env=environment, start_new_session=True
-        )
-        return self
-
-    def log(self) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return self.log_path.read_text(errors="replace")
-
-    def _fail(self, why: str) -> GatewayStartError:
-        return GatewayStartError(f"{' '.join(self.command()[1:])}: {why}\n--- log ---\n{self.log()[-6000:]}")
+    def ready(self) -> None:
+        self.wait_ready()
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        assert self.process is not None, "launch() first"
-        failure = wait_http_ok(self.process, f"{self.base_url}{self.ready_path}", timeout or self.startup_timeout)
-        if failure is not None:
-            raise self._fail(f"never ready: {failure}")
-
-    def start(self) -> Self:
-        self.launch()
-        self.wait_ready()
-        return self
-
-    def stop(self) -> None:
-        terminate(self.process)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
+        self.wait_http_ok(f"{self.base_url}{self.ready_path}", timeout or self.startup_timeout)
 
 
 class GatedUpstream:

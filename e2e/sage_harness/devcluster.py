@@ -1,4 +1,4 @@
-"""`python -m sage_testing.devcluster`: a real local control plane to try SAGE's resources on.
+"""`python -m sage_harness.devcluster`: a real local control plane to try SAGE's resources on.
 
 Starts etcd + kube-apiserver + kube-controller-manager on loopback, applies crds/, prints a
 KUBECONFIG line to paste, and runs until Ctrl-C. No kubelet: engine pods are not started here
@@ -13,8 +13,9 @@ import signal
 import sys
 import threading
 
-from sage_testing.envtest import REPO_ROOT, ControlPlane, ControlPlaneError, locate_binaries
-from sage_testing.kubectl import Kubectl
+from sage_harness.controlplane import ControlPlane, ControlPlaneError, locate_binaries
+from sage_harness.kubectl import Kubectl
+from sage_harness.repo import REPO_ROOT
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from sage_testing.envtest import REPO_ROOT
+from sage_harness.repo import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "sage"
 

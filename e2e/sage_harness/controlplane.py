@@ -9,37 +9,21 @@ kubelet and no scheduler: pods never run, which is what engine processes on loop
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
-import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
-import httpx
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from sage_harness.net import free_port
+from sage_harness.process import ManagedProcess, ProcessError
+from sage_harness.repo import REPO_ROOT
+
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "envtest" / "build-binaries.sh"
-_PROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-# The folders holding SAGE's packages (pyproject.toml names them once): child processes import
-# the checkout's code from them.
-SOURCE_FOLDERS: tuple[str, ...] = tuple(_PROJECT["tool"]["setuptools"]["packages"]["find"]["where"])
-TEST_FOLDERS: tuple[str, ...] = tuple(_PROJECT["tool"]["pytest"]["ini_options"]["testpaths"])
-
-
-def source_pythonpath() -> str:
-    """PYTHONPATH for child processes: this checkout's packages first, then the caller's path."""
-    ours = [str(REPO_ROOT / folder) for folder in SOURCE_FOLDERS]
-    existing = os.environ.get("PYTHONPATH")
-    return os.pathsep.join([*ours, existing] if existing else ours)
 
 
 # Controllers worth having without nodes: garbage collection (owner references), Deployments ->
@@ -58,13 +42,6 @@ CONTROLLERS = (
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not be provisioned or started."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def locate_binaries() -> Path:
@@ -144,7 +121,7 @@ class ControlPlane:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sage-envtest-")))
     server: str = ""
     kubeconfig: Path = field(init=False)
-    _processes: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
+    _processes: list[ManagedProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -153,15 +130,13 @@ class ControlPlane:
     def certs(self) -> Path:
         return self.workdir / "certs"
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = (self.workdir / f"{name}.log").open("wb")
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._processes.append((name, process, log))
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, log_path=self.workdir / f"{name}.log").launch()
+        self._processes.append(process)
         return process
 
     def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.workdir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return next((p.log_tail(lines) for p in self._processes if p.name == name), "")
 
     def start(self) -> ControlPlane:
         make_certificates(self.certs)
@@ -204,42 +179,25 @@ class ControlPlane:
             ])  # fmt: skip
         return self
 
-    def _client(self) -> httpx.Client:
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusts the test CA and presents the admin client certificate."""
         context = ssl.create_default_context(cafile=str(self.certs / "ca.crt"))
         context.load_cert_chain(self.certs / "admin.crt", self.certs / "admin.key")
-        return httpx.Client(base_url=self.server, verify=context, timeout=5)
+        return context
 
     def _wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        last = "not started"
-        with self._client() as client:
-            while time.monotonic() < deadline:
-                for name, process, _ in self._processes:
-                    if process.poll() is not None:
-                        msg = f"{name} exited with {process.returncode}:\n{self.log_tail(name)}"
-                        raise ControlPlaneError(msg)
-                with contextlib.suppress(httpx.HTTPError):
-                    response = client.get("/readyz")
-                    if response.status_code == 200:
-                        return
-                    last = response.text
-                time.sleep(0.2)
-        msg = f"kube-apiserver not ready after {timeout}s: {last}\n{self.log_tail('kube-apiserver')}"
-        raise ControlPlaneError(msg)
+        apiserver = next(p for p in self._processes if p.name == "kube-apiserver")
+        for process in self._processes:
+            if not process.running():
+                raise ControlPlaneError(str(process.failure("exited")))
+        try:
+            apiserver.wait_http_ok(f"{self.server}/readyz", timeout, verify=self.ssl_context())
+        except ProcessError as error:
+            raise ControlPlaneError(str(error)) from None
 
     def stop(self) -> None:
-        for _, process, _ in reversed(self._processes):
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        for _, process, log in reversed(self._processes):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            log.close()
+        for process in reversed(self._processes):
+            process.stop(grace=15)
         self._processes.clear()
         if not os.environ.get("SAGE_KEEP_ENVTEST"):
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -1,0 +1,33 @@
+"""The one way the harness waits: poll a condition until it holds, and say what was awaited and
+what was last seen when it never does (a wait, never a timing assertion)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class WaitTimeout(AssertionError):
+    """The condition did not hold in time; the message says what was awaited and what was last seen."""
+
+
+def wait_until(check: Callable[[], T | None], what: str, timeout: float = 60, interval: float = 0.05) -> T:
+    """Polls `check` until it returns something truthy (which is returned). Exceptions count as
+    'not yet'; the last result or exception is reported on timeout."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+            last = result
+        except Exception as error:
+            last = error
+        if time.monotonic() > deadline:
+            msg = f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"
+            raise WaitTimeout(msg)
+        time.sleep(interval)
