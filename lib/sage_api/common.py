@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 # A Kubernetes quantity ("500m", "2", "16Gi", or a bare number).
@@ -23,6 +23,21 @@ FreeForm = Annotated[
 
 # Labels for generated objects and pod selectors.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def cel_rule(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One CEL validation the API server evaluates (`x-kubernetes-validations`); `field_path`
+    names the field the error is reported on."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def validated(*rules: dict[str, str]) -> ConfigDict:
+    """The model config of a type whose object-level CEL rules the API server enforces."""
+    validations: list[JsonValue] = [dict(rule) for rule in rules]
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})
 
 
 class SageModel(BaseModel):

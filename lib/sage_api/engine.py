@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from sage_api.common import (
     CONDITIONS_SCHEMA_EXTRA,
@@ -16,6 +16,8 @@ from sage_api.common import (
     SageModel,
     SecretKeyRef,
     Toleration,
+    cel_rule,
+    validated,
 )
 
 
@@ -47,24 +49,17 @@ class EnginePhase(StrEnum):
     FAILED = "Failed"
 
 
-MODEL_PATTERN_RULE = {
-    "rule": "!self.startsWith('pvc://') || self.matches('^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+$')",
-    "message": "a pvc:// model must be pvc://<claim>/<path inside the claim>",
-}
+MODEL_PATTERN_RULE = cel_rule(
+    "!self.startsWith('pvc://') || self.matches('^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/.+$')",
+    "a pvc:// model must be pvc://<claim>/<path inside the claim>",
+)
 
 
 class Adapter(SageModel):
     """A LoRA adapter served next to the base model, selectable by its name."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.source) != has(self.finetuneJob)",
-                    "message": "set exactly one of source or finetuneJob",
-                }
-            ]
-        }
+    model_config = validated(
+        cel_rule("has(self.source) != has(self.finetuneJob)", "set exactly one of source or finetuneJob")
     )
 
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
@@ -90,16 +85,12 @@ class ModelCache(SageModel):
 class LLMEngineSpec(SageModel):
     """Desired state of an LLMEngine."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
-                    "message": "minReplicas must be less than or equal to maxReplicas",
-                    "fieldPath": ".minReplicas",
-                },
-            ]
-        }
+    model_config = validated(
+        cel_rule(
+            "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+            "minReplicas must be less than or equal to maxReplicas",
+            ".minReplicas",
+        )
     )
 
     model: Annotated[

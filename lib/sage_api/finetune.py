@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from sage_api.common import (
     CONDITIONS_SCHEMA_EXTRA,
@@ -13,6 +13,8 @@ from sage_api.common import (
     LabelSelector,
     Resources,
     SageModel,
+    cel_rule,
+    validated,
 )
 
 
@@ -44,16 +46,12 @@ class FinetunePhase(StrEnum):
 class Dataset(SageModel):
     """The training data."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.source.startsWith('pvc://') || self.source.startsWith('configmap://')",
-                    "message": "source must be pvc://<claim>/<path> or configmap://<name>/<key>",
-                    "fieldPath": ".source",
-                }
-            ]
-        }
+    model_config = validated(
+        cel_rule(
+            "self.source.startsWith('pvc://') || self.source.startsWith('configmap://')",
+            "source must be pvc://<claim>/<path> or configmap://<name>/<key>",
+            ".source",
+        )
     )
 
     source: Annotated[str, Field(min_length=1, max_length=1024)]

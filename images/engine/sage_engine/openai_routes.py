@@ -90,17 +90,18 @@ def _sampling(
     )
 
 
-def _generation_backend(state: EngineState) -> Backend:
+def _generation(request: Request) -> tuple[EngineState, Backend]:
+    """The engine's state and its backend, which must generate text (404 otherwise)."""
+    state = engine_state(request)
     backend = state.require_backend()
     if not backend.supports_generation():
         raise errors.unsupported_route("an embedding model", "chat or completions")
-    return backend
+    return state, backend
 
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    state = engine_state(request)
-    backend = _generation_backend(state)
+    state, backend = _generation(request)
     body = parse_body(ChatRequest, await request_body(request))
     adapter = state.resolve(body.model, allow_adapters=True)
     prompt = _prompt(lambda: backend.chat_prompt(body.plain_messages()), "The messages cannot be rendered", "messages")
@@ -113,8 +114,7 @@ async def chat_completions(request: Request) -> Response:
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
-    state = engine_state(request)
-    backend = _generation_backend(state)
+    state, backend = _generation(request)
     body = parse_body(CompletionRequest, await request_body(request))
     adapter = state.resolve(body.model, allow_adapters=True)
     prompt = _prompt(lambda: backend.text_prompt(body.prompt_text_or_ids()), "The prompt cannot be tokenized", "prompt")
