@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sage_api import names
 from sage_api.ports import PORTS
 from sage_harness.dockerfile import Stage, instructions, names_registry_host, pinned, stages
 from sage_harness.repo import REPO_ROOT
@@ -59,6 +60,7 @@ def test_runs_as_a_non_root_user(path: Path) -> None:
     user = final_stage(path).last("USER")
     assert user is not None, "the final stage sets no USER: it would run as root"
     assert user.arguments not in ROOT_USERS
+    assert user.arguments == f"{names.IMAGE_USER_ID}:{names.IMAGE_USER_ID}", "pods run as names.IMAGE_USER_ID"
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=[p.parent.name for p in DOCKERFILES])

@@ -39,3 +39,7 @@ LABEL_ENGINE: Final = f"{GROUP}/engine"
 LABEL_FINETUNEJOB: Final = f"{GROUP}/finetunejob"
 
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
+
+IMAGE_USER_ID: Final = 10001
+"""The uid (and gid) every SAGE image runs as (its Dockerfile's USER); pods run as it and own
+their volumes with it as fsGroup."""
