@@ -199,10 +199,25 @@ def render_engine_deployment(
         "readinessProbe": _probe(backend, "readiness"),
         "livenessProbe": _probe(backend, "liveness"),
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if mounts:
         container["volumeMounts"] = mounts
-    pod_spec: dict[str, Any] = {"containers": [container], "enableServiceLinks": False}
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "enableServiceLinks": False,
+        # An engine never calls the Kubernetes API: no token in its pods.
+        "automountServiceAccountToken": False,
+        # The restricted Pod Security level: the images' own non-root user, which also owns the
+        # volumes (model cache) through fsGroup.
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": names.IMAGE_USER_ID,
+            "runAsGroup": names.IMAGE_USER_ID,
+            "fsGroup": names.IMAGE_USER_ID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
     if pod_volumes:
         pod_spec["volumes"] = pod_volumes
     if spec.node_selector:

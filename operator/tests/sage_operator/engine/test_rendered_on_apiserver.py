@@ -46,3 +46,24 @@ def test_rendered_children_survive_the_api_server_unchanged(kubectl: Kubectl, na
             )
         )
         assert covers(stored, desired), f"{desired['kind']} of {case} is normalised by the API server"
+
+
+def pod_of(template: dict[str, Any], name: str, namespace: str) -> dict[str, Any]:
+    """The pod a controller would make from `template`."""
+    metadata = {**template.get("metadata", {}), "name": name, "namespace": namespace}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
+
+
+@pytest.mark.parametrize("case", [case for case in CASES if case != "vllm"])
+def test_engine_pods_pass_the_restricted_pod_security_standard(kubectl: Kubectl, namespace: str, case: str) -> None:
+    """PodSecurity admission enforcing `restricted` admits the pods (vLLM's template asks for a
+    GPU and a memory-backed /dev/shm, which the standard allows too, but is checked on the node)."""
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    engine = LLMEngine.model_validate(yaml.safe_load((GOLDEN / case / "engine.yaml").read_text()))
+    template = render_engine_deployment(engine, OperatorSettings())["spec"]["template"]
+    result = kubectl.run(
+        "create", "--dry-run=server", "-o", "name", "-f", "-", stdin=json.dumps(pod_of(template, "p", namespace)),
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr, result.stderr
