@@ -103,7 +103,7 @@ class LLMEngineSpec(SageModel):
     """What the engine serves: llm (chat and completions) or embedding."""
 
     backend: Backend | None = None
-    """Server inside the pods. Defaults from engineKind: embedding -> sentence-transformers; llm -> vllm when resources.gpus > 0, else transformers. deterministic is a test backend with no model."""
+    """Server inside the pods. Defaults from engineKind: embedding -> sentence-transformers; llm -> vllm when resources.gpus > 0, else transformers. vllm means vLLM 0.33.0 (default image vllm/vllm-openai:v0.33.0): the flags the operator renders, and spec.args, are that release's. deterministic is a test backend with no model."""
 
     served_model_name: Annotated[str, Field(min_length=1, max_length=253)] | None = None
     """Name clients put in the request's "model" field. Defaults to metadata.name."""

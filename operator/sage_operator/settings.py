@@ -24,7 +24,10 @@ class OperatorSettings(BaseSettings):
         default="sage/engine:0.1.0",
         description="Image of SAGE's engine server (transformers, sentence-transformers, deterministic)",
     )
-    vllm_image: str = Field(default="vllm/vllm-openai:v0.6.6", description="Image for the vllm backend")
+    vllm_image: str = Field(
+        default="vllm/vllm-openai:v0.33.0",
+        description="Image for the vllm backend: the vLLM release whose flags the operator renders",
+    )
     finetune_image: str = Field(
         default="sage/finetune:0.1.0", description="Image of the fine-tune runner (FinetuneJob pods)"
     )

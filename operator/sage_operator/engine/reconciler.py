@@ -100,7 +100,7 @@ class EngineReconciler:
         try:
             service = render_engine_service(engine)
             await self.store.converge(service, self.cache.current(service))
-            rendered = render_engine_deployment(engine, self.settings, finetuned.claims)
+            rendered = render_engine_deployment(engine, self.settings, finetuned)
             deployment = await self.store.converge(rendered, self.cache.current(rendered))
         except ApiError as error:
             if error.status not in REFUSALS or error.namespace_terminating:

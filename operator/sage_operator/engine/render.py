@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sage_api import names
-from sage_api.engine import Backend, LLMEngine, LLMEngineSpec
+from sage_api.engine import Backend, EngineKind, LLMEngine, LLMEngineSpec
 from sage_api.ports import SagePorts
 from sage_operator.core.kinds import ENGINE_OWNER
 from sage_operator.core.metadata import child_labels, child_metadata
 from sage_operator.engine.spec import gpus, model_names, resolve_backend
+from sage_operator.finetune.serving import FinetuneAdapters
 from sage_operator.settings import OperatorSettings
 
 CONTAINER = "engine"
@@ -31,6 +32,11 @@ RUNTIME_FIELDS = ("adapters",)
 STARTUP_BUDGET_SECONDS = {Backend.VLLM: 1800}
 DEFAULT_STARTUP_BUDGET_SECONDS = 600
 PROBE_PERIOD_SECONDS = 10
+# vLLM's model runner per engine kind (`--runner`; its `auto` guesses from the architecture).
+VLLM_RUNNERS = {EngineKind.LLM: "generate", EngineKind.EMBEDDING: "pooling"}
+# The LoRA ranks vLLM can reserve room for (`--max-lora-rank`), and its default.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+VLLM_DEFAULT_LORA_RANK = 16
 
 
 def engine_labels(name: str) -> dict[str, str]:
@@ -103,28 +109,54 @@ def _adapter_path(source: str, volumes: _Volumes) -> str:
     return source.removeprefix("hf://")
 
 
-def _command(engine: LLMEngine, backend: Backend, model: str, *, lora: bool) -> list[str]:
+def _given(args: Sequence[str], flag: str) -> bool:
+    """Whether `args` set `flag` (`--flag v` or `--flag=v`; vLLM reads `_` and `-` alike)."""
+    spellings = {flag, "--" + flag[2:].replace("-", "_")}
+    return any(arg.partition("=")[0] in spellings for arg in args)
+
+
+def vllm_lora_flags(adapters: Collection[str], ranks: Iterable[int], args: Sequence[str] = ()) -> list[str]:
+    """The LoRA flags of `vllm serve` for an engine that serves `adapters` (names), of which the
+    fine-tuned ones have LoRA `ranks`. vLLM batches at most `--max-loras` adapters at once and keeps
+    as many in CPU memory (default 1: with several adapters every switch reloads one from disk),
+    and reserves room for ranks up to `--max-lora-rank` (default 16; a higher rank fails to load).
+    A flag the user sets in spec.args is left to them."""
+    flags = ["--enable-lora"]
+    if len(adapters) > 1 and not _given(args, "--max-loras"):
+        flags += ["--max-loras", str(len(adapters))]
+    needed = max(ranks, default=0)
+    if needed > VLLM_DEFAULT_LORA_RANK and not _given(args, "--max-lora-rank"):
+        rank = next((rank for rank in VLLM_LORA_RANKS if rank >= needed), VLLM_LORA_RANKS[-1])
+        flags += ["--max-lora-rank", str(rank)]
+    return flags
+
+
+def _command(
+    engine: LLMEngine, backend: Backend, model: str, *, lora: bool, adapters: Collection[str], ranks: Iterable[int]
+) -> list[str]:
     spec = engine.spec
     served = model_names(spec, engine.metadata["name"])
     port = str(SagePorts.ENGINE)
+    args = list(spec.args or [])
     if backend is Backend.VLLM:
         command = ["vllm", "serve", model, "--served-model-name", *served, "--port", port]
+        command += ["--runner", VLLM_RUNNERS[spec.engine_kind]]
         if lora:
-            command.append("--enable-lora")
-        return command + list(spec.args or [])
+            command += vllm_lora_flags(adapters, ranks, args)
+        return command + args
     command = ["python", "-m", "sage_engine", "--backend", backend.value, "--model", model]
     command += ["--served-model-name", served[0]]
     for alias in served[1:]:
         command += ["--alias", alias]
-    return command + list(spec.args or [])
+    return command + args
 
 
-def _env(engine: LLMEngine, backend: Backend) -> list[dict[str, Any]]:
+def _env(engine: LLMEngine, backend: Backend, *, lora: bool) -> list[dict[str, Any]]:
     spec = engine.spec
     env: dict[str, dict[str, Any]] = {}
     if backend is not Backend.VLLM:
         env["SAGE_ENGINE_PORT"] = {"value": str(SagePorts.ENGINE)}
-    elif spec.adapters:
+    elif lora:  # the adapter API (/v1/load_lora_adapter) exists only with it; the upstream image lacks it
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = {"value": "True"}
     if spec.cache:
         env["HF_HOME"] = {"value": CACHE_MOUNT}
@@ -165,19 +197,21 @@ def _probe(backend: Backend, kind: str) -> dict[str, Any]:
 
 
 def render_engine_deployment(
-    engine: LLMEngine, settings: OperatorSettings, adapter_claims: Sequence[str] = ()
+    engine: LLMEngine, settings: OperatorSettings, finetuned: FinetuneAdapters | None = None
 ) -> dict[str, Any]:
     """The Deployment of `spec.replicas` engine pods; the pod template carries the spec hash so
-    that only a change of the spec rolls the pods. `adapter_claims` are mounted for adapters that
-    FinetuneJobs will hand over later (see finetune.serving)."""
+    that only a change of the spec rolls the pods. `finetuned` (see finetune.serving) brings what
+    FinetuneJobs will hand over later: their output claims are mounted, and vLLM is started with
+    room for their adapters and ranks, so that the hand-off changes nothing in the pod template."""
     spec, name = engine.spec, engine.metadata["name"]
+    finetuned = FinetuneAdapters() if finetuned is None else finetuned
     backend = resolve_backend(spec)
     volumes = _Volumes()
     model = model_argument(spec.model, volumes)
     for adapter in spec.adapters or []:
         if adapter.source:
             _adapter_path(adapter.source, volumes)
-    for claim in adapter_claims:
+    for claim in finetuned.claims:
         volumes.claim_path(f"pvc://{claim}/", ADAPTERS_MOUNT)
     mounts = list(volumes.mounts)
     pod_volumes = list(volumes.volumes)
@@ -188,12 +222,14 @@ def render_engine_deployment(
     if backend is Backend.VLLM:
         pod_volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    lora = bool(spec.adapters or finetuned.claims or finetuned.incoming)
+    adapters = {adapter.name for adapter in spec.adapters or []} | set(finetuned.incoming)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image or settings.image_for(backend),
-        "command": _command(engine, backend, model, lora=bool(spec.adapters or adapter_claims)),
+        "command": _command(engine, backend, model, lora=lora, adapters=adapters, ranks=finetuned.ranks),
         "ports": [{"name": PORT_NAME, "containerPort": SagePorts.ENGINE, "protocol": "TCP"}],
-        "env": _env(engine, backend),
+        "env": _env(engine, backend, lora=lora),
         "resources": _resources(spec, settings),
         "startupProbe": _probe(backend, "startup"),
         "readinessProbe": _probe(backend, "readiness"),

@@ -2,9 +2,10 @@
 
 An adapter `{name, finetuneJob: X}` is served once FinetuneJob X has succeeded, from X's output.
 The output claims of every FinetuneJob that will hand an adapter to this engine (referenced in
-`spec.adapters`, or naming the engine in `spec.serve.engine`) are mounted from the start, so that
-the hand-off only loads the adapter into running pods (the runtime adapter API) and never rolls
-them.
+`spec.adapters`, or naming the engine in `spec.serve.engine`) are mounted from the start, and the
+adapters they will add and their LoRA ranks are known from the start too (vLLM reserves room for
+them at start-up: `--max-loras`, `--max-lora-rank`), so that the hand-off only loads the adapter
+into running pods (the runtime adapter API) and never rolls them.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sage_api.engine import LLMEngineSpec
-from sage_api.finetune import FinetunePhase
+from sage_api.finetune import FinetuneMethod, FinetunePhase, LoraConfig
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,19 @@ class FinetuneAdapters:
     """Adapter name -> pvc:// location, for adapters whose FinetuneJob succeeded."""
     waiting: dict[str, str] = field(default_factory=dict)
     """Adapter name -> why it is not served yet."""
+    incoming: tuple[str, ...] = ()
+    """Adapters that FinetuneJobs naming the engine in spec.serve.engine will add on success (named
+    after the job), sorted."""
+    ranks: tuple[int, ...] = ()
+    """LoRA ranks of the FinetuneJobs whose adapters the engine serves or will serve."""
+
+
+def _lora_rank(job: dict[str, Any]) -> int | None:
+    spec = job.get("spec") or {}
+    if spec.get("method", FinetuneMethod.LORA.value) != FinetuneMethod.LORA.value:
+        return None
+    rank = (spec.get("lora") or {}).get("rank")
+    return int(rank) if rank is not None else LoraConfig().rank
 
 
 def _output_claim(job: dict[str, Any]) -> str | None:
@@ -37,9 +51,14 @@ def finetune_adapters(engine: str, spec: LLMEngineSpec, finetunejobs: list[dict[
     claims: set[str] = set()
     sources: dict[str, str] = {}
     waiting: dict[str, str] = {}
+    incoming: set[str] = set()
+    serving: dict[str, dict[str, Any]] = {}
     for job in finetunejobs:
-        if ((job.get("spec") or {}).get("serve") or {}).get("engine") == engine and (claim := _output_claim(job)):
-            claims.add(claim)
+        if ((job.get("spec") or {}).get("serve") or {}).get("engine") == engine:
+            incoming.add(job["metadata"]["name"])
+            serving[job["metadata"]["name"]] = job
+            if claim := _output_claim(job):
+                claims.add(claim)
     for adapter in spec.adapters or []:
         if adapter.finetune_job is None:
             continue
@@ -47,6 +66,7 @@ def finetune_adapters(engine: str, spec: LLMEngineSpec, finetunejobs: list[dict[
         if source_job is None:
             waiting[adapter.name] = f"FinetuneJob {adapter.finetune_job} does not exist"
             continue
+        serving[adapter.finetune_job] = source_job
         if claim := _output_claim(source_job):
             claims.add(claim)
         status = source_job.get("status") or {}
@@ -55,4 +75,5 @@ def finetune_adapters(engine: str, spec: LLMEngineSpec, finetunejobs: list[dict[
             sources[adapter.name] = str(uri)
         else:
             waiting[adapter.name] = f"FinetuneJob {adapter.finetune_job} is {status.get('phase') or 'Pending'}"
-    return FinetuneAdapters(tuple(sorted(claims)), sources, waiting)
+    ranks = sorted(rank for job in serving.values() if (rank := _lora_rank(job)) is not None)
+    return FinetuneAdapters(tuple(sorted(claims)), sources, waiting, tuple(sorted(incoming)), tuple(ranks))

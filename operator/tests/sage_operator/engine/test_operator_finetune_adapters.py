@@ -47,10 +47,34 @@ def test_claims_of_jobs_that_will_serve_the_engine_are_mounted_from_the_start() 
     engine = LLMEngine.model_validate(
         {"metadata": {"name": "qwen", "namespace": "ml", "uid": "u"}, "spec": {"model": "m"}}
     )
-    deployment = render_engine_deployment(engine, OperatorSettings(), result.claims)
+    deployment = render_engine_deployment(engine, OperatorSettings(), result)
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
     assert [v["persistentVolumeClaim"]["claimName"] for v in volumes] == ["out"]
-    before = render_engine_deployment(engine, OperatorSettings(), result.claims)["spec"]["template"]
+    before = render_engine_deployment(engine, OperatorSettings(), result)["spec"]["template"]
     engine.spec.adapters = spec({"name": "ft", "finetuneJob": "ft"}).adapters
-    after = render_engine_deployment(engine, OperatorSettings(), result.claims)["spec"]["template"]
+    after = render_engine_deployment(engine, OperatorSettings(), result)["spec"]["template"]
     assert before == after, "adding the handed-over adapter must not change the pod template"
+
+
+def test_vllm_has_room_for_handed_over_adapters_and_their_ranks_before_the_hand_off() -> None:
+    wide = ftj("wide", "out", serve="qwen")
+    wide["spec"] |= {"lora": {"rank": 64}}
+    jobs = [wide, ftj("narrow", "out", serve="qwen"), ftj("full", "other", serve="qwen")]
+    jobs[2]["spec"]["method"] = "full"
+    engine = LLMEngine.model_validate(
+        {
+            "metadata": {"name": "qwen", "namespace": "ml", "uid": "u"},
+            "spec": {"model": "m", "backend": "vllm", "adapters": [{"name": "static", "source": "hf://org/a"}]},
+        }
+    )
+    before = finetune_adapters("qwen", engine.spec, jobs)
+    assert (before.incoming, before.ranks) == (("full", "narrow", "wide"), (16, 64))
+    template = render_engine_deployment(engine, OperatorSettings(), before)["spec"]["template"]
+    command = template["spec"]["containers"][0]["command"]
+    assert command[command.index("--max-loras") + 1] == "4"
+    assert command[command.index("--max-lora-rank") + 1] == "64"
+    handed_over = spec({"name": "wide", "finetuneJob": "wide"}, {"name": "narrow", "finetuneJob": "narrow"})
+    engine.spec.adapters = [*(engine.spec.adapters or []), *(handed_over.adapters or [])]
+    jobs[0]["status"] = {"phase": "Succeeded", "output": {"uri": "pvc://out/finetune/wide"}}
+    after = finetune_adapters("qwen", engine.spec, jobs)
+    assert render_engine_deployment(engine, OperatorSettings(), after)["spec"]["template"] == template

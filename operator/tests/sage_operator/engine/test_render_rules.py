@@ -6,7 +6,8 @@ from typing import Any
 
 from sage_api.engine import LLMEngine
 from sage_operator.core.metadata import covers
-from sage_operator.engine.render import adapter_paths, render_engine_deployment, spec_hash
+from sage_operator.engine.render import adapter_paths, render_engine_deployment, spec_hash, vllm_lora_flags
+from sage_operator.finetune.serving import FinetuneAdapters
 from sage_operator.settings import OperatorSettings
 
 
@@ -68,3 +69,50 @@ def test_covers_tells_when_an_apply_would_change_nothing() -> None:
     assert not covers({**observed, "spec": {"ports": [{"port": 1}], "replicas": 3}}, desired)
     assert not covers({**observed, "spec": {"ports": [], "replicas": 2}}, desired)
     assert not covers({**observed, "metadata": {"labels": {}}}, desired)
+
+
+def vllm_container(eng: LLMEngine, finetuned: FinetuneAdapters | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = render_engine_deployment(eng, OperatorSettings(), finetuned)["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    return container
+
+
+def flag(command: list[str], name: str) -> str | None:
+    return command[command.index(name) + 1] if name in command else None
+
+
+def test_vllm_runs_the_runner_of_the_engine_kind() -> None:
+    chat = vllm_container(engine(backend="vllm"))["command"]
+    embedding = vllm_container(engine(backend="vllm", engineKind="embedding"))["command"]
+    assert (flag(chat, "--runner"), flag(embedding, "--runner")) == ("generate", "pooling")
+    assert "--task" not in chat + embedding
+
+
+def test_vllm_reserves_a_lora_slot_per_adapter_unless_spec_args_set_it() -> None:
+    adapters = [{"name": n, "source": f"hf://org/{n}"} for n in ("a", "b", "c")]
+    assert flag(vllm_container(engine(backend="vllm", adapters=adapters))["command"], "--max-loras") == "3"
+    one = vllm_container(engine(backend="vllm", adapters=adapters[:1]))["command"]
+    assert "--enable-lora" in one
+    assert "--max-loras" not in one  # vLLM's default is 1
+    pinned = vllm_container(engine(backend="vllm", adapters=adapters, args=["--max_loras=8"]))["command"]
+    assert "--max-loras" not in pinned
+    assert pinned[-1] == "--max_loras=8"
+
+
+def test_vllm_lora_rank_room_follows_the_finetune_ranks() -> None:
+    assert vllm_lora_flags({"a"}, [16]) == ["--enable-lora"]
+    assert vllm_lora_flags({"a"}, [17]) == ["--enable-lora", "--max-lora-rank", "32"]
+    assert vllm_lora_flags({"a", "b"}, [8, 300]) == ["--enable-lora", "--max-loras", "2", "--max-lora-rank", "320"]
+    assert vllm_lora_flags({"a"}, [1024]) == ["--enable-lora", "--max-lora-rank", "512"]  # vLLM's largest
+    assert vllm_lora_flags({"a"}, [64], ["--max-lora-rank", "128"]) == ["--enable-lora"]
+
+
+def test_vllm_gets_the_runtime_adapter_api_when_a_finetunejob_will_hand_one_over() -> None:
+    finetuned = FinetuneAdapters(claims=("out",), incoming=("ft",), ranks=(16,))
+    container = vllm_container(engine(backend="vllm"), finetuned)
+    assert "--enable-lora" in container["command"]
+    assert {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"} in container["env"]
+    plain = vllm_container(engine(backend="vllm"))
+    assert "--enable-lora" not in plain["command"]
+    assert all(v["name"] != "VLLM_ALLOW_RUNTIME_LORA_UPDATING" for v in plain["env"])
