@@ -14,7 +14,7 @@ import sys
 import threading
 
 from sage_harness.controlplane import ControlPlane, ControlPlaneError, locate_binaries
-from sage_harness.kubectl import Kubectl
+from sage_harness.kubectl import Kubectl, apply_crds
 from sage_harness.repo import REPO_ROOT
 
 
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     print("starting etcd, kube-apiserver and kube-controller-manager ...", flush=True)
     with ControlPlane(binaries) as plane:
         kubectl = Kubectl(binaries / "kubectl", plane.kubeconfig)
-        kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+        apply_crds(kubectl, REPO_ROOT / "crds")
         print(f"API server ready at {plane.server}; CRDs applied.")
         print(f"\n  export KUBECONFIG={plane.kubeconfig}")
         print(f"  export PATH={binaries}:$PATH")

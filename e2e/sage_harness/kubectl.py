@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sage_harness.waiting import wait_until
+
 
 class KubectlError(AssertionError):
     """kubectl exited non-zero where the test expected success."""
@@ -41,3 +43,19 @@ class Kubectl:
     def apply(self, manifest: str, namespace: str | None = None) -> str:
         ns = ["-n", namespace] if namespace else []
         return self("apply", *ns, "-f", "-", stdin=manifest)
+
+
+def apply_crds(kubectl: Kubectl, folder: Path, timeout: float = 60) -> None:
+    """Applies the CRDs in `folder` and waits until the API server serves them (Established).
+    Polled: `kubectl wait` errors instead of waiting when a new CRD has no conditions yet."""
+    kubectl("apply", "-f", str(folder))
+    names = [line.split("/", 1)[1] for line in kubectl("get", "-f", str(folder), "-o", "name").split()]
+
+    def established() -> bool:
+        for name in names:
+            conditions = kubectl.json("get", "crd", name).get("status", {}).get("conditions") or []
+            if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                return False
+        return True
+
+    wait_until(established, f"the CRDs {', '.join(names)} to be established", timeout)

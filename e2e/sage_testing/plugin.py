@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sage_harness.controlplane import ControlPlane, ControlPlaneError, locate_binaries
-from sage_harness.kubectl import Kubectl
+from sage_harness.kubectl import Kubectl, apply_crds
 from sage_harness.net import free_port
 from sage_harness.operator_process import OperatorProcess
 from sage_harness.podnet import PodNetwork, PodNetworkError
@@ -37,10 +37,7 @@ def control_plane(kube_binaries: Path) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver + kube-controller-manager with the CRDs from crds/ applied."""
     with ControlPlane(kube_binaries) as plane:
         kubectl = Kubectl(kube_binaries / "kubectl", plane.kubeconfig)
-        kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", "crd", "llmengines.sage.ai", "finetunejobs.sage.ai"
-        )
+        apply_crds(kubectl, REPO_ROOT / "crds")
         yield plane
 
 

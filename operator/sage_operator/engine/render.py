@@ -109,6 +109,11 @@ def _adapter_path(source: str, volumes: _Volumes) -> str:
     return source.removeprefix("hf://")
 
 
+LORA_SLOTS = 4
+"""LoRA slots every vLLM engine with adapters gets at least (vLLM's own default is 1): a few
+adapter slots cost little GPU memory at the default rank, and adding adapters then never rolls pods."""
+
+
 def _given(args: Sequence[str], flag: str) -> bool:
     """Whether `args` set `flag` (`--flag v` or `--flag=v`; vLLM reads `_` and `-` alike)."""
     spellings = {flag, "--" + flag[2:].replace("-", "_")}
@@ -120,10 +125,11 @@ def vllm_lora_flags(adapters: Collection[str], ranks: Iterable[int], args: Seque
     fine-tuned ones have LoRA `ranks`. vLLM batches at most `--max-loras` adapters at once and keeps
     as many in CPU memory (default 1: with several adapters every switch reloads one from disk),
     and reserves room for ranks up to `--max-lora-rank` (default 16; a higher rank fails to load).
-    A flag the user sets in spec.args is left to them."""
+    At least LORA_SLOTS slots are reserved, so adapters added by hand up to that many are loaded
+    into running pods without a restart. A flag the user sets in spec.args is left to them."""
     flags = ["--enable-lora"]
-    if len(adapters) > 1 and not _given(args, "--max-loras"):
-        flags += ["--max-loras", str(len(adapters))]
+    if not _given(args, "--max-loras"):
+        flags += ["--max-loras", str(max(len(adapters), LORA_SLOTS))]
     needed = max(ranks, default=0)
     if needed > VLLM_DEFAULT_LORA_RANK and not _given(args, "--max-lora-rank"):
         rank = next((rank for rank in VLLM_LORA_RANKS if rank >= needed), VLLM_LORA_RANKS[-1])

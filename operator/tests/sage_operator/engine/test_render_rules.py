@@ -6,7 +6,7 @@ from typing import Any
 
 from sage_api.engine import LLMEngine
 from sage_operator.core.metadata import covers
-from sage_operator.engine.render import adapter_paths, render_engine_deployment, spec_hash, vllm_lora_flags
+from sage_operator.engine.render import LORA_SLOTS, adapter_paths, render_engine_deployment, spec_hash, vllm_lora_flags
 from sage_operator.finetune.serving import FinetuneAdapters
 from sage_operator.settings import OperatorSettings
 
@@ -90,22 +90,26 @@ def test_vllm_runs_the_runner_of_the_engine_kind() -> None:
 
 
 def test_vllm_reserves_a_lora_slot_per_adapter_unless_spec_args_set_it() -> None:
-    adapters = [{"name": n, "source": f"hf://org/{n}"} for n in ("a", "b", "c")]
-    assert flag(vllm_container(engine(backend="vllm", adapters=adapters))["command"], "--max-loras") == "3"
+    adapters = [{"name": n, "source": f"hf://org/{n}"} for n in "abcdef"]
+    assert flag(vllm_container(engine(backend="vllm", adapters=adapters))["command"], "--max-loras") == "6"
     one = vllm_container(engine(backend="vllm", adapters=adapters[:1]))["command"]
+    three = vllm_container(engine(backend="vllm", adapters=adapters[:3]))["command"]
     assert "--enable-lora" in one
-    assert "--max-loras" not in one  # vLLM's default is 1
+    # Up to LORA_SLOTS adapters share one command line: adding them by hand rolls no pods.
+    assert flag(one, "--max-loras") == flag(three, "--max-loras") == str(LORA_SLOTS)
+    assert one == three
     pinned = vllm_container(engine(backend="vllm", adapters=adapters, args=["--max_loras=8"]))["command"]
     assert "--max-loras" not in pinned
     assert pinned[-1] == "--max_loras=8"
 
 
 def test_vllm_lora_rank_room_follows_the_finetune_ranks() -> None:
-    assert vllm_lora_flags({"a"}, [16]) == ["--enable-lora"]
-    assert vllm_lora_flags({"a"}, [17]) == ["--enable-lora", "--max-lora-rank", "32"]
-    assert vllm_lora_flags({"a", "b"}, [8, 300]) == ["--enable-lora", "--max-loras", "2", "--max-lora-rank", "320"]
-    assert vllm_lora_flags({"a"}, [1024]) == ["--enable-lora", "--max-lora-rank", "512"]  # vLLM's largest
-    assert vllm_lora_flags({"a"}, [64], ["--max-lora-rank", "128"]) == ["--enable-lora"]
+    slots = ["--enable-lora", "--max-loras", str(LORA_SLOTS)]
+    assert vllm_lora_flags({"a"}, [16]) == slots
+    assert vllm_lora_flags({"a"}, [17]) == [*slots, "--max-lora-rank", "32"]
+    assert vllm_lora_flags({"a", "b"}, [8, 300]) == [*slots, "--max-lora-rank", "320"]
+    assert vllm_lora_flags({"a"}, [1024]) == [*slots, "--max-lora-rank", "512"]  # vLLM's largest
+    assert vllm_lora_flags({"a"}, [64], ["--max-lora-rank", "128", "--max-loras", "2"]) == ["--enable-lora"]
 
 
 def test_vllm_gets_the_runtime_adapter_api_when_a_finetunejob_will_hand_one_over() -> None:
