@@ -23,7 +23,7 @@ env: ## Create the Python environment (once per machine; PyTorch is large) and i
 	@$(call timed,venv=$$(.ci/python-env.sh) && ln -sfn "$$venv" $(VENV),env)
 
 .PHONY: binaries
-binaries: ## Build kube-apiserver, etcd, kube-controller-manager, kubectl, helm from Go modules (cached)
+binaries: ## Build kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, helm from Go modules (cached)
 	@$(call timed,e2e/envtest/build-binaries.sh >/dev/null,binaries)
 
 .PHONY: crds
