@@ -16,7 +16,7 @@ from sage_testing.kubectl import Kubectl
 from sage_testing.podnet import PodNetwork, PodNetworkError
 from sage_testing.prereq import missing
 
-pytest_plugins = ["sage_testing.engine_fixtures"]
+pytest_plugins = ["sage_testing.engine_fixtures", "sage_testing.node_fixtures"]
 
 _namespace_counter = itertools.count(1)
 
