@@ -374,6 +374,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         """Pull `reference` (docker.io/...) through the local registry mirror into k8s.io."""
         self.ctr("images", "pull", "--hosts-dir", str(self.workdir / "certs.d"), reference)
 
+    def prune_images(self) -> None:
+        """Drop image references no tag leads to any more: CRI keeps a `sha256:<image id>` name
+        for every version it saw, so a re-pointed tag would leave the old layers on disk forever.
+        Images a container uses are kept."""
+        references = [line.split() for line in self.ctr("images", "ls").splitlines()[1:] if line.strip()]
+        wanted: set[str] = set()
+        for name, _, digest, *_ in references:
+            if not name.startswith("sha256:"):
+                with contextlib.suppress(Exception):
+                    wanted.add(json.loads(self.ctr("content", "get", digest))["config"]["digest"])
+        in_use = {line.split()[1] for line in self.ctr("containers", "ls").splitlines()[1:] if len(line.split()) > 1}
+        for name, *_ in references:
+            if name.startswith("sha256:") and name not in wanted and name not in in_use:
+                self.ctr("images", "rm", name, check=False)
+
     # --- stop ------------------------------------------------------------------------------------
 
     def _sandbox_netns(self) -> set[str]:

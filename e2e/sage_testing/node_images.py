@@ -1,10 +1,11 @@
 """The repo's images, built here, into the node's containerd (e2e/node/FINDINGS.md, "Into the node").
 
 The hand-over is a registry process on 127.0.0.1 (Debian's `docker-registry`) whose storage lives
-in the user cache: `buildah push` sends only the blobs the registry lacks (uncompressed: nothing to
-gain from gzip on loopback), and containerd pulls `docker.io/sage/<name>:<tag>` through its
-registry mirror configuration (a `hosts.toml` naming the local registry), fetching only the layers
-it lacks. A code change therefore moves one small layer, never PyTorch again.
+in the user cache: `buildah push` sends only the blobs the registry lacks (gzip'd: buildah 1.28
+ignores --disable-compression for registry destinations, its issue #3904), and containerd pulls
+`docker.io/sage/<name>:<tag>` through its registry mirror configuration (a `hosts.toml` naming the
+local registry), fetching only the layers it lacks. A code change therefore moves one small
+layer, never PyTorch again.
 
 Nothing is skipped on trust: the build is content-cached by buildah's layers, the push by the
 registry's blobs, the pull by containerd's content store, and each step compares digests.
@@ -134,7 +135,7 @@ class LocalRegistry:
         digest_file = self.workdir / "digest"
         started = time.monotonic()
         _run([
-            "buildah", "push", "--quiet", "--tls-verify=false", "--disable-compression",
+            "buildah", "push", "--quiet", "--tls-verify=false",
             "--digestfile", str(digest_file), local, f"docker://{self.address}/{repository}:{tag}",
         ])  # fmt: skip
         digest = digest_file.read_text().strip()
@@ -177,6 +178,8 @@ class Puller(Protocol):
 
     def pull(self, reference: str) -> None: ...
 
+    def prune_images(self) -> None: ...
+
 
 @dataclass
 class NodeImages:
@@ -218,6 +221,7 @@ class NodeImages:
             if held != digest:
                 msg = f"containerd holds {reference} at {held}, the registry at {digest}"
                 raise ImageError(msg)
+            self.node.prune_images()  # the version this tag pointed at before
         return reference
 
     def ensure(self, *names: str) -> list[str]:
