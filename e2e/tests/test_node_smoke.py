@@ -1,11 +1,13 @@
 """The node tier's first real pods: the gateway image built here runs under the restricted pod
 security profile on a real kubelet, answers its readiness probe, logs through `kubectl logs`, and
 is reached at its pod IP; `helm install sage charts/sage` with the operator and gateway images
-built here brings both Deployments to Ready pods (they talk to the API server in-cluster)."""
+built here brings both Deployments to Ready pods (they talk to the API server in-cluster).
+`kubectl logs`, `exec` and `port-forward` reach the pod through the API server and the kubelet."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from typing import Any
 
@@ -13,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from sage_testing.envtest import REPO_ROOT
+from sage_testing.envtest import REPO_ROOT, free_port
 from sage_testing.helm import CHART, Helm
 from sage_testing.kubectl import Kubectl
 from sage_testing.node import Node
@@ -54,6 +56,25 @@ def gateway_pod(image: str) -> dict[str, Any]:
     }
 
 
+def port_forward_get(kubectl: Kubectl, namespace: str, target: str, port: int, path: str) -> httpx.Response:
+    """GET `path` through `kubectl port-forward` to `target`'s `port`."""
+    local = free_port()
+    argv = [str(kubectl.binary), f"--kubeconfig={kubectl.kubeconfig}", "port-forward", "-n", namespace, target]
+    forward = subprocess.Popen([*argv, f"{local}:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return httpx.get(f"http://127.0.0.1:{local}{path}", timeout=5)
+            except httpx.TransportError:
+                if time.monotonic() > deadline or forward.poll() is not None:
+                    raise
+                time.sleep(0.3)
+    finally:
+        forward.terminate()
+        forward.communicate(timeout=10)
+
+
 def wait_ready(kubectl: Kubectl, namespace: str, what: str, timeout: int = 180) -> None:
     result = kubectl.run("wait", "-n", namespace, "--for=condition=Ready", f"--timeout={timeout}s", what, check=False)
     if result.returncode != 0:
@@ -79,6 +100,16 @@ def test_the_gateway_image_runs_restricted_on_the_node(
 
     logs = node_kubectl("logs", "-n", node_namespace, "gateway")
     assert "Uvicorn running" in logs or "Application startup complete" in logs, logs
+
+    # `kubectl exec` (API server -> kubelet -> CRI): the restricted profile holds inside.
+    identity = node_kubectl(
+        "exec", "-n", node_namespace, "gateway", "--", "python", "-c",
+        "import os; print(os.getuid(), open('/proc/self/status').read().split('CapEff:')[1].split()[0])",
+    )  # fmt: skip
+    assert identity.split() == ["10001", "0000000000000000"]
+
+    # `kubectl port-forward` reaches the container's port from this host's loopback.
+    assert port_forward_get(node_kubectl, node_namespace, "pod/gateway", 8080, "/readyz").status_code == 200
 
     response = httpx.get(f"http://{pod['status']['podIP']}:8080/v1/models", timeout=10)
     assert response.status_code == 200, response.text
