@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,7 +159,9 @@ class LocalRegistry:
                 self._process.wait()
         if self._log is not None:
             self._log.close()
+            self._log = None
         self._process = None
+        shutil.rmtree(self.workdir, ignore_errors=True)  # config and log; the storage stays
 
     def __enter__(self) -> LocalRegistry:
         try:
