@@ -87,8 +87,17 @@ e2e-kind: ## kind cluster e2e: build + load images, helm install, call the gatew
 	@$(call timed,e2e/kind/run.sh,e2e-kind)
 
 .PHONY: images
-images: ## Build every image under images/ as sage/<name>:<version> (needs Docker; else says so)
+images: ## Build every image under images/ as sage/<name>:<version> (Docker; else buildah on a local base; else says so)
 	@$(call timed,images/build.sh,images)
+
+.PHONY: node-prereqs
+node-prereqs: ## Install the node tier's Debian packages (containerd, runc, CNI plugins, buildah, debootstrap, iptables, registry)
+	@e2e/node/install-prerequisites.sh
+
+.PHONY: node-test
+node-test: env-ready ## Only the node tier: a real kubelet + containerd running the images built here (root; e2e/node/README.md)
+	@$(MAKE) --no-print-directory binaries
+	@$(call timed,$(PY) -m pytest -ra -m node $(PYTEST_ARGS),node-test)
 
 .PHONY: bench-operator
 bench-operator: env-ready ## Create 200 LLMEngines at once on a real API server; write docs/perf/operator.md
