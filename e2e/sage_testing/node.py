@@ -117,7 +117,8 @@ class Node:
         self.state = Path(f"/run/sage-node-{tag}")
         self.socket = self.state / "containerd.sock"
         self.kubelet_root = self.workdir / "kubelet"
-        self.root = self._containerd_root()
+        self.root = self.workdir / "containerd-root"  # start() takes the shared one when free
+        self.kubelet_port, self.kubelet_healthz_port = free_port(), free_port()
         self.kubectl = Kubectl(self.binaries / "kubectl", self.plane.kubeconfig)
         self._netns: set[str] = set()
 
@@ -306,7 +307,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         self.started_at = time.monotonic()
         self.state.mkdir(parents=True, exist_ok=True)
         self.kubelet_root.mkdir(parents=True, exist_ok=True)
-        self.kubelet_port, self.kubelet_healthz_port = free_port(), free_port()
+        self.root = self._containerd_root()
         if not self.sandbox_image:
             from sage_testing.node_images import base_image  # noqa: PLC0415 - builds only when asked
 
