@@ -23,7 +23,7 @@ env: ## Create the Python environment (once per machine; PyTorch is large) and i
 	@$(call timed,venv=$$(.ci/python-env.sh) && ln -sfn "$$venv" $(VENV),env)
 
 .PHONY: binaries
-binaries: ## Build kube-apiserver, etcd, kube-controller-manager, kubectl, helm from Go modules (cached)
+binaries: ## Build kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, helm from Go modules (cached)
 	@$(call timed,e2e/envtest/build-binaries.sh >/dev/null,binaries)
 
 .PHONY: crds
@@ -48,8 +48,9 @@ fmt: env-ready ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: ## Everything CI runs: environment, binaries, lint, then unit + integration + e2e tests
+test: ## Everything CI runs: environment, node packages, binaries, lint, then every test tier (node included)
 	@$(MAKE) --no-print-directory env
+	@$(call timed,e2e/node/install-prerequisites.sh,node-prereqs)
 	@$(MAKE) --no-print-directory binaries
 	@$(MAKE) --no-print-directory lint
 	@$(call timed,$(PY) -m pytest -ra --durations=15 $(PYTEST_ARGS),tests)
@@ -87,8 +88,17 @@ e2e-kind: ## kind cluster e2e: build + load images, helm install, call the gatew
 	@$(call timed,e2e/kind/run.sh,e2e-kind)
 
 .PHONY: images
-images: ## Build every image under images/ as sage/<name>:<version> (needs Docker; else says so)
+images: ## Build every image under images/ as sage/<name>:<version> (Docker; else buildah on a local base; else says so)
 	@$(call timed,images/build.sh,images)
+
+.PHONY: node-prereqs
+node-prereqs: ## Install the node tier's Debian packages (containerd, runc, CNI plugins, buildah, debootstrap, iptables, registry)
+	@e2e/node/install-prerequisites.sh
+
+.PHONY: node-test
+node-test: env-ready ## Only the node tier: a real kubelet + containerd running the images built here (root; e2e/node/README.md)
+	@$(MAKE) --no-print-directory binaries
+	@$(call timed,$(PY) -m pytest -ra -m node $(PYTEST_ARGS),node-test)
 
 .PHONY: bench-operator
 bench-operator: env-ready ## Create 200 LLMEngines at once on a real API server; write docs/perf/operator.md

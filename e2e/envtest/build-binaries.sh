@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the integration tier runs (kube-apiserver,
-# kube-controller-manager, etcd), and the clients tests type (kubectl, helm), from Go modules, into a cache folder
-# keyed by version, so that only the first run on a machine pays.
+# kube-controller-manager, etcd), the node tier's (kubelet, kube-scheduler, kube-proxy), and the
+# clients tests type (kubectl, helm), from Go modules, into a cache folder keyed by version, so that
+# only the first run on a machine pays.
 #
 # Why wrapper modules: `go install k8s.io/kubernetes/cmd/...@vX` is refused
 # because k8s.io/kubernetes requires its staging modules at v0.0.0 through
@@ -28,7 +29,9 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" &&
   exit 0
 fi
 
-wanted=(kube-apiserver kube-controller-manager kubectl etcd helm)
+# Built from k8s.io/kubernetes by one wrapper module (one module graph, one shared build cache).
+kube_wanted=(kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy)
+wanted=("${kube_wanted[@]}" etcd helm)
 missing=()
 for b in "${wanted[@]}"; do [[ -x "$dest/$b" ]] || missing+=("$b"); done
 if [[ ${#missing[@]} -eq 0 ]]; then
@@ -75,13 +78,16 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   log "kube: go mod tidy (first run downloads the module graph)"
   (cd "$mod" && go mod tidy >&2)
   local ldflags="-s -w -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor%%.*} -X k8s.io/component-base/version.gitVersion=v${KUBE_VERSION} -X k8s.io/component-base/version.gitTreeState=clean"
-  for b in kube-apiserver kube-controller-manager kubectl; do
+  for b in "${kube_wanted[@]}"; do
     [[ -x "$dest/$b" ]] && continue
     log "kube: building $b"
     (cd "$mod" && go build -trimpath -ldflags "$ldflags" -o "$dest/$b.tmp" "k8s.io/kubernetes/cmd/$b" && mv "$dest/$b.tmp" "$dest/$b")
@@ -120,7 +126,9 @@ build_helm() {
 
 start=$SECONDS
 [[ -x "$dest/etcd" ]] || build_etcd
-[[ -x "$dest/kube-apiserver" && -x "$dest/kube-controller-manager" && -x "$dest/kubectl" ]] || build_kube
+for b in "${kube_wanted[@]}"; do
+  if [[ ! -x "$dest/$b" ]]; then build_kube; break; fi
+done
 [[ -x "$dest/helm" ]] || build_helm
 log "binaries ready in $dest ($((SECONDS - start))s)"
 echo "$dest"

@@ -4,6 +4,11 @@ The way controller-runtime's envtest does it: binaries from `KUBEBUILDER_ASSETS`
 Go modules by `e2e/envtest/build-binaries.sh` into the user cache; free loopback ports; a throwaway
 CA; an admin client certificate (CN=default, O=system:masters) written into a kubeconfig. No
 kubelet and no scheduler: pods never run, which is what engine processes on loopback stand in for.
+
+`for_nodes=True` (with an `advertise_address` pods can reach) prepares it for a real kubelet
+(sage_harness.node): the Node authorizer and NodeRestriction, the ServiceAccount admission plugin
+(pods get their API token), a client certificate the API server shows kubelets (`kubectl logs`,
+`exec`, `port-forward`), and the node-lifecycle and root-CA-publisher controllers.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ BUILD_SCRIPT = REPO_ROOT / "e2e" / "envtest" / "build-binaries.sh"
 
 
 # Controllers worth having without nodes: garbage collection (owner references), Deployments ->
-# ReplicaSets -> Pods, Jobs, namespace deletion, EndpointSlices, and service-account tokens.
+# ReplicaSets -> Pods, Jobs, namespace deletion, EndpointSlices, service-account tokens, quotas.
 CONTROLLERS = (
     "garbagecollector",
     "deployment",
@@ -37,6 +42,17 @@ CONTROLLERS = (
     "endpointslice",
     "serviceaccount",
     "serviceaccount-token",
+    "resourcequota",
+)
+
+
+# Added for a real node: the not-ready taint removed once the kubelet reports Ready, the
+# kube-root-ca.crt ConfigMap every pod's service-account volume mounts, and pods of gone nodes
+# cleaned up.
+NODE_CONTROLLERS = (
+    "node-lifecycle-controller",
+    "root-ca-certificate-publisher-controller",
+    "pod-garbage-collector-controller",
 )
 
 
@@ -63,25 +79,29 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_certificates(folder: Path) -> None:
-    """A CA, a serving certificate for 127.0.0.1/localhost, an admin client certificate and a
-    service-account signing key, all throwaway."""
+def issue_certificate(folder: Path, name: str, subject: str, ext: str = "client.ext") -> tuple[Path, Path]:
+    """`name`.crt/.key signed by the throwaway CA in `folder` (client use unless `ext` says otherwise)."""
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=folder)  # fmt: skip
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.crt", cwd=folder)  # fmt: skip
+    return folder / f"{name}.crt", folder / f"{name}.key"
+
+
+def make_certificates(folder: Path, extra_addresses: tuple[str, ...] = ()) -> None:
+    """A CA, a serving certificate for 127.0.0.1/localhost (and `extra_addresses`), an admin client
+    certificate and a service-account signing key, all throwaway."""
     folder.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sage-test-ca",
              "-keyout", "ca.key", "-out", "ca.crt", cwd=folder)  # fmt: skip
+    extra = "".join(f",IP:{address}" for address in extra_addresses)
     (folder / "serving.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes.default.svc\n"
+        f"subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes.default.svc{extra}\n"
         "extendedKeyUsage=serverAuth\n"
     )
     (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subject, ext in (
-        ("serving", "/CN=127.0.0.1", "serving.ext"),
-        ("admin", "/O=system:masters/CN=default", "client.ext"),
-    ):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
-                 "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=folder)  # fmt: skip
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", f"{name}.crt", cwd=folder)  # fmt: skip
+    issue_certificate(folder, "serving", "/CN=127.0.0.1", "serving.ext")
+    issue_certificate(folder, "admin", "/O=system:masters/CN=default")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=folder)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=folder)
 
@@ -90,7 +110,8 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def write_kubeconfig(path: Path, server: str, certs: Path) -> None:
+def write_kubeconfig(path: Path, server: str, certs: Path, user: str = "admin") -> None:
+    """A kubeconfig for `server` with the client certificate `certs`/`user`.crt (and .key)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -101,8 +122,8 @@ def write_kubeconfig(path: Path, server: str, certs: Path) -> None:
             {
                 "name": "admin",
                 "user": {
-                    "client-certificate-data": _b64(certs / "admin.crt"),
-                    "client-key-data": _b64(certs / "admin.key"),
+                    "client-certificate-data": _b64(certs / f"{user}.crt"),
+                    "client-key-data": _b64(certs / f"{user}.key"),
                 },
             }
         ],
@@ -118,8 +139,14 @@ class ControlPlane:
 
     binaries: Path
     with_controller_manager: bool = True
+    # A real kubelet will join (see the module docstring); existing behaviour when False.
+    for_nodes: bool = False
+    # An address pods can reach the API server at (the `kubernetes` Service's endpoint): the API
+    # server then listens on every address and advertises this one. None: 127.0.0.1 only.
+    advertise_address: str | None = None
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sage-envtest-")))
     server: str = ""
+    api_port: int = 0
     kubeconfig: Path = field(init=False)
     _processes: list[ManagedProcess] = field(default_factory=list)
 
@@ -139,7 +166,8 @@ class ControlPlane:
         return next((p.log_tail(lines) for p in self._processes if p.name == name), "")
 
     def start(self) -> ControlPlane:
-        make_certificates(self.certs)
+        extra_addresses = (self.advertise_address,) if self.advertise_address else ()
+        make_certificates(self.certs, extra_addresses)
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         self._spawn("etcd", [
@@ -152,13 +180,15 @@ class ControlPlane:
         ])  # fmt: skip
         certs = self.certs
         self.server = f"https://127.0.0.1:{api_port}"
+        self.api_port = api_port
         self._spawn("kube-apiserver", [
             str(self.binaries / "kube-apiserver"),
-            f"--etcd-servers={etcd_url}", "--bind-address=127.0.0.1", f"--secure-port={api_port}",
+            f"--etcd-servers={etcd_url}", f"--secure-port={api_port}",
+            *self._address_flags(),
             f"--tls-cert-file={certs / 'serving.crt'}", f"--tls-private-key-file={certs / 'serving.key'}",
             f"--client-ca-file={certs / 'ca.crt'}",
             "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-            "--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount",
+            *self._node_flags(),
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={certs / 'sa.pub'}",
             f"--service-account-signing-key-file={certs / 'sa.key'}",
@@ -174,10 +204,42 @@ class ControlPlane:
                 f"--service-account-private-key-file={certs / 'sa.key'}",
                 f"--root-ca-file={certs / 'ca.crt'}", "--leader-elect=false",
                 f"--secure-port={free_port()}", "--bind-address=127.0.0.1",
-                f"--controllers={','.join(CONTROLLERS)}",
+                f"--controllers={','.join(self.controllers)}",
                 "--concurrent-gc-syncs=5",
             ])  # fmt: skip
         return self
+
+    @property
+    def controllers(self) -> tuple[str, ...]:
+        return (*CONTROLLERS, *NODE_CONTROLLERS) if self.for_nodes else CONTROLLERS
+
+    def _address_flags(self) -> list[str]:
+        if self.advertise_address is None:
+            return ["--bind-address=127.0.0.1"]
+        return ["--bind-address=0.0.0.0", f"--advertise-address={self.advertise_address}"]
+
+    def _node_flags(self) -> list[str]:
+        if not self.for_nodes:
+            return ["--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount"]
+        # What the API server shows kubelets when it proxies logs/exec/port-forward to them.
+        crt, key = issue_certificate(
+            self.certs, "apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client"
+        )
+        return [
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={crt}",
+            f"--kubelet-client-key={key}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+        ]
+
+    def client_kubeconfig(self, name: str, subject: str, server: str | None = None) -> Path:
+        """A kubeconfig of its own for a component (e.g. a kubelet: O=system:nodes,
+        CN=system:node:<name>), its certificate signed by this control plane's CA."""
+        issue_certificate(self.certs, name, subject)
+        path = self.workdir / f"{name}.kubeconfig"
+        write_kubeconfig(path, server or self.server, self.certs, user=name)
+        return path
 
     def ssl_context(self) -> ssl.SSLContext:
         """Trusts the test CA and presents the admin client certificate."""

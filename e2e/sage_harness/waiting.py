@@ -14,9 +14,16 @@ class WaitTimeout(AssertionError):
     """The condition did not hold in time; the message says what was awaited and what was last seen."""
 
 
-def wait_until(check: Callable[[], T | None], what: str, timeout: float = 60, interval: float = 0.05) -> T:
+def wait_until(
+    check: Callable[[], T | None],
+    what: str,
+    timeout: float = 60,
+    interval: float = 0.05,
+    fatal: tuple[type[BaseException], ...] = (),
+) -> T:
     """Polls `check` until it returns something truthy (which is returned). Exceptions count as
-    'not yet'; the last result or exception is reported on timeout."""
+    'not yet', but for those of the `fatal` types, which end the wait at once; the last result or
+    exception is reported on timeout."""
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
@@ -25,6 +32,8 @@ def wait_until(check: Callable[[], T | None], what: str, timeout: float = 60, in
             if result:
                 return result
             last = result
+        except fatal:
+            raise
         except Exception as error:
             last = error
         if time.monotonic() > deadline:

@@ -19,7 +19,7 @@ from sage_harness.podnet import PodNetwork, PodNetworkError
 from sage_harness.repo import REPO_ROOT
 from sage_testing.prereq import missing
 
-pytest_plugins = ["sage_testing.engine_fixtures"]
+pytest_plugins = ["sage_testing.engine_fixtures", "sage_testing.node_fixtures"]
 
 _namespace_counter = itertools.count(1)
 

@@ -10,7 +10,7 @@ import pytest
 
 from sage_api import names
 from sage_api.ports import PORTS
-from sage_harness.dockerfile import Stage, instructions, names_registry_host, pinned, stages
+from sage_harness.dockerfile import Instruction, Stage, instructions, names_registry_host, pinned, stages
 from sage_harness.repo import REPO_ROOT
 
 IMAGES = REPO_ROOT / "images"
@@ -137,3 +137,67 @@ def test_registry_hosts_are_recognised() -> None:
     assert names_registry_host("localhost:5000/x:1")
     assert not names_registry_host("vllm/vllm-openai:v0.11.0")
     assert not names_registry_host("python:3.11.13-slim")
+
+
+# --- layer order: a code change must never reinstall the dependencies ----------------------------
+
+# Images built on the Python base (the build argument `images/build.sh` sets for buildah).
+PYTHON_IMAGES = sorted(p for p in DOCKERFILES if p.parent.name != "vllm")
+DEPENDENCY_INPUTS = {"pyproject.toml", ".ci/requirements.lock"}
+
+
+def _copies_the_wheel(instruction: Instruction) -> bool:
+    return instruction.keyword == "COPY" and "--from=wheel" in instruction.arguments.split()
+
+
+@pytest.mark.parametrize("path", PYTHON_IMAGES, ids=[p.parent.name for p in PYTHON_IMAGES])
+def test_the_base_is_the_python_image_build_argument(path: Path) -> None:
+    text = path.read_text()
+    assert "ARG PYTHON_IMAGE=" in text
+    assert all(line.strip() == "FROM ${PYTHON_IMAGE}" or line.strip().startswith("FROM ${PYTHON_IMAGE} AS ")
+               for line in text.splitlines() if line.startswith("FROM "))  # fmt: skip
+
+
+@pytest.mark.parametrize("path", PYTHON_IMAGES, ids=[p.parent.name for p in PYTHON_IMAGES])
+def test_dependencies_are_installed_from_the_lock_before_the_code(path: Path) -> None:
+    """Every layer before the project's wheel depends on pyproject.toml and the lock file only; the
+    wheel goes in last, with --no-deps (so PyTorch is not reinstalled when the code changes)."""
+    runtime = final_stage(path)
+    wheel_copies = [i for i in runtime.instructions if _copies_the_wheel(i)]
+    assert len(wheel_copies) == 1, "the wheel is copied from the wheel stage once"
+    (wheel_copy,) = wheel_copies
+    runs = runtime.all("RUN")
+    assert runs[-1].line > wheel_copy.line, "the project's wheel is the last thing installed"
+    assert "--no-deps" in runs[-1].arguments
+    assert "/tmp/wheels/sage-" in runs[-1].arguments
+    before = [i for i in runtime.instructions if i.line < wheel_copy.line]
+    copied = {
+        source
+        for i in before
+        if i.keyword in {"COPY", "ADD"}
+        for source in i.arguments.split()[:-1]
+        if not source.startswith("--")
+    }
+    assert copied <= DEPENDENCY_INPUTS, f"layers under the dependencies copy {copied - DEPENDENCY_INPUTS}"
+    installs = [i for i in before if i.keyword == "RUN" and "pip install" in i.arguments]
+    assert installs, "the dependencies are installed in a layer of their own"
+    assert all("/tmp/deps/requirements.lock" in i.arguments for i in installs), "versions come from the lock file"
+
+
+@pytest.mark.parametrize("path", PYTHON_IMAGES, ids=[p.parent.name for p in PYTHON_IMAGES])
+def test_no_run_bind_mounts_build_inputs(path: Path) -> None:
+    """buildah's layer cache does not key a RUN by the content it bind-mounts (BuildKit's does): a
+    mounted wheel or lock file would leave the old one in the image. Inputs come in by COPY."""
+    mounts = [
+        i.line for stage in stages(path.read_text()) for i in stage.all("RUN") if "--mount=type=bind" in i.arguments
+    ]
+    assert mounts == [], f"RUN --mount=type=bind at line(s) {mounts}"
+
+
+def test_engine_and_finetune_share_their_layers_up_to_pytorch() -> None:
+    """The same instructions on the same base: a layer cache builds and stores PyTorch once."""
+    engine, finetune = (final_stage(IMAGES / name / "Dockerfile").instructions for name in ("engine", "finetune"))
+    torch_at = next(n for n, i in enumerate(engine) if i.keyword == "RUN" and "torch==" in i.arguments)
+    assert [(i.keyword, i.arguments) for i in engine[: torch_at + 1]] == [
+        (i.keyword, i.arguments) for i in finetune[: torch_at + 1]
+    ]

@@ -113,6 +113,16 @@ def pod_is_scheduled(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "PodScheduled" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
+def replica_failure(deployment: dict[str, Any]) -> Failure | None:
+    """Why the Deployment's pods cannot even be created (a quota, an admission policy such as Pod
+    Security), from its ReplicaFailure condition."""
+    for condition in (deployment.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            detail = (condition.get("message") or "").strip() or "the ReplicaSet cannot create them"
+            return Failure(str(condition.get("reason") or "FailedCreate"), _clip(f"pods cannot be created: {detail}"))
+    return None
+
+
 def _live(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [pod for pod in pods if not (pod.get("metadata") or {}).get("deletionTimestamp")]
 
@@ -135,7 +145,9 @@ def phase_of(observed: Observed) -> tuple[EnginePhase, str, str]:
     if desired == 0:
         return EnginePhase.PAUSED, "ScaledToZero", "scaled to zero replicas"
     pods = sorted(_live(observed.pods), key=lambda pod: pod["metadata"].get("name", ""))
-    failure = next((f for pod in pods if not pod_is_ready(pod) and (f := pod_failure(pod))), None)
+    failure = replica_failure(observed.deployment) or next(
+        (f for pod in pods if not pod_is_ready(pod) and (f := pod_failure(pod))), None
+    )
     if ready >= desired:
         return EnginePhase.READY, "AllReplicasReady", f"{ready}/{desired} replicas ready"
     if ready > 0:

@@ -378,3 +378,28 @@ def test_some_replicas_ready_is_degraded_with_the_reason(
     assert "ImagePullBackOff" in status["message"]
     set_pod_status(kubectl, namespace, second, ready=True)
     assert wait_phase(kubectl, namespace, "pair", "Ready")["ready"] == "2/2"
+
+
+def test_pods_refused_by_a_quota_fail_the_engine_saying_why(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    """The ReplicaSet controller cannot create the pods (here a quota of zero pods; Pod Security
+    and other admission refusals look the same): the status says so instead of 'waiting'."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-pods"},
+        "spec": {"hard": {"pods": "0"}},
+    }
+    kubectl.apply(json.dumps(quota), namespace)
+    wait_until(  # the quota controller has counted what is there: the quota is enforced
+        lambda: kubectl.json("get", "resourcequota", "no-pods", "-n", namespace).get("status", {}).get("hard"),
+        "the quota to be in force",
+    )
+    apply_engine(kubectl, namespace, "refused")
+    status = wait_phase(kubectl, namespace, "refused", "Failed")
+    assert status["conditions"][0]["reason"] == "FailedCreate"
+    assert "exceeded quota" in status["message"]
+    kubectl("delete", "resourcequota", "no-pods", "-n", namespace)
+    wait_until(lambda: engine_pods(kubectl, namespace, "refused"), "the pod once the quota is gone", 60)
+    wait_phase(kubectl, namespace, "refused", "Deploying", timeout=90)

@@ -174,3 +174,13 @@ def test_a_refused_child_is_reported() -> None:
     assert (invalid["phase"], invalid["conditions"][0]["reason"]) == ("Failed", REFUSED_INVALID)
     quota = compute_status(observe(refused=Failure("ChildRefused", "exceeded quota")), None, T0)
     assert (quota["phase"], quota["message"]) == ("Pending", "exceeded quota")
+
+
+def test_pods_that_cannot_be_created_fail_the_engine_naming_why() -> None:
+    refused = deployment()
+    refused["status"]["conditions"] = [
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": 'pods "e-1" is forbidden: x'}
+    ]
+    status = compute_status(observe(deployment=refused), None, T0)
+    assert (status["phase"], status["conditions"][0]["reason"]) == ("Failed", "FailedCreate")
+    assert status["message"] == 'pods cannot be created: pods "e-1" is forbidden: x'
