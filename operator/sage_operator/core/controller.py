@@ -15,6 +15,7 @@ from sage_operator.core.workqueue import WorkQueue
 
 Key = tuple[str, str]
 """(namespace, name)"""
+RESYNC_RETRY_SECONDS = 1.0
 log = logging.getLogger(__name__)
 
 
@@ -79,11 +80,20 @@ class ControllerLoop:
 
     async def _resync_forever(self) -> None:
         """Queues every key now (an operator that starts also catches up on what happened while it
-        was down), then every `resync_seconds`; a failed listing waits for the next period."""
+        was down), then every `resync_seconds`. A failed listing is tried again soon, backing off
+        up to the period: an API server that is still starting answers 429 for a few seconds."""
+        retry = RESYNC_RETRY_SECONDS
         while True:
             try:
                 for key in await self._all_keys():
                     self.queue.add(key)
+            except ApiError as error:
+                log.warning("%s: resync listing failed (%s); retrying in %.0fs", self.name, error, retry)
             except Exception:
-                log.exception("%s: resync listing failed; trying again next period", self.name)
-            await asyncio.sleep(self._resync_seconds)
+                log.exception("%s: resync listing failed; retrying in %.0fs", self.name, retry)
+            else:
+                retry = RESYNC_RETRY_SECONDS
+                await asyncio.sleep(self._resync_seconds)
+                continue
+            await asyncio.sleep(min(retry, self._resync_seconds))
+            retry = min(retry * 2, self._resync_seconds)

@@ -31,7 +31,8 @@ RUNTIME_FIELDS = ("adapters",)
 # Model loading can take long (vLLM compiles graphs, downloads weights): the startup probe allows it.
 STARTUP_BUDGET_SECONDS = {Backend.VLLM: 1800}
 DEFAULT_STARTUP_BUDGET_SECONDS = 600
-PROBE_PERIOD_SECONDS = 10
+# Probed often while loading, so an engine is Ready soon after its model is (the budget stays).
+PROBE_PERIOD_SECONDS = 2
 # vLLM's model runner per engine kind (`--runner`; its `auto` guesses from the architecture).
 VLLM_RUNNERS = {EngineKind.LLM: "generate", EngineKind.EMBEDDING: "pooling"}
 # The LoRA ranks vLLM can reserve room for (`--max-lora-rank`), and its default.
