@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from sage_harness.lifecycle import Started
 from sage_harness.net import free_port
 from sage_harness.process import ManagedProcess, ProcessError
 from sage_harness.repo import REPO_ROOT
@@ -134,7 +135,7 @@ def write_kubeconfig(path: Path, server: str, certs: Path, user: str = "admin") 
 
 
 @dataclass
-class ControlPlane:
+class ControlPlane(Started):
     """A running etcd + kube-apiserver (+ kube-controller-manager). Use as a context manager."""
 
     binaries: Path
@@ -263,13 +264,3 @@ class ControlPlane:
         self._processes.clear()
         if not os.environ.get("SAGE_KEEP_ENVTEST"):
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> ControlPlane:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

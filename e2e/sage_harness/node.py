@@ -31,6 +31,7 @@ from typing import IO
 
 from sage_harness.controlplane import ControlPlane
 from sage_harness.kubectl import Kubectl
+from sage_harness.lifecycle import Started
 from sage_harness.net import free_port
 from sage_harness.node_files import NodeFiles
 from sage_harness.node_host import (
@@ -53,7 +54,7 @@ __all__ = ["BENCHMARK_RANGE", "CNI_BIN_DIR", "Node", "NodeError", "check_prerequ
 
 
 @dataclass
-class Node(NodeFiles):
+class Node(NodeFiles, Started):
     """One node named `name`, registered with `plane`, pulling through `registry`."""
 
     plane: ControlPlane
@@ -288,13 +289,3 @@ class Node(NodeFiles):
         for process in self._processes:
             if process.name == name:
                 process.stop(grace=20)
-
-    def __enter__(self) -> Node:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import httpx
 
+from sage_harness.lifecycle import Started
 from sage_harness.net import free_port
 from sage_harness.process import ManagedProcess, ProcessError
 from sage_harness.repo import REPO_ROOT
@@ -74,7 +75,7 @@ def buildah_image_id(name: str) -> str:
 
 
 @dataclass
-class LocalRegistry:
+class LocalRegistry(Started):
     """`docker-registry serve` on 127.0.0.1:<free port>, storage kept in the user cache so that
     blobs pushed by one run are there for the next. Use as a context manager."""
 
@@ -142,16 +143,6 @@ class LocalRegistry:
             self._process.stop()
         self._process = None
         shutil.rmtree(self.workdir, ignore_errors=True)  # config and log; the storage stays
-
-    def __enter__(self) -> LocalRegistry:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class Puller(Protocol):

@@ -12,7 +12,12 @@ from sage_api import names
 from sage_api.engine import Backend, EngineKind, LLMEngine, LLMEngineSpec
 from sage_api.ports import SagePorts
 from sage_operator.core.kinds import ENGINE_OWNER
-from sage_operator.core.metadata import child_labels, child_metadata
+from sage_operator.core.metadata import (
+    child_labels,
+    child_metadata,
+    restricted_container_security,
+    restricted_pod_security,
+)
 from sage_operator.engine.spec import gpus, model_names, resolve_backend
 from sage_operator.finetune.serving import FinetuneAdapters
 from sage_operator.settings import OperatorSettings
@@ -242,7 +247,7 @@ def render_engine_deployment(
         "readinessProbe": _probe(backend, "readiness"),
         "livenessProbe": _probe(backend, "liveness"),
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": restricted_container_security(),
     }
     if mounts:
         container["volumeMounts"] = mounts
@@ -251,15 +256,7 @@ def render_engine_deployment(
         "enableServiceLinks": False,
         # An engine never calls the Kubernetes API: no token in its pods.
         "automountServiceAccountToken": False,
-        # The restricted Pod Security level: the images' own non-root user, which also owns the
-        # volumes (model cache) through fsGroup.
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": names.IMAGE_USER_ID,
-            "runAsGroup": names.IMAGE_USER_ID,
-            "fsGroup": names.IMAGE_USER_ID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(),
     }
     if pod_volumes:
         pod_spec["volumes"] = pod_volumes

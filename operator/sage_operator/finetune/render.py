@@ -8,7 +8,12 @@ from typing import Any
 from sage_api import names
 from sage_api.finetune import FinetuneJob, FinetuneMethod, LoraConfig, TrainingConfig
 from sage_operator.core.kinds import FINETUNE_OWNER
-from sage_operator.core.metadata import child_labels, child_metadata
+from sage_operator.core.metadata import (
+    child_labels,
+    child_metadata,
+    restricted_container_security,
+    restricted_pod_security,
+)
 from sage_operator.finetune.volumes import Mount, base_model_argument, base_model_mount, dataset_mount, output_mount
 
 CONTAINER = "trainer"
@@ -93,7 +98,7 @@ def render_finetune_job(job: FinetuneJob, *, image: str) -> dict[str, Any]:
         "env": _runner_env(job, dataset, output),
         "volumeMounts": [m.mount for m in mounts] + [{"name": "shm", "mountPath": "/dev/shm"}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": restricted_container_security(),
     }
     if resources := _resources(job):
         container["resources"] = resources
@@ -113,13 +118,7 @@ def render_finetune_job(job: FinetuneJob, *, image: str) -> dict[str, Any]:
                 "restartPolicy": "Never",
                 "serviceAccountName": progress_account_name(job),
                 "terminationGracePeriodSeconds": CHECKPOINT_GRACE_SECONDS,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": names.IMAGE_USER_ID,
-                    "runAsGroup": names.IMAGE_USER_ID,
-                    "fsGroup": names.IMAGE_USER_ID,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": restricted_pod_security(),
                 "containers": [container],
                 "volumes": [m.volume for m in mounts] + [{"name": "shm", "emptyDir": {"medium": "Memory"}}],
             },
