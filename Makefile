@@ -65,7 +65,7 @@ run: ## Run SAGE locally: `sage up examples/local/` (MiniLM embeddings + a chat 
 	$(PY) -m sage_cli up examples/local/ $(RUN_ARGS)
 
 .PHONY: devcluster
-devcluster: ## Start a local kube-apiserver + etcd + controller-manager with the CRDs applied (no kubelet)
+devcluster: ## A local kube-apiserver + etcd + controller-manager with the CRDs applied, and a real node (kubelet + containerd)
 	@$(MAKE) --no-print-directory env
 	@$(MAKE) --no-print-directory binaries
 	$(PY) -m sage_harness.devcluster

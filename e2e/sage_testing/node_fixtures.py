@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sage_harness.controlplane import ControlPlane
-from sage_harness.kubectl import Kubectl
+from sage_harness.kubectl import Kubectl, apply_crds
 from sage_harness.node import Node, NodeError, check_prerequisites, host_address
 from sage_harness.node_images import LocalRegistry, NodeImages
 from sage_harness.repo import REPO_ROOT
@@ -55,10 +55,7 @@ def node_control_plane(node_prerequisites: Path) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver + kube-controller-manager prepared for a kubelet, CRDs applied."""
     with ControlPlane(node_prerequisites, for_nodes=True, advertise_address=host_address()) as plane:
         kubectl = Kubectl(node_prerequisites / "kubectl", plane.kubeconfig)
-        kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", "crd", "llmengines.sage.ai", "finetunejobs.sage.ai"
-        )
+        apply_crds(kubectl, REPO_ROOT / "crds")
         yield plane
 
 
