@@ -48,12 +48,13 @@ CONTROLLERS = (
 
 
 # Added for a real node: the not-ready taint removed once the kubelet reports Ready, the
-# kube-root-ca.crt ConfigMap every pod's service-account volume mounts, and pods of gone nodes
-# cleaned up.
+# kube-root-ca.crt ConfigMap every pod's service-account volume mounts, pods of gone nodes
+# cleaned up, and claims bound to the PersistentVolumes tests create.
 NODE_CONTROLLERS = (
     "node-lifecycle-controller",
     "root-ca-certificate-publisher-controller",
     "pod-garbage-collector-controller",
+    "persistentvolume-binder-controller",
 )
 
 

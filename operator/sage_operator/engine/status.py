@@ -94,11 +94,22 @@ def pod_failure(pod: dict[str, Any]) -> Failure | None:
     status = pod.get("status") or {}
     for condition in status.get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
-            return Failure("Unschedulable", _clip(f"pod {name}: {condition.get('message') or 'no node fits'}"))
+            needs = "".join(f"needs {resource}: {count}; " for resource, count in _device_requests(pod))
+            return Failure("Unschedulable", _clip(f"pod {name}: {needs}{condition.get('message') or 'no node fits'}"))
     for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
         if failure := _container_failure(name, container):
             return failure
     return None
+
+
+def _device_requests(pod: dict[str, Any]) -> list[tuple[str, str]]:
+    """The extended resources (GPUs and other devices: any `vendor/name`) the pod's containers
+    ask for. The scheduler may report a node selector or taint first; this says what is needed."""
+    found: list[tuple[str, str]] = []
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        limits = (container.get("resources") or {}).get("limits") or {}
+        found += [(str(resource), str(count)) for resource, count in limits.items() if "/" in str(resource)]
+    return found
 
 
 def pod_is_ready(pod: dict[str, Any]) -> bool:

@@ -184,3 +184,23 @@ def test_pods_that_cannot_be_created_fail_the_engine_naming_why() -> None:
     status = compute_status(observe(deployment=refused), None, T0)
     assert (status["phase"], status["conditions"][0]["reason"]) == ("Failed", "FailedCreate")
     assert status["message"] == 'pods cannot be created: pods "e-1" is forbidden: x'
+
+
+def test_an_unschedulable_pod_says_which_devices_it_needs() -> None:
+    """The scheduler may name a node selector before the missing GPU; the message names both."""
+    unschedulable = pod(
+        phase="Pending",
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector.",
+            }
+        ],
+    )
+    limits = {"cpu": "4", "memory": "24Gi", "nvidia.com/gpu": "1"}
+    unschedulable["spec"] = {"containers": [{"name": "engine", "resources": {"limits": limits}}]}
+    status = compute_status(observe(deployment=deployment(), pods=[unschedulable]), None, T0)
+    assert status["conditions"][0]["reason"] == "Unschedulable"
+    assert status["message"].startswith("pod p: needs nvidia.com/gpu: 1; 0/1 nodes are available: 1 node(s)")

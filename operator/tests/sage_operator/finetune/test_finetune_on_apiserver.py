@@ -1,19 +1,18 @@
 """FinetuneJobs reconciled by the operator process on the real API server. The Job controller
 (kube-controller-manager) is real and creates the training pods; no kubelet runs them, so the
-tests play the kubelet by patching pod status, and the runner by patching status.progress."""
+tests play the kubelet by patching pod status, and the runner by patching status.progress.
+The whole flow — training, pausing, hand-off to a running engine pod — runs for real on the node
+(e2e/tests/test_node_finetune.py); these are the edges that are quicker to reach here."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import httpx
-
-from sage_harness.engines import EngineProcess
 from sage_harness.kubectl import Kubectl
 from sage_harness.operator_process import OperatorProcess
 from sage_harness.waiting import wait_until
-from sage_testing.kubelet import live_pods, report_pod_exited, report_pod_ready
+from sage_testing.kubelet import report_pod_exited
 
 PAUSED_BY = "sage.ai/paused-by"
 
@@ -94,57 +93,6 @@ def engine(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
     return found
 
 
-def test_training_job_runs_pauses_engines_and_hands_off(
-    operator: OperatorProcess, kubectl: Kubectl, namespace: str
-) -> None:
-    apply_engine(kubectl, namespace, "served", replicas=2)
-    apply_engine(kubectl, namespace, "pinned", replicas=1, preemptible=False)
-    apply_finetune(kubectl, namespace, "ft")
-
-    job = wait_until(lambda: get(kubectl, namespace, "job", "ft"), "the training Job")
-    owner = job["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"], owner["controller"]) == ("FinetuneJob", "ft", True)
-    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "ft-progress"
-    role = get(kubectl, namespace, "role", "ft-progress")
-    assert role is not None
-    assert role["rules"][0]["resources"] == ["finetunejobs/status"]
-    assert role["rules"][0]["resourceNames"] == ["ft"]
-
-    pod = training_pod(kubectl, namespace, "ft")
-    wait_ftj_phase(kubectl, namespace, "ft", "Running")
-    paused = wait_until(
-        lambda: (e := engine(kubectl, namespace, "served"))["spec"]["replicas"] == 0 and e,
-        "the preemptible engine paused",
-    )
-    assert paused["metadata"]["annotations"][PAUSED_BY] == "ft"
-    assert engine(kubectl, namespace, "pinned")["spec"]["replicas"] == 1
-
-    # The runner reports progress into the status subresource.
-    progress = {"status": {"progress": {"step": 37, "totalSteps": 100, "percent": 37, "loss": 1.25}}}
-    kubectl("patch", "ftj", "ft", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(progress))
-
-    def progress_row() -> list[str] | None:
-        row = kubectl("get", "ftj", "ft", "-n", namespace, "--no-headers").split()
-        return row if "37%" in row else None
-
-    row = wait_until(progress_row, "the PROGRESS column")
-    assert "1.25" in row
-
-    finish_pod(kubectl, namespace, pod, exit_code=0)
-    status = wait_ftj_phase(kubectl, namespace, "ft", "Succeeded")
-    assert status["output"] == {"uri": "pvc://adapters/finetune/ft", "baseModel": "tiny-lm", "rank": 16}
-    assert status["progressText"] == "100%"
-    assert status["completionTime"]
-    assert "serves it as model 'ft'" in status["message"]
-    restored = wait_until(
-        lambda: (e := engine(kubectl, namespace, "served"))["spec"]["replicas"] == 2 and e, "the engine restored"
-    )
-    assert PAUSED_BY not in (restored["metadata"].get("annotations") or {})
-    assert {"name": "ft", "finetuneJob": "ft"} in restored["spec"]["adapters"]
-    reasons = kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=ft", "-o", "name")
-    assert reasons
-
-
 def test_suspend_stops_the_pod_gives_engines_back_and_resume_continues(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str
 ) -> None:
@@ -200,51 +148,6 @@ def test_an_unmountable_dataset_is_an_invalid_spec(operator: OperatorProcess, ku
     status = wait_ftj_phase(kubectl, namespace, "ft", "Failed")
     assert "spec.dataset.source" in status["message"]
     assert get(kubectl, namespace, "job", "ft") is None
-
-
-def pod_template(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
-    template: dict[str, Any] = kubectl.json("get", "deployment", name, "-n", ns)["spec"]["template"]
-    return template
-
-
-def mounts_claim(template: dict[str, Any], claim: str) -> bool:
-    volumes = template["spec"].get("volumes") or []
-    return any(v.get("persistentVolumeClaim", {}).get("claimName") == claim for v in volumes)
-
-
-def test_hand_off_loads_the_adapter_into_running_pods_without_rolling_them(
-    operator: OperatorProcess, kubectl: Kubectl, namespace: str, engine_port: int
-) -> None:
-    apply_engine(kubectl, namespace, "served", replicas=1, preemptible=False)
-    apply_finetune(kubectl, namespace, "ft")
-
-    # The job's output claim is mounted from the start (one roll, at creation, before training).
-    def template_with_claim() -> dict[str, Any] | None:
-        template = pod_template(kubectl, namespace, "served")
-        return template if mounts_claim(template, "adapters") else None
-
-    template = wait_until(template_with_claim, "the engine pods to mount the job's output claim")
-
-    def current_pod() -> str | None:
-        pods = [p for p in live_pods(kubectl, namespace, "sage.ai/engine=served") if mounts_claim(p, "adapters")]
-        return str(pods[0]["metadata"]["name"]) if pods else None
-
-    pod = wait_until(current_pod, "a pod of the current template")
-    with EngineProcess("deterministic", "deterministic", served_model_name="served", port=engine_port) as engine:
-        report_pod_ready(kubectl, namespace, pod, container="engine")
-        wait_until(lambda: engine_status(kubectl, namespace, "served").get("phase") == "Ready", "the engine Ready")
-
-        finish_pod(kubectl, namespace, training_pod(kubectl, namespace, "ft"), exit_code=0)
-        wait_ftj_phase(kubectl, namespace, "ft", "Succeeded")
-        wait_until(
-            lambda: "ft" in (engine_status(kubectl, namespace, "served").get("servedModels") or []),
-            "the adapter in the engine's servedModels",
-        )
-        assert engine_status(kubectl, namespace, "served")["servedModels"] == ["served", "ft"]
-        models = {m["id"] for m in httpx.get(f"{engine.base_url}/v1/models").json()["data"]}
-        assert "ft" in models
-        assert pod_template(kubectl, namespace, "served") == template, "the hand-off rolled the engine pods"
-        assert [p["metadata"]["name"] for p in live_pods(kubectl, namespace, "sage.ai/engine=served")] == [pod]
 
 
 def engine_status(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
