@@ -67,7 +67,8 @@ def test_a_model_folder_that_does_not_exist_crash_loops_with_the_engines_own_mes
         failed_with({"CrashLoopBackOff"}), "Failed: CrashLoopBackOff", timeout=240,
     )  # fmt: skip
     # The engine's termination message, as the kubelet read it from /dev/termination-log.
-    assert "model folder /models/missing does not exist" in status["message"], status["message"]
+    # (a claim is mounted at /models/<claim>: pvc://models/missing is /models/models/missing)
+    assert "model folder /models/models/missing does not exist" in status["message"], status["message"]
     assert "keeps crashing" in status["message"]
 
 
@@ -103,4 +104,4 @@ def test_an_engine_pod_deleted_while_it_loads_is_replaced_and_routed_to(
 
     # `kubectl logs` reads the engine's own log through the API server and the kubelet.
     logs = node_kubectl("logs", "-n", node_namespace, "deployment/tiny")
-    assert "model '/models/tiny' ready, serving as ['tiny']" in logs, logs[-2000:]
+    assert "model '/models/models/tiny' ready, serving as ['tiny']" in logs, logs[-2000:]
