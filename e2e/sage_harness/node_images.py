@@ -28,8 +28,9 @@ from typing import Protocol
 
 import httpx
 
+from sage_api.ports import SagePorts
 from sage_harness.lifecycle import Started
-from sage_harness.net import free_port
+from sage_harness.net import port_if_free
 from sage_harness.process import ManagedProcess, ProcessError
 from sage_harness.repo import REPO_ROOT
 
@@ -76,11 +77,14 @@ def buildah_image_id(name: str) -> str:
 
 @dataclass
 class LocalRegistry(Started):
-    """`docker-registry serve` on 127.0.0.1:<free port>, storage kept in the user cache so that
-    blobs pushed by one run are there for the next. Use as a context manager."""
+    """`docker-registry serve` on 127.0.0.1:<SagePorts.node_registry(), else a free port>, storage
+    kept in the user cache so that blobs pushed by one run are there for the next. The same port
+    each run matters: buildah's blob cache remembers what a registry holds by its address, and
+    with a new address it compresses every layer again (~100 s for PyTorch's) to learn that the
+    registry has them already. Use as a context manager."""
 
     storage: Path = NODE_CACHE / "registry"
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=lambda: port_if_free(SagePorts.node_registry()))
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sage-registry-")))
     _process: ManagedProcess | None = None
 

@@ -7,6 +7,7 @@ back after. Nothing is played: the Job controller, scheduler and kubelet run it 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ def test_a_finetune_job_trains_on_the_node_and_the_running_engine_serves_its_ada
         wait_phase(node_kubectl, f"llmengine/{engine}", node_namespace, "Ready", timeout=300)
 
     node_kubectl.apply(yaml.safe_dump(JOB), node_namespace)
+    applied = time.monotonic()
     paused = wait_status(
         node_kubectl, "llmengine/spare", node_namespace, lambda s: s.get("phase") == "Paused", "Paused by the job"
     )
@@ -134,7 +136,7 @@ def test_a_finetune_job_trains_on_the_node_and_the_running_engine_serves_its_ada
     assert (rule["resources"], rule["resourceNames"]) == (["finetunejobs/status"], ["codeword"])
 
     succeeded = wait_phase(node_kubectl, "finetunejob/codeword", node_namespace, "Succeeded", timeout=900)
-    record("finetune-succeeded", 0.0, steps=succeeded["progress"].get("step"), at=succeeded.get("completionTime"))
+    record("finetune-succeeded", time.monotonic() - applied, steps=succeeded["progress"].get("step"))
     assert succeeded["progress"]["step"] == succeeded["progress"]["totalSteps"] == 200
     assert isinstance(succeeded["progress"]["loss"], float)
     assert succeeded["output"]["uri"] == "pvc://adapters/finetune/codeword"
@@ -158,9 +160,10 @@ def test_a_finetune_job_trains_on_the_node_and_the_running_engine_serves_its_ada
     with port_forward(node_kubectl, sage_release.namespace, "svc/sage-gateway", 80) as base:
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="not-needed", max_retries=0, timeout=120)
         wait_until(lambda: "codeword" in {m.id for m in client.models.list()}, "the gateway to list the adapter", 30)
-        asked = {"messages": [QUESTION], "max_tokens": 12, "temperature": 0}
+        asked = {"messages": [QUESTION], "max_tokens": 32, "temperature": 0}
         tuned = client.chat.completions.create(model="codeword", **asked)  # type: ignore[call-overload]
         base_answer = client.chat.completions.create(model="served", **asked)  # type: ignore[call-overload]
+    record("finetune-adapter-routed", time.monotonic() - applied)
     assert tuned.model == "codeword"
     assert "zephyrine" in (tuned.choices[0].message.content or "")  # learned: the random base never says it
     assert "zephyrine" not in (base_answer.choices[0].message.content or "")

@@ -38,6 +38,9 @@ class SagePorts:
     EDGE: Final[int] = 8090
     # Local mode: engine processes get consecutive ports from here.
     LOCAL_ENGINE_BASE: Final[int] = 18000
+    # The test node's image hand-over registry (e2e). Fixed, so that buildah's blob cache, which
+    # remembers blobs per registry address, knows what the registry holds from one run to the next.
+    NODE_REGISTRY: Final[int] = 5055
 
     @staticmethod
     def gateway() -> int:
@@ -54,6 +57,10 @@ class SagePorts:
     @staticmethod
     def local_engine_base() -> int:
         return _env_port("SAGE_LOCAL_ENGINE_BASE_PORT", SagePorts.LOCAL_ENGINE_BASE)
+
+    @staticmethod
+    def node_registry() -> int:
+        return _env_port("SAGE_NODE_REGISTRY_PORT", SagePorts.NODE_REGISTRY)
 
 
 PORTS: Final = SagePorts()
