@@ -20,6 +20,18 @@ def test_completion_prefix_from_text_and_tokens() -> None:
     assert routing_fields(b'{"model": "m", "prompt": "abcdef"}', "completions", 3).affinity_key == "abc"
     assert routing_fields(b'{"model": "m", "prompt": [1, 2, 3]}', "completions", 10).affinity_key == "1,2,3"
     assert routing_fields(b'{"model": "m", "input": "x"}', "embeddings", 10).affinity_key is None
+    assert routing_fields(b'{"model": "m", "prompt": ["ab", "cd"]}', "completions", 10).affinity_key == "ab"
+    assert routing_fields(b'{"model": "m", "prompt": [[4, 5], [6]]}', "completions", 10).affinity_key == "4,5"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [b"[]", b"[[]]", b"[[[]]]", b'[""]', b"[[1, [2]]]", b"[null]", b"{}", b"3", b"[" * 500 + b"]" * 500],
+)
+def test_prompts_without_a_prefix_route_without_affinity(prompt: bytes) -> None:
+    """Shapes the engine will judge (and refuse, with a 400): the gateway only finds no prefix."""
+    body = b'{"model": "m", "prompt": ' + prompt + b"}"
+    assert routing_fields(body, "completions", 10).affinity_key is None
 
 
 @pytest.mark.parametrize(
