@@ -111,6 +111,19 @@ INVALID = {
         "spec.dataset.format",
     ),
     "dataset from nowhere": (FINETUNE.format(dataset="{source: 's3://bucket/x'}"), "spec.dataset.source"),
+    # Names the children cannot take: refused now, not Failed later when the Service or Job is.
+    "engine name longer than a Service name": (
+        ENGINE.replace("name: bad", "name: " + "e" * 70).format(spec="{model: m}"),
+        "metadata.name must be at most 63 characters",
+    ),
+    "engine name a Service cannot take": (
+        ENGINE.replace("name: bad", "name: 1chat").format(spec="{model: m}"),
+        "metadata.name must start with a letter",
+    ),
+    "fine-tune name longer than a Job's label": (
+        FINETUNE.replace("name: bad", "name: " + "f" * 70).format(dataset="{source: 'pvc://data/t.jsonl'}"),
+        "metadata.name must be at most 63 characters",
+    ),
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sage_api import names
+from sage_api.common import cel_rule
 from sage_api.engine import LLMEngineSpec, LLMEngineStatus
 from sage_api.finetune import FinetuneJobSpec, FinetuneJobStatus
 from sage_api.schema import structural_schema
@@ -24,10 +25,33 @@ def _column(name: str, path: str, type_: str = "string", priority: int = 0, desc
 _AGE = _column("Age", ".metadata.creationTimestamp", "date")
 
 
-def _root_schema(spec: type[BaseModel], status: type[BaseModel], description: str) -> dict[str, Any]:
+# Names the children take from their owner: an engine's Service (a DNS-1035 label) and a
+# FinetuneJob's Job (whose pods carry its name in a label: at most 63 characters). Refused at
+# admission, naming the field, rather than accepted and then Failed when the child is refused.
+_LABEL_SIZE = cel_rule("self.metadata.name.size() <= 63", "metadata.name must be at most 63 characters")
+ENGINE_NAME_RULES = (
+    _LABEL_SIZE,
+    cel_rule(
+        "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        "metadata.name must start with a letter and hold only a-z, 0-9 and '-' (it names the engine's Service)",
+    ),
+)
+FINETUNE_NAME_RULES = (
+    _LABEL_SIZE,
+    cel_rule(
+        "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+        "metadata.name must hold only a-z, 0-9 and '-' (it names the training Job)",
+    ),
+)
+
+
+def _root_schema(
+    spec: type[BaseModel], status: type[BaseModel], description: str, name_rules: tuple[dict[str, str], ...]
+) -> dict[str, Any]:
     return {
         "type": "object",
         "description": description,
+        "x-kubernetes-validations": list(name_rules),
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string", "description": "API version: sage.ai/v1alpha1."},
@@ -104,14 +128,14 @@ _FINETUNE_COLUMNS = [
 def llmengine_crd() -> dict[str, Any]:
     """The LLMEngine CRD, with status and scale subresources."""
     description = "An LLM or embedding model served by engine pods behind an OpenAI-compatible API."
-    schema = _root_schema(LLMEngineSpec, LLMEngineStatus, description)
+    schema = _root_schema(LLMEngineSpec, LLMEngineStatus, description, ENGINE_NAME_RULES)
     return _crd(names.ENGINE, schema, _ENGINE_COLUMNS, {"status": {}, "scale": _ENGINE_SCALE})
 
 
 def finetunejob_crd() -> dict[str, Any]:
     """The FinetuneJob CRD, with a status subresource."""
     description = "A LoRA or full fine-tune run as a Kubernetes Job, with progress in its status."
-    schema = _root_schema(FinetuneJobSpec, FinetuneJobStatus, description)
+    schema = _root_schema(FinetuneJobSpec, FinetuneJobStatus, description, FINETUNE_NAME_RULES)
     return _crd(names.FINETUNE, schema, _FINETUNE_COLUMNS, {"status": {}})
 
 
