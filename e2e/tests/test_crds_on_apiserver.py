@@ -111,6 +111,24 @@ INVALID = {
         "spec.dataset.format",
     ),
     "dataset from nowhere": (FINETUNE.format(dataset="{source: 's3://bucket/x'}"), "spec.dataset.source"),
+    # Combinations no engine can serve: refused now, not accepted and then Failed by the operator.
+    "llm on an embedding-only backend": (
+        ENGINE.format(spec="{model: m, backend: sentence-transformers}"),
+        "backend cannot serve this engineKind",
+    ),
+    "embedding on transformers": (
+        ENGINE.format(spec="{model: m, engineKind: embedding, backend: transformers}"),
+        "spec.backend",
+    ),
+    "vllm without a GPU": (ENGINE.format(spec="{model: m, backend: vllm}"), "needs at least one GPU"),
+    "vllm with zero GPUs": (
+        ENGINE.format(spec="{model: m, backend: vllm, resources: {gpus: 0}}"),
+        "spec.resources",
+    ),
+    "adapters on an embedding engine": (
+        ENGINE.format(spec="{model: m, engineKind: embedding, adapters: [{name: a, source: x}]}"),
+        "spec.adapters",
+    ),
     # Names the children cannot take: refused now, not Failed later when the Service or Job is.
     "engine name longer than a Service name": (
         ENGINE.replace("name: bad", "name: " + "e" * 70).format(spec="{model: m}"),

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sage_api.engine import Backend, EngineKind, LLMEngineSpec
-
-# Which backends can serve which kind. deterministic is a test backend that serves both.
-BACKENDS_FOR_KIND: dict[EngineKind, frozenset[Backend]] = {
-    EngineKind.LLM: frozenset({Backend.VLLM, Backend.TRANSFORMERS, Backend.DETERMINISTIC}),
-    EngineKind.EMBEDDING: frozenset({Backend.SENTENCE_TRANSFORMERS, Backend.VLLM, Backend.DETERMINISTIC}),
-}
+from sage_api.engine import BACKENDS_FOR_KIND, Backend, EngineKind, LLMEngineSpec
 
 
 @dataclass(frozen=True)
@@ -43,7 +37,9 @@ def served_model_name(spec: LLMEngineSpec, engine_name: str) -> str:
 
 
 def check_spec(spec: LLMEngineSpec) -> None:
-    """Raises InvalidSpec for combinations the CRD schema cannot rule out."""
+    """Raises InvalidSpec for combinations that cannot run. The API server refuses these at
+    admission too (the CRD's CEL rules); local mode and objects stored before a rule existed
+    reach this check."""
     backend = resolve_backend(spec)
     allowed = BACKENDS_FOR_KIND[spec.engine_kind]
     if backend not in allowed:

@@ -37,6 +37,27 @@ class Backend(StrEnum):
     DETERMINISTIC = "deterministic"
 
 
+# Which backends can serve which kind. deterministic is a test backend that serves both.
+BACKENDS_FOR_KIND: dict[EngineKind, frozenset[Backend]] = {
+    EngineKind.LLM: frozenset({Backend.VLLM, Backend.TRANSFORMERS, Backend.DETERMINISTIC}),
+    EngineKind.EMBEDDING: frozenset({Backend.SENTENCE_TRANSFORMERS, Backend.VLLM, Backend.DETERMINISTIC}),
+}
+
+
+def _backend_fits_kind_rule() -> dict[str, str]:
+    """spec.backend, when given, must be one that serves spec.engineKind (refused at admission)."""
+    clauses, allowed = [], []
+    for kind, backends in BACKENDS_FOR_KIND.items():
+        names = sorted(b.value for b in backends)
+        clauses.append(f"(self.engineKind != '{kind.value}' || self.backend in [{', '.join(repr(n) for n in names)}])")
+        allowed.append(f"{kind.value} takes {', '.join(names)}")
+    return cel_rule(
+        f"!has(self.backend) || ({' && '.join(clauses)})",
+        f"backend cannot serve this engineKind: {'; '.join(allowed)}",
+        ".backend",
+    )
+
+
 class EnginePhase(StrEnum):
     """Where an engine is in its life."""
 
@@ -90,7 +111,18 @@ class LLMEngineSpec(SageModel):
             "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
             "minReplicas must be less than or equal to maxReplicas",
             ".minReplicas",
-        )
+        ),
+        _backend_fits_kind_rule(),
+        cel_rule(
+            "!has(self.backend) || self.backend != 'vllm' || (has(self.resources) && has(self.resources.gpus) && self.resources.gpus > 0)",
+            "the vllm backend needs at least one GPU (resources.gpus); use transformers on CPU",
+            ".resources",
+        ),
+        cel_rule(
+            "self.engineKind != 'embedding' || !has(self.adapters) || size(self.adapters) == 0",
+            "LoRA adapters apply to llm engines only",
+            ".adapters",
+        ),
     )
 
     model: Annotated[

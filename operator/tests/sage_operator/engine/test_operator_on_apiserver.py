@@ -268,17 +268,19 @@ def test_crash_loop_is_failed_with_the_termination_message(
 def test_invalid_spec_fails_while_other_engines_reconcile(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    apply_engine(kubectl, namespace, "bad", backend="sentence-transformers", kind="llm")
+    # An adapter named like the engine itself: valid to the schema, but no engine can serve both.
+    bad = ENGINE.format(name="bad", backend="deterministic", kind="llm", replicas=1)
+    kubectl.apply(bad.rstrip() + "\n  adapters: [{name: bad, source: 'hf://org/a'}]\n", namespace)
     apply_engine(kubectl, namespace, "good")
     status = wait_phase(kubectl, namespace, "bad", "Failed")
-    assert status["message"].startswith("spec.backend:")
+    assert status["message"].startswith("spec.adapters[0].name:")
     assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == "InvalidSpec"
     wait_until(lambda: get(kubectl, namespace, "deployment", "good"), "the good engine's Deployment")
     wait_phase(kubectl, namespace, "good", "Deploying")
     assert get(kubectl, namespace, "deployment", "bad") is None
     # Fixing the spec is picked up like any change; the broken one was not retried in a loop.
     assert event_reasons(kubectl, namespace, "bad") == ["InvalidSpec"]
-    kubectl("patch", "llmengine", "bad", "-n", namespace, "--type=merge", "-p", '{"spec": {"engineKind": "embedding"}}')
+    kubectl("patch", "llmengine", "bad", "-n", namespace, "--type=merge", "-p", '{"spec": {"adapters": null}}')
     wait_until(lambda: get(kubectl, namespace, "deployment", "bad"), "the fixed engine's Deployment")
 
 
