@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sage_kube import ApiError, KubeClient, NotFound, resource_path
+from sage_kube import ApiError, Conflict, KubeClient, NotFound, resource_path
 from sage_kube.client import PatchType
 from sage_operator.core.kinds import EVENT, Kind, kind_of
 from sage_operator.core.metadata import covers
@@ -17,6 +17,31 @@ log = logging.getLogger(__name__)
 
 def _path(kind: Kind, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
     return resource_path(kind.api_version, kind.plural, namespace, name, subresource)
+
+
+class ForeignObject(Exception):
+    """A same-named object exists that this operator did not create for this owner: it is never
+    taken over (its owner's status says so; the user renames or deletes one of them)."""
+
+    def __init__(self, observed: dict[str, Any], owner: dict[str, Any]) -> None:
+        kind = observed.get("kind") or "object"
+        name = (observed.get("metadata") or {}).get("name")
+        self.message = (
+            f"a {kind} named {name} already exists and does not belong to this {owner.get('kind')}: "
+            f"SAGE never takes over objects it did not create; rename or delete one of them"
+        )
+        super().__init__(self.message)
+
+
+def _controller(metadata: dict[str, Any]) -> dict[str, Any]:
+    references = metadata.get("ownerReferences") or []
+    return next((ref for ref in references if ref.get("controller")), {})
+
+
+def belongs_to_same_owner(observed: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """Whether `observed` is controlled by the owner `desired` names (same uid)."""
+    ours = _controller(desired.get("metadata") or {})
+    return bool(ours) and _controller(observed.get("metadata") or {}).get("uid") == ours.get("uid")
 
 
 class KubeStore:
@@ -46,8 +71,20 @@ class KubeStore:
 
     async def converge(self, desired: dict[str, Any], observed: dict[str, Any] | None) -> dict[str, Any]:
         """The object as it is once it holds what was rendered: applied only when `observed` (the
-        cached object) differs (missing, hand-edited, outdated), so a steady state writes nothing."""
-        if observed is not None and covers(observed, desired):
+        cached object) differs (hand-edited, outdated), so a steady state writes nothing. A
+        missing object is created (never applied over one the cache cannot see: the cache only
+        holds labelled children); an object of another owner raises ForeignObject."""
+        if observed is None:
+            metadata = desired["metadata"]
+            try:
+                return await self.kube.create(_path(kind_of(desired), metadata["namespace"]), desired)
+            except Conflict:
+                observed = await self.get(kind_of(desired), metadata["namespace"], metadata["name"])
+                if observed is None:
+                    raise  # deleted again meanwhile: the next pass creates it
+        if not belongs_to_same_owner(observed, desired):
+            raise ForeignObject(observed, _controller(desired["metadata"]))
+        if covers(observed, desired):
             return observed
         return await self.apply(desired)
 

@@ -16,11 +16,12 @@ from sage_operator.core.clock import utc_now
 from sage_operator.core.controller import ControllerLoop, Key
 from sage_operator.core.kinds import DEPLOYMENT, ENGINE_OWNER, FINETUNE_JOB, LLM_ENGINE, POD, SERVICE
 from sage_operator.core.metadata import render_event
-from sage_operator.core.store import KubeStore
+from sage_operator.core.store import ForeignObject, KubeStore
 from sage_operator.engine.adapters import AdapterLoader
 from sage_operator.engine.render import adapter_paths, render_engine_deployment, render_engine_service
 from sage_operator.engine.spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
 from sage_operator.engine.status import (
+    CHILD_CONFLICT,
     REFUSED_INVALID,
     Failure,
     Observed,
@@ -34,6 +35,7 @@ from sage_operator.settings import OperatorSettings
 
 # API answers that mean "not like this": 400 bad request, 403 forbidden (e.g. a ResourceQuota), 422 invalid.
 REFUSALS = frozenset({400, 403, 422})
+FOREIGN_RECHECK_SECONDS = 30.0
 log = logging.getLogger(__name__)
 
 
@@ -102,6 +104,14 @@ class EngineReconciler:
             await self.store.converge(service, self.cache.current(service))
             rendered = render_engine_deployment(engine, self.settings, finetuned)
             deployment = await self.store.converge(rendered, self.cache.current(rendered))
+        except ForeignObject as conflict:
+            refused = Failure(CHILD_CONFLICT, conflict.message)
+            await self._write_status(
+                metadata, previous, self._observed(name, namespace, metadata, parsed, refused=refused)
+            )
+            # The other object is not watched (it carries none of our labels): look again later.
+            self.loop.enqueue_after(key, FOREIGN_RECHECK_SECONDS)
+            return
         except ApiError as error:
             if error.status not in REFUSALS or error.namespace_terminating:
                 raise

@@ -24,6 +24,8 @@ FATAL_WAITING_REASONS = frozenset(
 )
 MESSAGE_LIMIT = 1000
 REFUSED_INVALID = "ChildRejected"
+# A same-named object of someone else's is in the way (never taken over): the user must act.
+CHILD_CONFLICT = "ChildConflict"
 WARNING_PHASES = frozenset({EnginePhase.FAILED, EnginePhase.DEGRADED})
 PROGRESSING_PHASES = frozenset({EnginePhase.PENDING, EnginePhase.DEPLOYING, EnginePhase.LOADING})
 
@@ -144,7 +146,7 @@ def phase_of(observed: Observed) -> tuple[EnginePhase, str, str]:
         return EnginePhase.FAILED, "InvalidSpec", str(observed.invalid)
     desired = observed.desired_replicas
     if observed.refused is not None:
-        final = observed.refused.reason == REFUSED_INVALID
+        final = observed.refused.reason in {REFUSED_INVALID, CHILD_CONFLICT}
         return (EnginePhase.FAILED if final else EnginePhase.PENDING), observed.refused.reason, observed.refused.message
     if observed.deployment is None:
         return EnginePhase.PENDING, "Accepted", "creating the engine Deployment"

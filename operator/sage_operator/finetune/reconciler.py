@@ -19,7 +19,7 @@ from sage_operator.core.clock import utc_now
 from sage_operator.core.controller import ControllerLoop, Key
 from sage_operator.core.kinds import FINETUNE_JOB, FINETUNE_OWNER, JOB, LLM_ENGINE, ROLE, ROLE_BINDING, SERVICE_ACCOUNT
 from sage_operator.core.metadata import render_event
-from sage_operator.core.store import KubeStore
+from sage_operator.core.store import ForeignObject, KubeStore
 from sage_operator.finetune.preemption import PAUSED_BY, pause_patches, restore_patches
 from sage_operator.finetune.render import render_finetune_job, render_progress_rbac
 from sage_operator.finetune.status import FINISHED, HOLDS_RESOURCES, JobView, compute_status
@@ -76,9 +76,13 @@ class FinetuneReconciler:
         except (ValidationError, SourceError) as error:
             await self._write_invalid(raw, previous, str(error))
             return
-        for account in rbac:
-            await self.store.converge(account, self.cache.current(account))
-        observed = await self._ensure_job(job, manifest)
+        try:
+            for account in rbac:
+                await self.store.converge(account, self.cache.current(account))
+            observed = await self._ensure_job(job, manifest)
+        except ForeignObject as conflict:
+            await self._write_invalid(raw, previous, conflict.message, reason="ChildConflict")
+            return
         status = compute_status(job, observed, previous, utc_now())
         phase = FinetunePhase(status["phase"])
         await self._coordinate_engines(job, phase)
@@ -89,7 +93,7 @@ class FinetuneReconciler:
     async def _ensure_job(self, job: FinetuneJob, manifest: dict[str, Any]) -> JobView:
         existing = self.cache.current(manifest)
         if existing is None:
-            return JobView(await self.store.apply(manifest))
+            return JobView(await self.store.converge(manifest, None))
         # A Job's pod template is immutable once created: later spec edits take effect on a new
         # FinetuneJob. Suspension is the one switch that follows the spec.
         if bool(existing["spec"].get("suspend")) != job.spec.suspend:
@@ -169,20 +173,22 @@ class FinetuneReconciler:
         key = (metadata["namespace"], metadata["name"])
         self.loop.wrote_status(key, await self.store.patch_status(FINETUNE_JOB, *key, status))
 
-    async def _write_invalid(self, raw: dict[str, Any], previous: dict[str, Any], message: str) -> None:
+    async def _write_invalid(
+        self, raw: dict[str, Any], previous: dict[str, Any], message: str, reason: str = "InvalidSpec"
+    ) -> None:
         metadata = raw["metadata"]
         condition = set_condition(
             previous.get("conditions"),
             "Failed",
             status=True,
-            reason="InvalidSpec",
+            reason=reason,
             message=message,
             now=utc_now(),
             observed_generation=metadata.get("generation"),
         )
         status = {
             "phase": FinetunePhase.FAILED.value,
-            "message": f"InvalidSpec: {message}",
+            "message": f"{reason}: {message}",
             "observedGeneration": metadata.get("generation"),
             "conditions": merge_conditions(previous.get("conditions"), [condition]),
         }

@@ -328,13 +328,15 @@ def test_static_adapters_are_loaded_into_ready_pods(
             lambda: engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat", "support-bot"],
             "the adapter in servedModels",
         )
-        # The container restarts: its adapters are gone until the operator loads them again.
+        # The container restarts (a new process, a new log): its adapters are gone until the
+        # operator loads them again.
+        loaded = "loaded LoRA adapter 'support-bot' from /adapters/adapters/support-bot"
+        assert loaded in engine.log()
         engine.stop()
         engine.start()
-        assert "support-bot" not in served_ids(engine)
         set_pod_status(kubectl, namespace, pod, ready=True, restarts=1)
-        wait_until(lambda: "support-bot" in served_ids(engine), "the adapter reloaded after the restart")
-        assert "loaded LoRA adapter 'support-bot' from /adapters/adapters/support-bot" in engine.log()
+        wait_until(lambda: loaded in engine.log(since_launch=True), "the adapter reloaded into the restarted engine")
+        assert "support-bot" in served_ids(engine)
     finally:
         engine.stop()
 
