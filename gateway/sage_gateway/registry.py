@@ -32,6 +32,9 @@ class EngineInfo:
     phase: str | None = None
     policy: PolicyName | None = None
     """None: the default for the engine's kind."""
+    created: str = ""
+    """metadata.creationTimestamp (RFC 3339, sorts as text); "" for static engines. Of engines
+    claiming one name, the oldest owns it."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -105,7 +108,7 @@ class EngineRegistry:
     _engines: dict[str, EngineInfo] = field(default_factory=dict)
     _groups: dict[str, dict[str, tuple[Endpoint, ...]]] = field(default_factory=dict)
     """engine key -> group key (e.g. a slice name) -> endpoints."""
-    _by_name: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _owner: dict[str, str] = field(default_factory=dict)
     _ready: dict[str, tuple[str, ...]] = field(default_factory=dict)
     version: int = 0
     """Bumped on every change so that callers can cache what they derive from the registry."""
@@ -146,22 +149,25 @@ class EngineRegistry:
             for endpoints in groups.values():
                 urls.update((endpoint.url, None) for endpoint in endpoints if endpoint.ready)
             self._ready[key] = tuple(sorted(urls))
-        by_name: dict[str, list[str]] = {}
-        for engine in self.engines():
+        owners: dict[str, str] = {}
+        for engine in sorted(self.engines(), key=lambda e: (e.created or "~", e.key)):
             for name in engine.names:
-                by_name.setdefault(name, []).append(engine.key)
-        self._by_name = {name: tuple(keys) for name, keys in by_name.items()}
+                owners.setdefault(name, engine.key)
+        self._owner = owners
+
+    def owner(self, model: str) -> EngineInfo | None:
+        """The engine that owns the name `model`: the oldest claiming it (then by key)."""
+        key = self._owner.get(model)
+        return self._engines[key] if key is not None else None
 
     def resolve(self, model: str) -> Resolution:
-        """The first engine (by key) serving `model` that has a ready replica."""
-        keys = self._by_name.get(model)
-        if not keys:
-            return Unknown(model, tuple(sorted(self._by_name)))
-        for key in keys:
-            urls = self._ready.get(key)
-            if urls:
-                return Route(model, self._engines[key], urls)
-        return Unavailable(model, self._engines[keys[0]])
+        """The engine owning `model`, with its ready replicas. Never another engine that claims
+        the same name (another tenant's, maybe): an owner without ready replicas is Unavailable."""
+        engine = self.owner(model)
+        if engine is None:
+            return Unknown(model, tuple(sorted(self._owner)))
+        urls = self._ready.get(engine.key)
+        return Route(model, engine, urls) if urls else Unavailable(model, engine)
 
     def models(self, *, ready_only: bool = True) -> list[ModelEntry]:
         """Served names, aliases and adapters of the (ready) engines, each name once."""
@@ -173,5 +179,6 @@ class EngineRegistry:
             roles += [(alias, "alias") for alias in engine.aliases]
             roles += [(adapter, "adapter") for adapter in engine.adapters]
             for name, role in roles:
-                entries.setdefault(name, ModelEntry(name, engine.key, engine.kind, role, engine.served_name))
+                if self._owner.get(name) == engine.key:  # a name another engine owns is not this one's
+                    entries.setdefault(name, ModelEntry(name, engine.key, engine.kind, role, engine.served_name))
         return sorted(entries.values(), key=lambda entry: entry.id)

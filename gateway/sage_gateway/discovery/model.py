@@ -59,6 +59,7 @@ def engine_from_object(obj: dict[str, Any]) -> EngineInfo:
         kind=str(spec.get("engineKind") or "llm"),
         phase=status.get("phase"),
         policy=policy,
+        created=str(metadata.get("creationTimestamp") or ""),
     )
 
 

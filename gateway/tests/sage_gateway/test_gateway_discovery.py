@@ -212,3 +212,34 @@ def test_the_endpointslice_controller_copies_the_engine_label(kubectl: Kubectl, 
         return any(item["metadata"]["labels"].get("kubernetes.io/service-name") == "echo" for item in slices)
 
     wait_until(labelled, "a controller-made slice labelled sage.ai/engine=echo")
+
+
+def test_a_name_claimed_in_two_namespaces_routes_only_to_the_older_engine(
+    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, start_replica: Callable[[], Replica]
+) -> None:
+    """Another tenant's engine never gets the owner's traffic, not even while the owner has no
+    ready replica: the request gets the owner's 503 instead."""
+    other = f"{namespace}-b"
+    kubectl("create", "namespace", other)
+    env = {
+        "SAGE_GATEWAY_DISCOVERY": "kubernetes",
+        "SAGE_GATEWAY_KUBECONFIG": str(control_plane.kubeconfig),
+        "SAGE_GATEWAY_NAMESPACES": f"{namespace},{other}",
+    }
+    owner_replica, intruder_replica = start_replica(), start_replica()
+    try:
+        with GatewayProcess(env=env) as gateway:
+            kubectl.apply(ENGINE.format(name="echo", served="echo", alias="echo-alias"), namespace)
+            wait_until(lambda: status_of(gateway, "echo") == 503, "the owner known, without a ready replica")
+            time.sleep(1.1)  # creationTimestamp has one-second resolution: the second engine is newer
+            kubectl.apply(ENGINE.format(name="echo", served="echo", alias="intruder-alias"), other)
+            apply_slice(kubectl, other, "echo-b", intruder_replica)
+            wait_until(lambda: "intruder-alias" in listed(gateway), "the newer engine's own alias routable")
+            assert status_of(gateway, "echo") == 503  # not the other namespace's ready replica
+            assert "echo" not in listed(gateway)
+
+            apply_slice(kubectl, namespace, "echo-a", owner_replica)
+            wait_until(lambda: status_of(gateway, "echo") == 200, "the owner routable")
+            assert {replica_of(gateway) for _ in range(6)} == {owner_replica.url}
+    finally:
+        kubectl.run("delete", "namespace", other, "--wait=false", check=False)

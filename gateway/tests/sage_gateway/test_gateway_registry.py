@@ -66,16 +66,45 @@ def test_removed_engine_is_unknown() -> None:
     assert isinstance(registry.resolve("qwen"), Unknown)
 
 
-def test_a_name_served_by_two_engines_goes_to_one_with_ready_replicas() -> None:
+def test_a_name_two_engines_claim_belongs_to_the_older_one_only() -> None:
+    """Never another tenant's engine: the newer claimant gets no traffic, even while the owner
+    has no ready replica (Unavailable, not a fall-over to the other namespace)."""
     registry = EngineRegistry()
-    first = EngineInfo("a/m", "m")
-    second = EngineInfo("b/m", "m")
-    registry.upsert_engine(first)
-    registry.upsert_engine(second)
-    registry.set_endpoints("b/m", "s", [Endpoint("http://b:1")])
+    older = EngineInfo("z-team/m", "m", created="2026-01-01T00:00:00Z")
+    newer = EngineInfo("a-team/m", "m", aliases=("shared",), created="2026-06-01T00:00:00Z")
+    registry.upsert_engine(newer)
+    registry.upsert_engine(older)
+    registry.set_endpoints("a-team/m", "s", [Endpoint("http://newer:1")])
+    unavailable = registry.resolve("m")
+    assert isinstance(unavailable, Unavailable)
+    assert unavailable.engine is older
+    assert [entry.id for entry in registry.models()] == ["shared"]  # the newer lists only its own names
+    registry.set_endpoints("z-team/m", "s", [Endpoint("http://older:1")])
+    routed = registry.resolve("m")
+    assert isinstance(routed, Route)
+    assert routed.engine is older
+    assert routed.urls == ("http://older:1",)
+    assert {entry.id: entry.engine for entry in registry.models()} == {"m": "z-team/m", "shared": "a-team/m"}
+
+
+def test_the_owner_goes_when_it_is_deleted() -> None:
+    registry = EngineRegistry()
+    registry.upsert_engine(EngineInfo("b/m", "m", created="2026-01-01T00:00:00Z"))
+    registry.upsert_engine(EngineInfo("a/m", "m", created="2026-02-01T00:00:00Z"))
+    registry.set_endpoints("a/m", "s", [Endpoint("http://a:1")])
+    registry.remove_engine("b/m")
     found = registry.resolve("m")
     assert isinstance(found, Route)
-    assert found.engine is second
+    assert found.engine.key == "a/m"
+
+
+def test_static_engines_without_timestamps_are_ordered_by_key() -> None:
+    registry = EngineRegistry()
+    registry.upsert_engine(EngineInfo("b", "m"))
+    registry.upsert_engine(EngineInfo("a", "m"))
+    owner = registry.owner("m")
+    assert owner is not None
+    assert owner.key == "a"
 
 
 def test_models_lists_ready_engines_with_roles() -> None:
