@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from dataclasses import replace
 from typing import Any
 
 from sage_api import names
@@ -18,6 +19,7 @@ from sage_operator.core.kinds import DEPLOYMENT, ENGINE_OWNER, FINETUNE_JOB, LLM
 from sage_operator.core.metadata import render_event
 from sage_operator.core.store import ForeignObject, KubeStore
 from sage_operator.engine.adapters import AdapterLoader
+from sage_operator.engine.name_claims import conflict_message, sharing_a_name, taken_names
 from sage_operator.engine.render import adapter_paths, render_engine_deployment, render_engine_service
 from sage_operator.engine.spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
 from sage_operator.engine.status import (
@@ -60,12 +62,26 @@ class EngineReconciler:
         # FinetuneJobs hand adapters to engines: a job that will serve an engine, or one that
         # succeeded, concerns the engine it names.
         cache.watch(FINETUNE_JOB, self._finetunejob_changed)
+        # Engines claiming the same model name: a change to one (created, renamed, deleted)
+        # concerns the others' NameConflict condition.
+        cache.watch(LLM_ENGINE, self._engine_changed)
 
     def _child_changed(self, obj: dict[str, Any]) -> None:
         metadata = obj.get("metadata") or {}
         engine = (metadata.get("labels") or {}).get(names.LABEL_ENGINE)
         if engine and metadata.get("namespace"):
             self.loop.enqueue(metadata["namespace"], engine)
+
+    def _engine_changed(self, obj: dict[str, Any]) -> None:
+        for key in sharing_a_name(obj, self.cache.list_all(LLM_ENGINE)):
+            self.loop.enqueue(*key)
+
+    def _name_conflict(self, namespace: str, name: str) -> str | None:
+        engine = self.cache.get(LLM_ENGINE, namespace, name)
+        if engine is None:
+            return None
+        taken = taken_names(engine, self.cache.list_all(LLM_ENGINE))
+        return conflict_message(taken) if taken else None
 
     def _finetunejob_changed(self, obj: dict[str, Any]) -> None:
         namespace = (obj.get("metadata") or {}).get("namespace")
@@ -165,6 +181,7 @@ class EngineReconciler:
         self, metadata: dict[str, Any], previous: dict[str, Any] | None, observed: Observed
     ) -> None:
         now = utc_now()
+        observed = replace(observed, name_conflict=self._name_conflict(observed.namespace, observed.name))
         status = compute_status(observed, previous, now)
         patch = status_patch(previous, status)
         if patch is None:

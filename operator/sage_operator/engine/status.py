@@ -26,6 +26,8 @@ MESSAGE_LIMIT = 1000
 REFUSED_INVALID = "ChildRejected"
 # A same-named object of someone else's is in the way (never taken over): the user must act.
 CHILD_CONFLICT = "ChildConflict"
+# A condition of its own: a name another engine owns does not stop this one serving the rest.
+NAME_CONFLICT = "NameConflict"
 WARNING_PHASES = frozenset({EnginePhase.FAILED, EnginePhase.DEGRADED})
 PROGRESSING_PHASES = frozenset({EnginePhase.PENDING, EnginePhase.DEPLOYING, EnginePhase.LOADING})
 
@@ -56,6 +58,8 @@ class Observed:
     """The API server refused a rendered child (reason `Invalid`: the spec must change)."""
     paused_by: str | None = None
     """The FinetuneJob that scaled this engine to zero (annotation sage.ai/paused-by)."""
+    name_conflict: str | None = None
+    """Which of its model names older engines own (engine.name_claims), if any."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,19 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
             set_condition(old_conditions, "Progressing", status=progressing, reason=progress_reason, **common),
         ],
     }
+    had_conflict = any(c.get("type") == NAME_CONFLICT for c in old_conditions)
+    if observed.name_conflict or had_conflict:
+        status["conditions"].append(
+            set_condition(
+                old_conditions,
+                NAME_CONFLICT,
+                status=bool(observed.name_conflict),
+                reason="NameTaken" if observed.name_conflict else "NamesOwned",
+                message=observed.name_conflict or "every model name of this engine routes to it",
+                observed_generation=observed.generation,
+                now=now,
+            )
+        )
     if observed.backend is not None:
         status["backend"] = observed.backend.value
     return status
