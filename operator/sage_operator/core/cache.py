@@ -7,7 +7,6 @@ callbacks registered for that kind, which map it to the keys to reconcile."""
 from __future__ import annotations
 
 import asyncio
-import builtins
 from collections.abc import Callable
 from typing import Any
 
@@ -81,10 +80,6 @@ class ObjectCache:
             if obj["metadata"].get("namespace") == namespace
             and all((obj["metadata"].get("labels") or {}).get(key) == value for key, value in wanted)
         ]
-
-    def list_all(self, kind: Kind) -> builtins.list[dict[str, Any]]:  # (`list` is a method here)
-        """Every cached object of `kind`, in every watched namespace."""
-        return [obj for informer in self._informers[kind] for obj in informer.cache.values()]
 
     def uids(self, kind: Kind) -> set[str]:
         """The uid of every cached object of `kind`."""

@@ -6,6 +6,7 @@ second tenant never wonders why its engine gets no traffic for that name."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -29,27 +30,39 @@ def claimed_names(engine: dict[str, Any]) -> set[str]:
     return names
 
 
-def taken_names(engine: dict[str, Any], engines: list[dict[str, Any]]) -> dict[str, str]:
-    """Name -> the older engine (namespace/name) that owns it, for each name `engine` claims."""
-    mine, age, key = claimed_names(engine), _age(engine), _key(engine)
-    taken: dict[str, str] = {}
-    for other in sorted(engines, key=_age):
-        if _key(other) == key or _age(other) >= age:
-            continue
-        for name in sorted(mine & claimed_names(other)):
-            taken.setdefault(name, _key(other))
-    return taken
+@dataclass
+class NameIndex:
+    """Model name -> the engines claiming it, kept as engines change, so that finding a name's
+    owner costs the claimants of that name, not a scan of every engine (1,000 engines: ~6 s of
+    CPU per full pass when scanned)."""
 
+    _claims: dict[str, tuple[tuple[str, str], frozenset[str]]] = field(default_factory=dict)
+    _by_name: dict[str, set[str]] = field(default_factory=dict)
 
-def sharing_a_name(engine: dict[str, Any], engines: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(namespace, name) of every other engine claiming a name `engine` claims."""
-    mine, key = claimed_names(engine), _key(engine)
-    found = []
-    for other in engines:
-        if _key(other) != key and mine & claimed_names(other):
-            metadata = other.get("metadata") or {}
-            found.append((str(metadata.get("namespace")), str(metadata.get("name"))))
-    return found
+    def update(self, key: str, engine: dict[str, Any] | None) -> set[str]:
+        """Record `engine` (None: deleted) under `key` (namespace/name); returns the other
+        engines that claim, or claimed, a name it claims or claimed: their conflicts may change."""
+        _, before = self._claims.pop(key, (("", ""), frozenset()))
+        for name in before:
+            self._by_name[name].discard(key)
+            if not self._by_name[name]:
+                del self._by_name[name]
+        after = frozenset(claimed_names(engine)) if engine is not None else frozenset()
+        if engine is not None:
+            self._claims[key] = (_age(engine), after)
+            for name in after:
+                self._by_name.setdefault(name, set()).add(key)
+        return {other for name in before | after for other in self._by_name.get(name, ())} - {key}
+
+    def taken(self, key: str) -> dict[str, str]:
+        """Name -> the older engine (namespace/name) that owns it, for each name `key` claims."""
+        age, mine = self._claims.get(key, (("", ""), frozenset()))
+        taken: dict[str, str] = {}
+        for name in sorted(mine):
+            owner = min(self._by_name[name], key=lambda other: self._claims[other][0])
+            if owner != key and self._claims[owner][0] < age:
+                taken[name] = owner
+        return taken
 
 
 def conflict_message(taken: dict[str, str]) -> str:

@@ -19,7 +19,7 @@ from sage_operator.core.kinds import DEPLOYMENT, ENGINE_OWNER, FINETUNE_JOB, LLM
 from sage_operator.core.metadata import render_event
 from sage_operator.core.store import ForeignObject, KubeStore
 from sage_operator.engine.adapters import AdapterLoader
-from sage_operator.engine.name_claims import conflict_message, sharing_a_name, taken_names
+from sage_operator.engine.name_claims import NameIndex, conflict_message
 from sage_operator.engine.render import adapter_paths, render_engine_deployment, render_engine_service
 from sage_operator.engine.spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
 from sage_operator.engine.status import (
@@ -64,6 +64,7 @@ class EngineReconciler:
         cache.watch(FINETUNE_JOB, self._finetunejob_changed)
         # Engines claiming the same model name: a change to one (created, renamed, deleted)
         # concerns the others' NameConflict condition.
+        self.names = NameIndex()
         cache.watch(LLM_ENGINE, self._engine_changed)
 
     def _child_changed(self, obj: dict[str, Any]) -> None:
@@ -73,14 +74,14 @@ class EngineReconciler:
             self.loop.enqueue(metadata["namespace"], engine)
 
     def _engine_changed(self, obj: dict[str, Any]) -> None:
-        for key in sharing_a_name(obj, self.cache.list_all(LLM_ENGINE)):
-            self.loop.enqueue(*key)
+        metadata = obj.get("metadata") or {}
+        namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
+        current = self.cache.get(LLM_ENGINE, namespace, name)  # None once it is deleted
+        for other in self.names.update(f"{namespace}/{name}", current):
+            self.loop.enqueue(*other.split("/", 1))
 
     def _name_conflict(self, namespace: str, name: str) -> str | None:
-        engine = self.cache.get(LLM_ENGINE, namespace, name)
-        if engine is None:
-            return None
-        taken = taken_names(engine, self.cache.list_all(LLM_ENGINE))
+        taken = self.names.taken(f"{namespace}/{name}")
         return conflict_message(taken) if taken else None
 
     def _finetunejob_changed(self, obj: dict[str, Any]) -> None:
