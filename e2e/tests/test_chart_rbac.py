@@ -14,8 +14,9 @@ ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 Rules = set[tuple[str, str, str]]  # (apiGroup, resource, verb)
 
 # What the operator's code does with the API (sage_operator through sage_kube, and kopf's watches),
-# and nothing more. Server-side apply of an object that does not exist yet needs create as well.
-APPLY = ("list", "watch", "create", "patch")
+# and nothing more. A missing child is created (and read when one of its name exists already:
+# never taken over); server-side apply keeps it.
+APPLY = ("get", "list", "watch", "create", "patch")
 OPERATOR_NAMESPACED: Rules = {
     *{("sage.ai", "llmengines", v) for v in ("get", "list", "watch", "patch")},
     *{("sage.ai", "finetunejobs", v) for v in ("get", "list", "watch")},

@@ -21,26 +21,27 @@ namespaced (a Role per namespace) installs. No wildcard anywhere.
 - apiGroups: ["sage.ai"]
   resources: ["finetunejobs/status"]
   verbs: ["get", "patch"]
-# The children it renders, kept with server-side apply (create + patch) and watched (list + watch,
-# selected by the owner's label). Owner references let the garbage collector delete them: no
-# delete verb.
+# The children it renders: created (create; get when one of that name exists already, to tell
+# whether it is its own: it never takes over another's), kept with server-side apply (patch) and
+# watched (list + watch, selected by the owner's label). Owner references let the garbage
+# collector delete them: no delete verb.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # The training pod's own ServiceAccount, Role and RoleBinding (status of its FinetuneJob only),
 # watched like every child so that a steady state costs no writes.
 - apiGroups: [""]
   resources: ["serviceaccounts"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Pod status tells why an engine is not ready (ImagePullBackOff, CrashLoopBackOff, OOMKilled, ...).
 - apiGroups: [""]
   resources: ["pods"]
