@@ -11,21 +11,36 @@ from sage_harness.kubectl import Kubectl
 _STARTED = "2026-01-01T00:00:00Z"
 
 
-def report_pod_ready(kubectl: Kubectl, namespace: str, pod: str, *, container: str, ip: str = "127.0.0.1") -> None:
-    """Scheduled, running and ready, at `ip`."""
-    condition = {"status": "True", "lastTransitionTime": _STARTED}
+def report_pod_ready(
+    kubectl: Kubectl,
+    namespace: str,
+    pod: str,
+    *,
+    container: str,
+    ip: str = "127.0.0.1",
+    ready: bool = True,
+    restarts: int = 0,
+    containers: list[dict[str, Any]] | None = None,
+) -> None:
+    """Scheduled and running at `ip`; ready or not; `containers` replaces the one container's
+    status when a test needs another (waiting, crashed)."""
+    condition = {"lastTransitionTime": _STARTED}
     status = {
         "phase": "Running",
         "podIP": ip,
         "podIPs": [{"ip": ip}],
-        "conditions": [{"type": kind, **condition} for kind in ("PodScheduled", "Ready", "ContainersReady")],
-        "containerStatuses": [
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", **condition},
+            *({"type": kind, "status": str(ready), **condition} for kind in ("Ready", "ContainersReady")),
+        ],
+        "containerStatuses": containers
+        or [
             {
                 "name": container,
                 "image": "sage/test",
                 "imageID": "",
-                "ready": True,
-                "restartCount": 0,
+                "ready": ready,
+                "restartCount": restarts,
                 "started": True,
                 "state": {"running": {"startedAt": _STARTED}},
             }

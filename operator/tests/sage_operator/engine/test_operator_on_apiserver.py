@@ -14,6 +14,7 @@ from sage_harness.engines import EngineProcess
 from sage_harness.kubectl import Kubectl
 from sage_harness.operator_process import OperatorProcess
 from sage_harness.waiting import wait_until
+from sage_testing.kubelet import report_pod_ready
 
 ENGINE = """
 apiVersion: sage.ai/v1alpha1
@@ -71,30 +72,7 @@ def the_pod(kubectl: Kubectl, ns: str, name: str) -> str:
 def set_pod_status(kubectl: Kubectl, ns: str, pod: str, *, ready: bool, containers: list[dict[str, Any]] | None = None,
                    ip: str = "127.0.0.1", restarts: int = 0) -> None:  # fmt: skip
     """What a kubelet would report: scheduled, running, ready or not."""
-    now = "2026-01-01T00:00:00Z"
-    status = {
-        "phase": "Running",
-        "podIP": ip,
-        "podIPs": [{"ip": ip}],
-        "conditions": [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-            {"type": "Ready", "status": str(ready), "lastTransitionTime": now},
-            {"type": "ContainersReady", "status": str(ready), "lastTransitionTime": now},
-        ],
-        "containerStatuses": containers
-        or [
-            {
-                "name": "engine",
-                "image": "sage/engine",
-                "imageID": "",
-                "ready": ready,
-                "restartCount": restarts,
-                "started": True,
-                "state": {"running": {"startedAt": now}},
-            }
-        ],
-    }
-    kubectl("patch", "pod", pod, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}))
+    report_pod_ready(kubectl, ns, pod, container="engine", ip=ip, ready=ready, restarts=restarts, containers=containers)
 
 
 def event_reasons(kubectl: Kubectl, ns: str, name: str) -> list[str]:
