@@ -90,7 +90,7 @@ def port_forward(kubectl: Kubectl, namespace: str, target: str, port: int) -> It
     )
     try:
         wait_until(
-            lambda: (forward.poll() is None and _listening(local)) or forward.poll() is not None,
+            lambda: forward.poll() is not None or _listening(local),  # listening, or gone
             f"kubectl port-forward {target} to listen",
             30,
         )

@@ -49,10 +49,8 @@ def chat_prefix(messages: Any, limit: int) -> str | None:
 def completion_prefix(prompt: Any, limit: int) -> str | None:
     """A string, a list of token ids, or a batch of either: the first prompt's prefix. Anything
     else (an empty list, deeper nesting) has no prefix; the engine judges whether it is valid."""
-    if isinstance(prompt, list) and prompt and all(isinstance(item, list) for item in prompt[:1]):
-        prompt = prompt[0]  # a batch of token lists: the first one
-    elif isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
-        prompt = prompt[0]  # a batch of strings: the first one
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], list | str):
+        prompt = prompt[0]  # a batch of strings or token lists: the first one
     if isinstance(prompt, str):
         return prompt[:limit] or None
     if isinstance(prompt, list) and prompt and all(isinstance(token, int) for token in prompt):
