@@ -37,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--discovery", choices=["kubernetes", "static"], help="where engines come from")
     parser.add_argument("--static-engines-file", help="static discovery: YAML/JSON file listing engines and URLs")
     parser.add_argument("--namespaces", help="kubernetes discovery: comma-separated namespaces (default: all)")
+    parser.add_argument("--auth", choices=["none", "api-keys"], help="require API keys (SAGE_GATEWAY_AUTH)")
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     return parser.parse_args(argv)
 
@@ -65,6 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as error:
             print(f"sage_gateway: {error}", file=sys.stderr)
             return 2
+    try:  # bad key settings stop here too
+        from sage_gateway.app import keys_namespace  # noqa: PLC0415
+        from sage_gateway.auth.sources import static_policies  # noqa: PLC0415
+
+        if settings.auth != "none":
+            static_policies(list(settings.api_keys), settings.api_keys_file)
+            if settings.discovery == "kubernetes":
+                keys_namespace(settings)
+    except ValueError as error:
+        print(f"sage_gateway: {error}", file=sys.stderr)
+        return 2
     if settings.discovery == "kubernetes":
         from sage_kube import load_config  # noqa: PLC0415
 

@@ -211,6 +211,12 @@ class MessageStreamTranslator:
         self._stop: tuple[str | None, str | None] = (None, None)
         self._usage = {"input_tokens": 0, "output_tokens": 0}
 
+    @property
+    def total_tokens(self) -> int | None:
+        """Input plus output tokens of the usage seen so far (None before any)."""
+        total = self._usage["input_tokens"] + self._usage["output_tokens"]
+        return total or None
+
     def _start(self) -> list[Event]:
         if self._started:
             return []

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -16,6 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from sage_gateway.auth.guard import Guard
+from sage_gateway.auth.keys import KeyRing
+from sage_gateway.auth.sources import StaticKeys, static_policies
 from sage_gateway.discovery import Discovery
 from sage_gateway.discovery.static import StaticDiscovery
 from sage_gateway.dispatch import Dispatcher
@@ -42,6 +46,36 @@ def make_discovery(settings: GatewaySettings, registry: EngineRegistry) -> Disco
     return KubernetesDiscovery(registry, KubeClient.from_env(settings.kubeconfig), settings.namespaces)
 
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def keys_namespace(settings: GatewaySettings) -> str:
+    """The namespace whose APIKeys the gateway watches: the setting, else its own pod's."""
+    if settings.api_keys_namespace:
+        return settings.api_keys_namespace
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        msg = "auth api-keys with kubernetes discovery needs SAGE_GATEWAY_API_KEYS_NAMESPACE outside a pod"
+        raise ValueError(msg) from None
+
+
+def make_keys(settings: GatewaySettings, guard: Guard) -> Discovery | None:
+    """Where keys come from: none (auth none), the settings' own keys, and in a cluster a watch on
+    the APIKeys of one namespace. A ValueError says what is wrong."""
+    if settings.auth == "none":
+        return None
+    policies = static_policies(list(settings.api_keys), settings.api_keys_file)
+    if settings.discovery == "static":
+        return StaticKeys(guard.ring, policies)
+    from sage_gateway.auth.watch import KeyWatch  # noqa: PLC0415 - local mode needs no client
+    from sage_kube import KubeClient  # noqa: PLC0415
+
+    namespace = keys_namespace(settings)
+    StaticKeys(guard.ring, policies)
+    return KeyWatch(guard.ring, KubeClient.from_env(settings.kubeconfig), namespace, on_removed=guard.forget)
+
+
 def make_client(settings: GatewaySettings) -> aiohttp.ClientSession:
     """One connection pool to every replica. No automatic decompression: bodies pass through as
     the replica sent them, with their content-encoding."""
@@ -61,14 +95,14 @@ def make_client(settings: GatewaySettings) -> aiohttp.ClientSession:
     )
 
 
-async def _run_discovery(state: GatewayState) -> None:
+async def _run_discovery(state: GatewayState, source: Discovery, what: str) -> None:
     try:
-        await state.discovery.run()
+        await source.run()
     except asyncio.CancelledError:
         raise
     except Exception as error:
-        log.exception("discovery stopped; the registry no longer follows its source")
-        state.discovery_error = f"{type(error).__name__}: {error}"
+        log.exception("%s stopped; the gateway no longer follows its source", what)
+        state.discovery_error = f"{what}: {type(error).__name__}: {error}"
 
 
 class GatewayApp(FastAPI):
@@ -91,20 +125,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         registry = EngineRegistry()
         metrics = GatewayMetrics()
         discovery = make_discovery(settings, registry)
+        guard = Guard(KeyRing(), metrics, required=settings.auth != "none")
+        keys = make_keys(settings, guard)
         client = make_client(settings)
-        app.state.gateway = GatewayState(
-            settings, registry, metrics, Proxy(registry, settings, metrics, client), discovery
-        )
-        task = asyncio.create_task(_run_discovery(app.state.gateway), name="sage-gateway-discovery")
+        proxy = Proxy(registry, settings, metrics, client)
+        state = app.state.gateway = GatewayState(settings, registry, metrics, proxy, discovery, guard, keys)
+        sources = {"discovery": discovery} | ({"API key watch": keys} if keys is not None else {})
+        tasks = [asyncio.create_task(_run_discovery(state, source, what)) for what, source in sources.items()]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-            closer = getattr(discovery, "aclose", None)
-            if closer is not None:
-                await closer()
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            for source in sources.values():
+                closer = getattr(source, "aclose", None)
+                if closer is not None:
+                    await closer()
             await client.close()
 
     app = GatewayApp(
@@ -135,6 +173,8 @@ def _add_health_routes(app: FastAPI) -> None:
             return error_response(WireError(503, f"Discovery stopped: {state.discovery_error}", "not_ready"))
         if not state.discovery.synced.is_set():
             return error_response(WireError(503, "Discovery has not synced yet.", "not_ready"))
+        if state.keys is not None and not state.keys.synced.is_set():
+            return error_response(WireError(503, "The API keys have not synced yet.", "not_ready"))
         engines = len(state.registry.engines())
         return Response(orjson.dumps({"status": "ready", "engines": engines}), media_type=JSON)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from sage_gateway.auth.guard import Grant
 from sage_gateway.metrics import GatewayMetrics
 
 UNKNOWN_MODEL = "unknown"
@@ -24,11 +25,19 @@ class Exchange:
     started: float = field(default_factory=time.perf_counter)
     model: str = UNKNOWN_MODEL
     finished: bool = False
+    grant: Grant | None = None
+    """The caller's admission under its key's limits (None: no keys required)."""
+    tokens: int | None = None
+    """Tokens the engine reported for this request, once known."""
+    strip_usage: bool = False
+    """The gateway asked the engine for usage on a stream whose client did not: leave it out."""
 
     def finish(self, status: int) -> None:
         if not self.finished:
             self.finished = True
             self.metrics.observe_request(self.model, self.route, status, time.perf_counter() - self.started)
+            if self.grant is not None:
+                self.grant.settle(self.tokens)
 
     def first_byte(self) -> None:
         """The first chunk of a stream went out."""

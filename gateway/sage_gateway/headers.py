@@ -28,7 +28,7 @@ HOP_BY_HOP = frozenset(
 _RESPONSE_DROPPED = HOP_BY_HOP | {"date", "server"}
 # Anthropic clients' own headers mean nothing to an OpenAI-speaking replica; the translated body
 # is new, and the replica must answer in plain bytes the stream translator can read.
-_NOT_FOR_A_TRANSLATION = frozenset({"x-api-key", "accept-encoding", "content-type"})
+_NOT_FOR_A_TRANSLATION = frozenset({"x-api-key", "authorization", "accept-encoding", "content-type"})
 
 REPLICA = "x-sage-replica"
 """Response header naming the replica that answered (for debugging and for tests)."""
@@ -43,9 +43,14 @@ def _named_by_connection(headers: Mapping[str, str]) -> set[str]:
     return named
 
 
-def forward_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
-    """Request headers for the upstream: no hop-by-hop ones (nor those `Connection` names)."""
-    dropped = HOP_BY_HOP | _named_by_connection(headers)
+CREDENTIALS = frozenset({"authorization", "x-api-key"})
+"""The client's key: with keys required it is the gateway's to check, never an engine's to see."""
+
+
+def forward_headers(headers: Mapping[str, str], request_id: str, *, keep_credentials: bool = True) -> dict[str, str]:
+    """Request headers for the upstream: no hop-by-hop ones (nor those `Connection` names), and
+    without the client's credentials when the gateway checked them itself."""
+    dropped = HOP_BY_HOP | _named_by_connection(headers) | (frozenset() if keep_credentials else CREDENTIALS)
     kept = {name: value for name, value in headers.items() if name.lower() not in dropped}
     kept[REQUEST_ID] = request_id
     if not any(name.lower() == "content-type" for name in kept):

@@ -55,6 +55,30 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.auth_failures = Counter(
+            "sage_gateway_auth_failures",
+            "Requests refused with 401: no key, an unknown, disabled or expired one.",
+            registry=self.registry,
+        )
+        self.key_requests = Counter(
+            "sage_gateway_key_requests",
+            "Requests admitted, by API key (the APIKey's namespace/name, never the key).",
+            ["key"],
+            registry=self.registry,
+        )
+        self.key_tokens = Counter(
+            "sage_gateway_key_tokens",
+            "Prompt plus completion tokens the engines reported, by API key.",
+            ["key"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "sage_gateway_rate_limited",
+            "Requests refused with 429, by API key and the limit hit (requests or tokens).",
+            ["key", "limit"],
+            registry=self.registry,
+        )
+
     def observe_request(self, model: str, route: str, status: int, seconds: float) -> None:
         """One answered request. The labelled children are cached: `labels()` takes a lock and
         builds a key on every call, and this runs on every request."""

@@ -20,13 +20,15 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from sage_gateway.auth.keys import KeyPolicy
+from sage_gateway.auth.usage import body_usage
 from sage_gateway.disconnect import unless_disconnected
 from sage_gateway.errors import model_not_found, no_ready_replica, upstream_failed
 from sage_gateway.exchange import Exchange
 from sage_gateway.headers import REPLICA
 from sage_gateway.metrics import GatewayMetrics
 from sage_gateway.policies import InflightCounter, RoutingPolicy, make_policy
-from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable
+from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable, Unknown
 from sage_gateway.relay import Relay
 from sage_gateway.settings import GatewaySettings
 from sage_wire.errors import WireError
@@ -71,22 +73,30 @@ class Proxy:
     _policies: dict[tuple[str, PolicyName], RoutingPolicy] = field(default_factory=dict)
     _metrics_version: int = -1
 
-    def resolve(self, model: str) -> Route:
-        """Where `model` can go; 404 when no engine serves it, 503 when none is ready."""
+    def resolve(self, model: str, caller: KeyPolicy | None = None) -> Route:
+        """Where `model` can go; 404 when no engine serves it (or the caller's key may not use
+        it: the same answer, so that other tenants' names stay unknown), 503 when none is ready."""
         found = self.registry.resolve(model)
+        if caller is not None and not isinstance(found, Unknown) and not caller.allows(found.engine.namespace, model):
+            found = Unknown(model, ())
         if isinstance(found, Route):
             return found
         if isinstance(found, Unavailable):
             raise no_ready_replica(model, self.settings.retry_after_seconds)
+        if caller is not None:
+            known = [entry.id for entry in self.registry.models() if caller.allows(entry.namespace, entry.id)]
+            raise model_not_found(model, known)
         raise model_not_found(model, list(found.known))
 
     async def forward(self, request: Request, exchange: Exchange, outbound: Outbound, relay: Relay) -> Response:
         """The client's response. Raises WireError only before any byte was sent (the caller
         answers it in the route's protocol); a client that hangs up raises ClientGone."""
-        upstream = await unless_disconnected(request, self._open(exchange.model, outbound))
+        upstream = await unless_disconnected(request, self._open(exchange, outbound))
         response = upstream.response
         streaming = response.status < 400 and response.headers.get("content-type", "").startswith(EVENT_STREAM)
         headers = relay.headers(response.headers, exchange.request_id, streaming=streaming)
+        if exchange.grant is not None:
+            headers.update(exchange.grant.headers)
         if self.settings.expose_replica:
             headers[REPLICA] = upstream.url
         if streaming:
@@ -102,6 +112,8 @@ class Proxy:
                 raise failure
             exchange.finish(response.status)
             return Response(content, response.status, headers)
+        if exchange.grant is not None and "content-encoding" not in response.headers:
+            exchange.tokens = body_usage(content)
         body = relay.body(content)
         exchange.finish(response.status)
         return Response(body, response.status, headers)
@@ -134,13 +146,15 @@ class Proxy:
     def _failed(self, url: str, error: BaseException) -> None:
         self.metrics.upstream_errors.labels(url, type(error).__name__).inc()
 
-    async def _open(self, model: str, outbound: Outbound) -> _Upstream:
+    async def _open(self, exchange: Exchange, outbound: Outbound) -> _Upstream:
         """Send the body to a ready replica and wait for the response headers, trying further
         replicas while connecting fails."""
+        model = exchange.model
+        caller = exchange.grant.policy if exchange.grant is not None else None
         tried: set[str] = set()
         last_error = "no replica answered"
         for attempt in range(self.settings.connect_retries + 1):
-            route = self.resolve(model)
+            route = self.resolve(model, caller)
             url = self._pick(route, outbound.affinity_key, tried)
             if url is None:
                 break
@@ -182,7 +196,7 @@ class Proxy:
     async def _relay(self, upstream: _Upstream, exchange: Exchange, relay: Relay) -> AsyncIterator[bytes]:
         """The stream chunk by chunk as it arrives, shaped by the relay; an upstream failure
         mid-stream ends it with an error event (the status line is long gone by then)."""
-        shaper = relay.stream()
+        shaper = relay.stream(count_usage=exchange.grant is not None, strip_usage=exchange.strip_usage)
         first = True
         try:
             async for chunk in upstream.response.content.iter_any():
@@ -199,4 +213,5 @@ class Proxy:
             yield shaper.fail(WireError(502, message, "upstream_error"))
         finally:
             self._close(upstream)
+            exchange.tokens = shaper.tokens
             exchange.finish(shaper.failed_status or upstream.response.status)

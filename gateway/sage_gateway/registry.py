@@ -37,6 +37,12 @@ class EngineInfo:
     claiming one name, the oldest owns it."""
 
     @property
+    def namespace(self) -> str:
+        """The namespace of a Kubernetes engine (its key is `namespace/name`); "" for static ones."""
+        namespace, slash, _ = self.key.partition("/")
+        return namespace if slash else ""
+
+    @property
     def names(self) -> tuple[str, ...]:
         """Every model name that routes here, served name first."""
         seen: dict[str, None] = {self.served_name: None}
@@ -98,6 +104,8 @@ class ModelEntry:
     """served, alias or adapter."""
     root: str
     """The engine's served name (the base model for adapters and aliases)."""
+    namespace: str = ""
+    """The engine's namespace ("" for static engines)."""
 
 
 @dataclass
@@ -180,5 +188,7 @@ class EngineRegistry:
             roles += [(adapter, "adapter") for adapter in engine.adapters]
             for name, role in roles:
                 if self._owner.get(name) == engine.key:  # a name another engine owns is not this one's
-                    entries.setdefault(name, ModelEntry(name, engine.key, engine.kind, role, engine.served_name))
+                    entries.setdefault(
+                        name, ModelEntry(name, engine.key, engine.kind, role, engine.served_name, engine.namespace)
+                    )
         return sorted(entries.values(), key=lambda entry: entry.id)

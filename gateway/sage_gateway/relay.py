@@ -15,6 +15,7 @@ from typing import Protocol as Interface
 import orjson
 
 from sage_gateway.anthropic import Event, MessageStreamTranslator, chat_to_message, encode_events
+from sage_gateway.auth.usage import UsageTap
 from sage_gateway.errors import upstream_error
 from sage_gateway.headers import response_headers
 from sage_wire.envelopes import Protocol, envelope, error_in, error_of
@@ -31,6 +32,11 @@ class StreamShaper(Interface):
 
     failed_status: int | None
     """Set once the stream carried an error (from the upstream, or `fail`)."""
+
+    @property
+    def tokens(self) -> int | None:
+        """Tokens the stream's usage reported (None: not counted, or none seen)."""
+        ...
 
     def feed(self, chunk: bytes) -> bytes: ...
 
@@ -56,18 +62,26 @@ class Relay(Interface):
         """The error an upstream error answer becomes; None passes the upstream's bytes through."""
         ...
 
-    def stream(self) -> StreamShaper: ...
+    def stream(self, *, count_usage: bool = False, strip_usage: bool = False) -> StreamShaper:
+        """A shaper for one stream; `count_usage` notes its usage, `strip_usage` leaves the usage
+        chunk the gateway asked for out of what the client gets."""
+        ...
 
 
 @dataclass
 class _PassthroughStream:
+    tap: UsageTap | None = None
     failed_status: int | None = None
 
+    @property
+    def tokens(self) -> int | None:
+        return self.tap.tokens if self.tap is not None else None
+
     def feed(self, chunk: bytes) -> bytes:
-        return chunk
+        return self.tap.feed(chunk) if self.tap is not None else chunk
 
     def end(self) -> bytes:
-        return b""
+        return self.tap.end() if self.tap is not None else b""
 
     def fail(self, error: WireError) -> bytes:
         self.failed_status = error.status
@@ -92,8 +106,8 @@ class OpenAIPassthrough:
             return None
         return upstream_error(status, content, replica)
 
-    def stream(self) -> StreamShaper:
-        return _PassthroughStream()
+    def stream(self, *, count_usage: bool = False, strip_usage: bool = False) -> StreamShaper:
+        return _PassthroughStream(UsageTap(strip=strip_usage) if count_usage else None)
 
 
 @dataclass
@@ -102,6 +116,10 @@ class _MessagesStream:
     decoder: SSEDecoder = field(default_factory=SSEDecoder)
     failed_status: int | None = None
     _ended: bool = False
+
+    @property
+    def tokens(self) -> int | None:
+        return self.translator.total_tokens
 
     def feed(self, chunk: bytes) -> bytes:
         if self._ended:
@@ -156,7 +174,8 @@ class AnthropicMessages:
     def error(self, status: int, content: bytes, replica: str, *, encoded: bool) -> WireError | None:
         return upstream_error(status, content, replica)
 
-    def stream(self) -> StreamShaper:
+    def stream(self, *, count_usage: bool = False, strip_usage: bool = False) -> StreamShaper:
+        # The translation always asks for usage (message_delta carries it) and never relays it raw.
         return _MessagesStream(MessageStreamTranslator(self.model, self.message_id))
 
 

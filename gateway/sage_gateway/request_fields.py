@@ -5,7 +5,7 @@ The body itself is forwarded untouched; this module never re-serialises it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -19,6 +19,8 @@ class RoutingFields:
     stream: bool
     affinity_key: str | None
     """The first characters of the prompt, or None where affinity does not apply."""
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The parsed body (read by the key limits, never forwarded: the body's own bytes are)."""
 
 
 def _text_of(content: Any) -> str:
@@ -90,4 +92,4 @@ def routing_fields(body: bytes, route: str, prefix_chars: int) -> RoutingFields:
         key = chat_prefix(parsed.get("messages"), prefix_chars)
     elif route == "completions":
         key = completion_prefix(parsed.get("prompt"), prefix_chars)
-    return RoutingFields(model, stream, key)
+    return RoutingFields(model, stream, key, parsed)

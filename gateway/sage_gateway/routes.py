@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sage_gateway.anthropic import messages_to_chat
+from sage_gateway.auth.usage import asking_for_usage
 from sage_gateway.exchange import Exchange
 from sage_gateway.headers import forward_headers, translated_request_headers
 from sage_gateway.proxy import Outbound
@@ -39,14 +40,20 @@ class RouteSpec:
 
 
 def _openai(path: str, route: str) -> Handler:
-    """The body goes to a replica of its model untouched; the answer comes back untouched."""
+    """The body goes to a replica of its model untouched; the answer comes back untouched (with
+    keys required, a stream is asked for its usage, which the client sees only if it asked)."""
 
     async def handle(request: Request, exchange: Exchange, state: GatewayState) -> Response:
+        caller = state.guard.caller(request.headers)  # 401 before the body is read
         body = await read_body(request, state.settings.max_body_bytes)
         fields = routing_fields(body, route, state.settings.prefix_chars)
-        state.proxy.resolve(fields.model)  # 404 / 503 before anything else
+        state.proxy.resolve(fields.model, caller)  # 404 / 503 before anything else
         exchange.model = fields.model
-        outbound = Outbound(path, body, forward_headers(request.headers, exchange.request_id), fields.affinity_key)
+        exchange.grant = state.guard.admit(caller, fields.document, Protocol.OPENAI)
+        if exchange.grant is not None and route != "embeddings" and (asked := asking_for_usage(fields.document)):
+            body, exchange.strip_usage = asked, True
+        headers = forward_headers(request.headers, exchange.request_id, keep_credentials=caller is None)
+        outbound = Outbound(path, body, headers, fields.affinity_key)
         return await state.proxy.forward(request, exchange, outbound, OPENAI_PASSTHROUGH)
 
     return handle
@@ -54,11 +61,13 @@ def _openai(path: str, route: str) -> Handler:
 
 async def messages(request: Request, exchange: Exchange, state: GatewayState) -> Response:
     """The Anthropic Messages API, served by translating to chat completions and back."""
+    caller = state.guard.caller(request.headers)
     parsed = parse_body(await read_body(request, state.settings.max_body_bytes))
     requested = require_model(parsed)
     chat = messages_to_chat(parsed)
-    state.proxy.resolve(requested)
+    state.proxy.resolve(requested, caller)
     exchange.model = requested
+    exchange.grant = state.guard.admit(caller, parsed, Protocol.ANTHROPIC)
     outbound = Outbound(
         "/v1/chat/completions",
         orjson.dumps(chat),
@@ -70,7 +79,9 @@ async def messages(request: Request, exchange: Exchange, state: GatewayState) ->
 
 
 async def models(request: Request, exchange: Exchange, state: GatewayState) -> Response:
-    """Served names, aliases and adapters of the engines that have a ready replica."""
+    """Served names, aliases and adapters of the engines that have a ready replica (with keys
+    required: only those the caller's key may use)."""
+    caller = state.guard.caller(request.headers)
     data: list[dict[str, Any]] = [
         {
             "id": entry.id,
@@ -82,6 +93,7 @@ async def models(request: Request, exchange: Exchange, state: GatewayState) -> R
             "sage": {"engine": entry.engine, "kind": entry.kind, "role": entry.role},
         }
         for entry in state.registry.models()
+        if caller is None or caller.allows(entry.namespace, entry.id)
     ]
     exchange.finish(200)
     body = orjson.dumps({"object": "list", "data": data})

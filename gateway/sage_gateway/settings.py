@@ -65,4 +65,19 @@ class GatewaySettings(BaseSettings):
     expose_replica: bool = True
     """Name the replica that answered in an `x-sage-replica` response header (its pod address)."""
 
+    auth: Literal["none", "api-keys"] = "none"
+    """none: anyone who reaches the gateway uses every model. api-keys: every /v1 request needs a key
+    (`Authorization: Bearer <key>` or `x-api-key`), from APIKey objects or the settings below."""
+
+    api_keys_namespace: str | None = None
+    """api-keys with kubernetes discovery: the namespace whose APIKey objects are watched (the
+    gateway's own; default: the namespace of its ServiceAccount)."""
+
+    api_keys: CommaSeparated = Field(default_factory=list)
+    """api-keys: keys accepted for every model without limits (local mode), comma-separated; a
+    sha256:<hex> entry is a key's hash."""
+
+    api_keys_file: Path | None = None
+    """api-keys: a YAML file of APIKey manifests (their models and limits apply), read at start."""
+
     log_level: str = "info"

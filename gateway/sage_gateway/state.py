@@ -1,9 +1,10 @@
-"""What one running gateway holds: settings, registry, proxy, metrics and discovery."""
+"""What one running gateway holds: settings, registry, proxy, metrics, discovery and its guard."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sage_gateway.auth.guard import Guard
 from sage_gateway.discovery import Discovery
 from sage_gateway.metrics import GatewayMetrics
 from sage_gateway.proxy import Proxy
@@ -18,5 +19,8 @@ class GatewayState:
     metrics: GatewayMetrics
     proxy: Proxy
     discovery: Discovery
+    guard: Guard
+    keys: Discovery | None = None
+    """Where API keys come from (None: auth mode none); the gateway is ready once it synced."""
     discovery_error: str | None = None
     """Set when the discovery task stopped: the registry no longer follows its source."""

@@ -1,4 +1,4 @@
-"""The two CustomResourceDefinitions, rendered from the pydantic models (pure)."""
+"""The CustomResourceDefinitions (LLMEngine, FinetuneJob, APIKey), rendered from the pydantic models (pure)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sage_api import names
+from sage_api.apikey import APIKeySpec
 from sage_api.common import cel_rule
 from sage_api.engine import LLMEngineSpec, LLMEngineStatus
 from sage_api.finetune import FinetuneJobSpec, FinetuneJobStatus
@@ -46,21 +47,20 @@ FINETUNE_NAME_RULES = (
 
 
 def _root_schema(
-    spec: type[BaseModel], status: type[BaseModel], description: str, name_rules: tuple[dict[str, str], ...]
+    spec: type[BaseModel], status: type[BaseModel] | None, description: str, name_rules: tuple[dict[str, str], ...]
 ) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "description": description,
-        "x-kubernetes-validations": list(name_rules),
-        "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string", "description": "API version: sage.ai/v1alpha1."},
-            "kind": {"type": "string", "description": "Kind of the object."},
-            "metadata": {"type": "object"},
-            "spec": structural_schema(spec),
-            "status": structural_schema(status),
-        },
+    properties: dict[str, Any] = {
+        "apiVersion": {"type": "string", "description": "API version: sage.ai/v1alpha1."},
+        "kind": {"type": "string", "description": "Kind of the object."},
+        "metadata": {"type": "object"},
+        "spec": structural_schema(spec),
     }
+    if status is not None:
+        properties["status"] = structural_schema(status)
+    schema: dict[str, Any] = {"type": "object", "description": description}
+    if name_rules:
+        schema["x-kubernetes-validations"] = list(name_rules)
+    return {**schema, "required": ["spec"], "properties": properties}
 
 
 def _crd(
@@ -84,7 +84,7 @@ def _crd(
                 "listKind": f"{resource.kind}List",
                 "plural": resource.plural,
                 "singular": resource.singular,
-                "shortNames": list(resource.short_names),
+                **({"shortNames": list(resource.short_names)} if resource.short_names else {}),
                 "categories": [names.CATEGORY],
             },
             "versions": [
@@ -139,9 +139,28 @@ def finetunejob_crd() -> dict[str, Any]:
     return _crd(names.FINETUNE, schema, _FINETUNE_COLUMNS, {"status": {}})
 
 
+_APIKEY_COLUMNS = [
+    _column("Models", ".spec.models", description="Models the key may use (unset: all)"),
+    _column("Namespaces", ".spec.namespaces", description="Namespaces whose engines it may use (unset: all)"),
+    _column("RPM", ".spec.requestsPerMinute", "integer"),
+    _column("TPM", ".spec.tokensPerMinute", "integer"),
+    _column("Expires", ".spec.expiresAt"),
+    _column("Disabled", ".spec.disabled", "boolean", priority=1),
+    _AGE,
+]
+
+
+def apikey_crd() -> dict[str, Any]:
+    """The APIKey CRD: a key's hash and policy; no status (nothing about a key is ever reported)."""
+    description = "A client key of the SAGE gateway, held as a SHA-256 hash, with its models and limits."
+    schema = _root_schema(APIKeySpec, None, description, ())
+    return _crd(names.APIKEY, schema, _APIKEY_COLUMNS, {})
+
+
 def all_crds() -> dict[str, dict[str, Any]]:
     """File name -> CRD, as written under crds/."""
     return {
         f"{names.ENGINE_PLURAL}.yaml": llmengine_crd(),
         f"{names.FINETUNE_PLURAL}.yaml": finetunejob_crd(),
+        f"{names.APIKEY_PLURAL}.yaml": apikey_crd(),
     }

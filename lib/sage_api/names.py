@@ -22,10 +22,12 @@ class ResourceNames:
 
 ENGINE: Final = ResourceNames("LLMEngine", "llmengines", "llmengine", ("llme",))
 FINETUNE: Final = ResourceNames("FinetuneJob", "finetunejobs", "finetunejob", ("ftj",))
+APIKEY: Final = ResourceNames("APIKey", "apikeys", "apikey", ())
 ENGINE_KIND: Final = ENGINE.kind
 ENGINE_PLURAL: Final = ENGINE.plural
 FINETUNE_KIND: Final = FINETUNE.kind
 FINETUNE_PLURAL: Final = FINETUNE.plural
+APIKEY_PLURAL: Final = APIKEY.plural
 
 CATEGORY: Final = "sage"
 

@@ -1,0 +1,64 @@
+"""Per-minute limits as token buckets (pure): a bucket holds up to `capacity` units and refills at
+`capacity` per minute. A request takes what it costs; usage learned afterwards may take more and
+leave the bucket in debt. This is the model OpenAI describes for its own limits, so the
+`x-ratelimit-reset-*` headers mean what clients expect: the time until the bucket is full again.
+The same two numbers (level, stamp) are what a shared store keeps (see `shared`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+PERIOD = 60.0
+
+
+@dataclass
+class Bucket:
+    capacity: int
+    level: float
+    stamp: float
+    """When `level` was last brought up to date (seconds, any monotonic clock)."""
+
+    @classmethod
+    def full(cls, capacity: int, now: float) -> Bucket:
+        return cls(capacity, float(capacity), now)
+
+    @property
+    def rate(self) -> float:
+        return self.capacity / PERIOD
+
+    def refill(self, now: float) -> None:
+        if now > self.stamp:
+            self.level = min(float(self.capacity), self.level + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def wait(self, now: float, amount: int) -> float:
+        """Seconds until `amount` fits; 0 when it does now, inf when it never can."""
+        self.refill(now)
+        if amount > self.capacity:
+            return math.inf
+        return max(0.0, (amount - self.level) / self.rate)
+
+    def take(self, now: float, amount: float) -> None:
+        """Take `amount` (negative gives back, up to capacity)."""
+        self.refill(now)
+        self.level = min(float(self.capacity), self.level - amount)
+
+    def remaining(self, now: float) -> int:
+        self.refill(now)
+        return max(0, math.floor(self.level))
+
+    def reset(self, now: float) -> float:
+        """Seconds until the bucket is full again."""
+        self.refill(now)
+        return (self.capacity - self.level) / self.rate
+
+
+def duration(seconds: float) -> str:
+    """Seconds the way OpenAI's reset headers write them: 20ms, 1s, 1.5s, 6m0s."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest}s"

@@ -1,0 +1,141 @@
+"""Admission under a key's limits, and how limits are told to clients (pure).
+
+`admit` decides from a key's buckets and open requests whether one more request may start,
+reserving one request and the prompt's estimated tokens; `settle` replaces the estimate with the
+tokens the engine reported. The answers follow the official APIs: a 429 names the limit in its
+type (`requests` or `tokens`) with Retry-After, and every response of a limited key carries
+`x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (OpenAI) or `anthropic-ratelimit-*`
+(Anthropic, resets as RFC 3339 times).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sage_gateway.auth.buckets import Bucket, duration
+from sage_gateway.auth.keys import KeyPolicy
+from sage_wire.envelopes import Protocol
+from sage_wire.errors import WireError
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One limit as the client is told it."""
+
+    limit: int
+    remaining: int
+    reset: float
+    """Seconds until the limit is whole again."""
+
+
+@dataclass(frozen=True)
+class Readings:
+    requests: Reading | None = None
+    tokens: Reading | None = None
+
+
+@dataclass
+class KeyBuckets:
+    """One key's state on one gateway (or as loaded from the shared store)."""
+
+    requests: Bucket | None
+    tokens: Bucket | None
+    open: int = 0
+
+
+def buckets_for(policy: KeyPolicy, now: float) -> KeyBuckets:
+    requests = Bucket.full(policy.requests_per_minute, now) if policy.requests_per_minute else None
+    tokens = Bucket.full(policy.tokens_per_minute, now) if policy.tokens_per_minute else None
+    return KeyBuckets(requests, tokens)
+
+
+def _reading(bucket: Bucket | None, now: float) -> Reading | None:
+    if bucket is None:
+        return None
+    return Reading(bucket.capacity, bucket.remaining(now), bucket.reset(now))
+
+
+def readings(buckets: KeyBuckets, now: float) -> Readings:
+    return Readings(_reading(buckets.requests, now), _reading(buckets.tokens, now))
+
+
+Tell = Callable[[Readings], dict[str, str]]
+"""How readings become response headers (per protocol)."""
+
+
+def rate_limited(policy: KeyPolicy, kind: str, message: str, wait: float | None, headers: dict[str, str]) -> WireError:
+    if wait is not None and math.isfinite(wait):
+        headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
+    text = f"Rate limit reached for API key '{policy.name}': {message}"
+    return WireError(429, text, "rate_limit_exceeded", headers=headers, limit_kind=kind)
+
+
+def admit(policy: KeyPolicy, buckets: KeyBuckets, prompt_tokens: int, now: float, tell: Tell) -> Readings:
+    """Start one request of `policy` (estimated `prompt_tokens`), or raise its 429 (its limit
+    headers written by `tell`)."""
+    if policy.max_concurrent is not None and buckets.open >= policy.max_concurrent:
+        message = f"{buckets.open} requests are open, the limit is {policy.max_concurrent} at once."
+        raise rate_limited(policy, "requests", message, 1.0, tell(readings(buckets, now)))
+    if buckets.requests is not None:
+        wait = buckets.requests.wait(now, 1)
+        if wait > 0:
+            message = f"limit {buckets.requests.capacity} requests per minute. Try again in {duration(wait)}."
+            raise rate_limited(policy, "requests", message, wait, tell(readings(buckets, now)))
+    if buckets.tokens is not None:
+        wait = buckets.tokens.wait(now, prompt_tokens)
+        if math.isinf(wait):
+            message = (
+                f"the prompt alone is about {prompt_tokens} tokens, more than the limit of "
+                f"{buckets.tokens.capacity} tokens per minute."
+            )
+            raise rate_limited(policy, "tokens", message, None, tell(readings(buckets, now)))
+        if wait > 0:
+            message = (
+                f"limit {buckets.tokens.capacity} tokens per minute, {buckets.tokens.remaining(now)} left, "
+                f"about {prompt_tokens} requested. Try again in {duration(wait)}."
+            )
+            raise rate_limited(policy, "tokens", message, wait, tell(readings(buckets, now)))
+        buckets.tokens.take(now, prompt_tokens)
+    if buckets.requests is not None:
+        buckets.requests.take(now, 1)
+    buckets.open += 1
+    return readings(buckets, now)
+
+
+def settle(buckets: KeyBuckets, reserved_tokens: int, used_tokens: int | None, now: float) -> None:
+    """One request of the key ended: it is no longer open, and its tokens are what the engine
+    reported (the estimate stands when it reported none)."""
+    buckets.open = max(0, buckets.open - 1)
+    if buckets.tokens is not None and used_tokens is not None:
+        buckets.tokens.take(now, used_tokens - reserved_tokens)
+
+
+def openai_headers(seen: Readings) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for kind, reading in (("requests", seen.requests), ("tokens", seen.tokens)):
+        if reading is not None:
+            headers[f"x-ratelimit-limit-{kind}"] = str(reading.limit)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(reading.remaining)
+            headers[f"x-ratelimit-reset-{kind}"] = duration(reading.reset)
+    return headers
+
+
+def anthropic_headers(seen: Readings, wall_now: datetime) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for kind, reading in (("requests", seen.requests), ("tokens", seen.tokens)):
+        if reading is not None:
+            reset = (wall_now + timedelta(seconds=math.ceil(reading.reset))).replace(microsecond=0)
+            headers[f"anthropic-ratelimit-{kind}-limit"] = str(reading.limit)
+            headers[f"anthropic-ratelimit-{kind}-remaining"] = str(reading.remaining)
+            headers[f"anthropic-ratelimit-{kind}-reset"] = reset.isoformat().replace("+00:00", "Z")
+    return headers
+
+
+def limit_headers(seen: Readings, protocol: Protocol, wall_now: datetime) -> dict[str, str]:
+    if protocol is Protocol.ANTHROPIC:
+        return anthropic_headers(seen, wall_now)
+    return openai_headers(seen)

@@ -1,0 +1,110 @@
+"""Tokens a request costs (pure): estimated from the prompt before it goes out, then counted from
+the engine's `usage`, on streams too (the gateway asks for usage and takes it out of the client's
+stream unless the client asked for it)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+CHARS_PER_TOKEN = 4
+"""A rough English average; the estimate only decides whether a prompt can fit the budget at all,
+the engine's count is what is charged."""
+
+
+def _text_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_text_size(item) if not isinstance(item, int) else CHARS_PER_TOKEN for item in value)
+    if isinstance(value, dict):
+        return _text_size(value.get("text")) + _text_size(value.get("content"))
+    return 0
+
+
+def estimate_prompt_tokens(document: dict[str, Any]) -> int:
+    """About how many tokens the prompt of a chat, completion, embedding or messages request has.
+    Token-id lists count one per id."""
+    size = 0
+    for field in ("messages", "prompt", "input", "system"):
+        size += _text_size(document.get(field))
+    return max(1, math.ceil(size / CHARS_PER_TOKEN))
+
+
+def usage_tokens(usage: Any) -> int | None:
+    """Total tokens of an OpenAI `usage` object."""
+    if not isinstance(usage, dict):
+        return None
+    total = usage.get("total_tokens")
+    if isinstance(total, int):
+        return total
+    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
+    counted = [part for part in parts if isinstance(part, int)]
+    return sum(counted) if counted else None
+
+
+def body_usage(content: bytes) -> int | None:
+    """Total tokens of a complete JSON answer, or None."""
+    try:
+        parsed = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    return usage_tokens(parsed.get("usage")) if isinstance(parsed, dict) else None
+
+
+def asking_for_usage(document: dict[str, Any]) -> bytes | None:
+    """The body of a streamed request with `stream_options.include_usage` set, or None when the
+    request does not stream or already asks for usage."""
+    if document.get("stream") is not True:
+        return None
+    options = document.get("stream_options")
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return None
+    merged = dict(options) if isinstance(options, dict) else {}
+    merged["include_usage"] = True
+    return orjson.dumps({**document, "stream_options": merged})
+
+
+class UsageTap:
+    """An OpenAI stream on its way to the client: notes the usage chunk's tokens and, when the
+    client did not ask for usage, leaves that chunk out. Bytes pass through unchanged otherwise;
+    only a partial event at the end of a chunk is held until its blank line arrives."""
+
+    def __init__(self, *, strip: bool) -> None:
+        self.strip = strip
+        self.tokens: int | None = None
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._pending + chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._pending = data
+            return b""
+        self._pending = data[end + 2 :]
+        complete = data[: end + 2]
+        if b'"usage"' not in complete:
+            return complete
+        return b"".join(self._event(event + b"\n\n") for event in complete[:-2].split(b"\n\n"))
+
+    def end(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return rest
+
+    def _event(self, event: bytes) -> bytes:
+        if b'"usage"' not in event:
+            return event
+        data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return event
+        if not isinstance(payload, dict):
+            return event
+        tokens = usage_tokens(payload.get("usage"))
+        if tokens is None:
+            return event
+        self.tokens = tokens
+        return b"" if self.strip and not payload.get("choices") else event

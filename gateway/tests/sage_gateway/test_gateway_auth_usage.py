@@ -1,0 +1,58 @@
+"""Tokens a request costs: the prompt estimate, usage from answers and from streams."""
+
+from __future__ import annotations
+
+import orjson
+
+from sage_gateway.auth.usage import UsageTap, asking_for_usage, body_usage, estimate_prompt_tokens
+from sage_wire.sse import data_event
+
+
+def test_prompt_estimates_count_text_in_every_request_shape() -> None:
+    assert estimate_prompt_tokens({"messages": [{"role": "user", "content": "x" * 400}]}) == 100
+    parts = [{"type": "text", "text": "y" * 40}]
+    assert estimate_prompt_tokens({"messages": [{"role": "user", "content": parts}], "system": "z" * 40}) == 20
+    assert estimate_prompt_tokens({"prompt": [1, 2, 3]}) == 3
+    assert estimate_prompt_tokens({"input": ["a" * 8, "b" * 8]}) == 4
+    assert estimate_prompt_tokens({}) == 1
+
+
+def test_usage_of_a_complete_answer() -> None:
+    assert body_usage(b'{"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}') == 7
+    assert body_usage(b'{"usage": {"prompt_tokens": 5}}') == 5
+    assert body_usage(b"not json") is None
+    assert body_usage(b"[]") is None
+
+
+def test_a_stream_is_asked_for_usage_only_when_it_does_not_ask() -> None:
+    asked = asking_for_usage({"model": "m", "stream": True, "stream_options": {"other": 1}})
+    assert asked is not None
+    assert orjson.loads(asked)["stream_options"] == {"other": 1, "include_usage": True}
+    assert asking_for_usage({"model": "m", "stream": True, "stream_options": {"include_usage": True}}) is None
+    assert asking_for_usage({"model": "m"}) is None
+
+
+STREAM = (
+    data_event({"choices": [{"delta": {"content": "hi"}}]})
+    + data_event({"choices": [{"delta": {}, "finish_reason": "stop"}]})
+    + data_event({"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}})
+    + b"data: [DONE]\n\n"
+)
+
+
+def fed(tap: UsageTap, pieces: list[bytes]) -> bytes:
+    return b"".join(tap.feed(piece) for piece in pieces) + tap.end()
+
+
+def test_the_tap_counts_and_strips_the_usage_chunk_wherever_chunks_split() -> None:
+    for size in (1, 7, 64, len(STREAM)):
+        pieces = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
+        stripped = UsageTap(strip=True)
+        out = fed(stripped, pieces)
+        assert stripped.tokens == 3
+        assert b"usage" not in out
+        assert out.endswith(b"data: [DONE]\n\n")
+        assert out.count(b"data:") == 3
+        kept = UsageTap(strip=False)
+        assert fed(kept, pieces) == STREAM
+        assert kept.tokens == 3
