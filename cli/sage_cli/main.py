@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from sage_api.paths import state_dir
 from sage_api.ports import SagePorts
+from sage_cli.keys import OPTION_OF, add_key_commands, create_key
 from sage_local.manifests import ManifestError, load_engines
 from sage_local.plan import plan_engines
 from sage_local.up import UpOptions, run_up
@@ -42,11 +46,32 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--follow-logs", action="store_true", help="also print engine logs, prefixed by engine name")
     up.add_argument("--health-timeout", type=float, default=900,
                     help="seconds an engine may take to load (default: %(default)s)")  # fmt: skip
+    up.add_argument("--api-key", default=os.environ.get("SAGE_API_KEY") or None,
+                    help="require this key on every /v1 request (env SAGE_API_KEY; default: none)")  # fmt: skip
+    add_key_commands(commands)
     return parser
+
+
+def key_main(args: argparse.Namespace) -> int:
+    try:
+        manifest, key = create_key(args)
+    except ValidationError as error:
+        for problem in error.errors():
+            option = OPTION_OF.get(str(problem["loc"][0]), str(problem["loc"][0]))
+            print(f"sage key create: {option}: {problem['msg']}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentTypeError as error:
+        print(f"sage key create: {error}", file=sys.stderr)
+        return 2
+    print(manifest, end="")
+    print(f"The new key (shown only now; the manifest on stdout holds its hash):\n  {key}", file=sys.stderr, flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "key":
+        return key_main(args)
     paths = [*args.paths, *args.filename]
     if not paths:
         print("sage up: give manifest files or folders (e.g. sage up examples/local/)", file=sys.stderr)
@@ -67,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         echo_logs=args.follow_logs,
         python=sys.executable,
         health_timeout=args.health_timeout,
+        api_key=args.api_key,
     )
     return asyncio.run(run_up(options))
 

@@ -81,12 +81,13 @@ def plan_engines(engines: list[LoadedEngine], *, base_port: int, host: str, pyth
     return planned
 
 
-def example_request(gateway_url: str, engines: list[LocalEngine]) -> str:
-    """A ready-to-paste curl for the first engine."""
+def example_request(gateway_url: str, engines: list[LocalEngine], *, keyed: bool = False) -> str:
+    """A ready-to-paste curl for the first engine (with `keyed`, sending $SAGE_API_KEY)."""
     first = next((e for e in engines if e.kind is EngineKind.EMBEDDING), engines[0])
     if first.kind is EngineKind.EMBEDDING:
         route, body = "embeddings", f'{{"model": "{first.served_name}", "input": "SAGE runs on my laptop"}}'
     else:
         route = "chat/completions"
         body = f'{{"model": "{first.served_name}", "messages": [{{"role": "user", "content": "Hello!"}}]}}'
-    return f"curl -s {gateway_url}/v1/{route} -H 'Content-Type: application/json' -d '{body}'"
+    auth = ' -H "Authorization: Bearer $SAGE_API_KEY"' if keyed else ""
+    return f"curl -s {gateway_url}/v1/{route}{auth} -H 'Content-Type: application/json' -d '{body}'"

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from sage_api.apikey import key_hash
 from sage_local.plan import LocalEngine, example_request
 from sage_local.processes import ChildProcess
 
@@ -28,6 +29,8 @@ class UpOptions:
     echo_logs: bool
     python: str
     health_timeout: float = 900.0
+    api_key: str | None = None
+    """Required on every /v1 request when set (the gateway holds only its hash)."""
 
 
 @dataclass
@@ -158,7 +161,7 @@ class LocalRun:
             return 1
         print(f"\nSAGE is serving at {gateway_url}/v1  (Ctrl-C stops everything)\n", flush=True)
         ready = [s.engine for s in self.states if not s.failure]
-        print("  " + example_request(gateway_url, ready) + "\n", flush=True)
+        print("  " + example_request(gateway_url, ready, keyed=self.options.api_key is not None) + "\n", flush=True)
         assert self.gateway is not None
         await _first_of(self.stop.wait(), _exit_of(self.gateway))
         if not self.stop.is_set():
@@ -199,6 +202,7 @@ class LocalRun:
             {
                 "SAGE_GATEWAY_DISCOVERY": "static",
                 "SAGE_GATEWAY_STATIC_ENGINES": json.dumps(static_engines(self.states, options.host)),
+                **gateway_auth_env(options.api_key),
             },
             options.log_dir / "gateway.log",
             self.echo,
@@ -211,6 +215,13 @@ class LocalRun:
             print(f"FAILED  gateway: {failure}", file=sys.stderr)
             return None
         return url
+
+
+def gateway_auth_env(api_key: str | None) -> dict[str, str]:
+    """The gateway's settings for `--api-key`: the key's hash, never the key, crosses to it."""
+    if api_key is None:
+        return {}
+    return {"SAGE_GATEWAY_AUTH": "api-keys", "SAGE_GATEWAY_API_KEYS": key_hash(api_key)}
 
 
 async def run_up(options: UpOptions) -> int:

@@ -4,11 +4,13 @@
 - `tiny_lm_path`: a tiny random-weight causal LM with a trained tokenizer and a chat template.
 - `engine_factory`: starts `EngineProcess`es (healthy on return), stops them after the test.
 - `deterministic_engine`: one deterministic test engine per session ("echo", alias "echo-alias").
+- `gated_upstream`: a module's `GatedUpstream` (an OpenAI-shaped upstream whose answers wait for
+  the test), in the module's event loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pytest
 
 from sage_harness import tiny_lm
 from sage_harness.engines import EngineProcess
+from sage_harness.gateway import GatedUpstream
 from sage_harness.models import minilm_folder
 from sage_testing.prereq import missing
 
@@ -53,3 +56,11 @@ def engine_factory() -> Iterator[EngineFactory]:
 def deterministic_engine() -> Iterator[EngineProcess]:
     with EngineProcess("deterministic", "echo", aliases=("echo-alias",)) as engine:
         yield engine
+
+
+@pytest.fixture(scope="module")
+async def gated_upstream() -> AsyncIterator[GatedUpstream]:
+    upstream = await GatedUpstream().start()
+    yield upstream
+    upstream.release.set()
+    await upstream.stop()

@@ -6,7 +6,7 @@ Session fixtures start real things once per run and tear them down even when a t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -90,6 +90,22 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
     kubectl("create", "namespace", name)
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def extra_namespace(kubectl: Kubectl, namespace: str) -> Iterator[Callable[[str], str]]:
+    """Makes further namespaces beside the test's own (`<namespace>-<suffix>`), deleted afterwards."""
+    made: list[str] = []
+
+    def make(suffix: str) -> str:
+        name = f"{namespace[: 62 - len(suffix)]}-{suffix}"
+        kubectl("create", "namespace", name)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

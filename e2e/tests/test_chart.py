@@ -170,8 +170,39 @@ def test_ingress_routes_each_host_to_the_gateway_service(helm: Helm) -> None:
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == ["a.example.com", "b.example.com"]
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "sage-gateway", "port": {"name": "http"}}
+    assert [path["path"] for path in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/v1"]  # not /metrics
     any_host = one(helm.template("--set", "gateway.ingress.enabled=true"), "Ingress", "sage-gateway")
     assert "host" not in any_host["spec"]["rules"][0]
+
+
+@pytest.mark.parametrize(
+    ("values", "mode"),
+    [
+        ([], "none"),
+        (["--set", "gateway.ingress.enabled=true"], "api-keys"),
+        (["--set", "gateway.ingress.enabled=true", "--set", "gateway.auth.mode=none"], "none"),
+        (["--set", "gateway.auth.mode=apiKeys"], "api-keys"),
+    ],
+    ids=["no-ingress", "ingress", "ingress-opted-out", "explicit"],
+)
+def test_api_keys_are_required_whenever_the_ingress_is_on_unless_opted_out(
+    helm: Helm, values: list[str], mode: str
+) -> None:
+    objects = helm.template(*values, namespace="sage-system")
+    env = env_of(one(objects, "Deployment", "sage-gateway"))
+    assert env["SAGE_GATEWAY_AUTH"] == mode
+    roles = find(objects, "Role", "sage-gateway-keys")
+    if mode == "none":
+        assert roles == []
+        return
+    assert env["SAGE_GATEWAY_API_KEYS_NAMESPACE"] == "sage-system"
+    (role,) = roles
+    # Only the key objects of its own namespace, never Secrets (Helm's release records are Secrets).
+    assert role["metadata"]["namespace"] == "sage-system"
+    assert role["rules"] == [{"apiGroups": ["sage.ai"], "resources": ["apikeys"], "verbs": ["get", "list", "watch"]}]
+    gateway_roles = [obj for obj in find(objects, "ClusterRole") if "gateway" in obj["metadata"]["name"]]
+    assert gateway_roles
+    assert all("secrets" not in rule["resources"] for obj in gateway_roles for rule in obj["rules"])
 
 
 def test_service_monitor_only_where_the_api_is_served(helm: Helm) -> None:

@@ -134,6 +134,17 @@ def run_helm_test_script(objects: list[dict[str, Any]], gateway: str) -> None:
     assert "/readyz 200" in result.stdout
 
 
+def create_key(kubectl: Kubectl, namespace: str) -> str:
+    """An APIKey for every model, made the way NOTES tell users: `sage key create | kubectl apply`."""
+    made = subprocess.run(
+        [sys.executable, "-m", "sage_cli", "key", "create", "rbac-live"],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": source_pythonpath()},
+    )  # fmt: skip
+    kubectl.apply(made.stdout, namespace)
+    (key,) = [line.split()[-1] for line in made.stderr.splitlines() if line.strip().startswith("sk-sage-")]
+    return key
+
+
 def no_forbidden(log: Path) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if any(m in line for m in FORBIDDEN_MARKS)]
 
@@ -162,7 +173,7 @@ def helm_live(kube_binaries: Path, control_plane: ControlPlane) -> Helm:
 
 
 INSTALLS = {
-    "cluster-wide": [],
+    "cluster-wide-with-ingress": ["--set", "gateway.ingress.enabled=true"],  # API keys required
     "cluster-rbac-one-namespace": ["--set", "watchNamespaces={ENGINE_NS}"],
     "namespaced": ["--set", "rbac.namespaced=true", "--set", "watchNamespaces={ENGINE_NS}"],
 }
@@ -209,7 +220,18 @@ def test_operator_and_gateway_work_with_exactly_the_chart_rbac(
             return httpx.get(f"{gateway}/readyz", timeout=2).status_code == 200
 
         wait_until(gateway_ready, f"the gateway's discovery to sync\n{gateway_log.read_text(errors='replace')}", 60)
-        models = httpx.get(f"{gateway}/v1/models", timeout=5)
+        headers = {}
+        if chart_env(objects, "sage-gateway")["SAGE_GATEWAY_AUTH"] == "api-keys":
+            headers = {"authorization": f"Bearer {create_key(kubectl, release_ns)}"}
+            assert httpx.get(f"{gateway}/v1/models", timeout=5).status_code == 401
+            wait_until(lambda: httpx.get(f"{gateway}/v1/models", headers=headers).status_code == 200, "the key")
+            gateway_account = f"system:serviceaccount:{release_ns}:sage-gateway"
+            for namespace in (release_ns, engine_ns):
+                can = kubectl.run(
+                    "auth", "can-i", "get", "secrets", "-n", namespace, "--as", gateway_account, check=False
+                )
+                assert can.stdout.strip() == "no", f"the gateway may read Secrets in {namespace}"
+        models = httpx.get(f"{gateway}/v1/models", headers=headers, timeout=5)
         assert models.status_code == 200, models.text
         run_helm_test_script(objects, gateway)
         # A FinetuneJob: its Job, and the runner's ServiceAccount + Role + RoleBinding, which the

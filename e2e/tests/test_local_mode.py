@@ -13,11 +13,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
 from sage_harness.repo import REPO_ROOT, source_pythonpath
 from sage_harness.waiting import WaitTimeout, wait_until
+
+LOCAL_KEY = "sk-sage-local-mode-test-key"
 
 MANIFESTS = """
 apiVersion: sage.ai/v1alpha1
@@ -112,7 +115,7 @@ def local_sage(tiny_lm_path: Path, minilm_path: Path, tmp_path_factory: pytest.T
         "HF_HUB_OFFLINE": "1",
         "SAGE_STATE_DIR": str(folder / "state"),
     }
-    command = [sys.executable, "-m", "sage_cli", "up", "-f", str(folder),
+    command = [sys.executable, "-m", "sage_cli", "up", "-f", str(folder), "--api-key", LOCAL_KEY,
                "--port", str(gateway_port), "--engine-base-port", str(engine_base)]  # fmt: skip
     with output.open("w") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
@@ -138,7 +141,7 @@ def local_sage(tiny_lm_path: Path, minilm_path: Path, tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="module")
 def client(local_sage: LocalSage) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{local_sage.url}/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=f"{local_sage.url}/v1", api_key=LOCAL_KEY, max_retries=0)
 
 
 def test_startup_output_names_engines_url_and_example(local_sage: LocalSage) -> None:
@@ -148,7 +151,18 @@ def test_startup_output_names_engines_url_and_example(local_sage: LocalSage) -> 
     assert "FAILED  broken" in out
     assert "does not exist" in out  # the failed engine's own reason
     assert f"SAGE is serving at {local_sage.url}/v1" in out
-    assert f"curl -s {local_sage.url}/v1/embeddings" in out
+    assert f'curl -s {local_sage.url}/v1/embeddings -H "Authorization: Bearer $SAGE_API_KEY"' in out
+    assert LOCAL_KEY not in out  # the key is never printed, nor logged
+
+
+def test_the_api_key_is_required_when_given(local_sage: LocalSage) -> None:
+    refused = openai.OpenAI(base_url=f"{local_sage.url}/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        refused.models.list()
+    assert httpx.get(f"{local_sage.url}/v1/models").status_code == 401
+    logs = [path for path in (local_sage.output.parent / "state").rglob("*") if path.is_file()]
+    assert logs
+    assert not [path for path in logs if LOCAL_KEY in path.read_text(errors="replace")]
 
 
 def test_models_lists_every_running_engine(client: openai.OpenAI) -> None:

@@ -92,3 +92,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "sage.hasServiceMonitor" -}}
 {{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor" }}true{{ end }}
 {{- end }}
+
+{{/* The gateway's auth mode: gateway.auth.mode, else apiKeys whenever the Ingress is enabled. */}}
+{{- define "sage.gateway.authMode" -}}
+{{- $mode := .Values.gateway.auth.mode -}}
+{{- if not $mode -}}
+{{- $mode = ternary "apiKeys" "none" .Values.gateway.ingress.enabled -}}
+{{- end -}}
+{{- $mode -}}
+{{- end }}

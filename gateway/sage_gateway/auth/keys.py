@@ -24,7 +24,8 @@ class KeyPolicy:
     """One key: its object's name (never the key), its access and its limits."""
 
     name: str
-    """`namespace/name` of its APIKey (metric label, log name), or `static-N`."""
+    """`namespace/name` of its APIKey (metric label, log name), its name when read from a file,
+    or `static-N`."""
     digest: str
     """Hex SHA-256 of the key."""
     models: frozenset[str] | None = None
@@ -70,7 +71,8 @@ def policy_from_object(obj: Mapping[str, Any]) -> KeyPolicy:
     server's schema refuses such objects, so this guards against a stale CRD)."""
     metadata = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
-    name = f"{metadata.get('namespace', '')}/{metadata.get('name', '')}"
+    namespace, own = metadata.get("namespace"), str(metadata.get("name", ""))
+    name = f"{namespace}/{own}" if namespace else own
     key_hash = str(spec.get("keyHash", ""))
     if not is_key_hash(key_hash):
         msg = f"APIKey {name}: spec.keyHash is not sha256:<64 hex digits>"

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
@@ -31,14 +31,6 @@ MAX_BODY = 64 * 1024
 def minilm_engine(minilm_path: Path) -> Iterator[EngineProcess]:
     with EngineProcess("sentence-transformers", str(minilm_path), served_model_name="minilm") as engine:
         yield engine
-
-
-@pytest.fixture(scope="module")
-async def gated_upstream() -> AsyncIterator[GatedUpstream]:
-    upstream = await GatedUpstream().start()
-    yield upstream
-    upstream.release.set()
-    await upstream.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ the operator as a process."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,11 +23,8 @@ spec: {{model: deterministic, backend: deterministic, servedModelName: chat, rep
 
 
 @pytest.fixture
-def other_namespace(kubectl: Kubectl, namespace: str) -> Iterator[str]:
-    other = f"{namespace}-b"
-    kubectl("create", "namespace", other)
-    yield other
-    kubectl.run("delete", "namespace", other, "--wait=false", check=False)
+def other_namespace(extra_namespace: Callable[[str], str]) -> str:
+    return extra_namespace("b")
 
 
 def name_conflict(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
