@@ -2,7 +2,8 @@
 # Installs what the node tier needs from Debian packages (e2e/node/, NODE.md): containerd (with its
 # CRI plugin), runc, the CNI plugins (/usr/lib/cni), buildah (daemonless image builds), debootstrap
 # (the local stand-in base image), iptables and conntrack (kube-proxy), and the registry server the
-# image hand-over uses (docker-registry, bound to 127.0.0.1 only).
+# image hand-over uses (docker-registry, bound to 127.0.0.1 only), and redis-server (the gateway
+# tests share rate-limit counters through a real one, started on a free loopback port).
 #
 # Idempotent: packages already installed are left alone, and apt-get runs only when something is
 # missing. Prints one line per package (present / installed) and exits non-zero with one clear
@@ -11,7 +12,7 @@
 # Usage: e2e/node/install-prerequisites.sh [--check]   (--check: report only, install nothing)
 set -euo pipefail
 
-packages=(containerd runc containernetworking-plugins buildah debootstrap iptables conntrack docker-registry)
+packages=(containerd runc containernetworking-plugins buildah debootstrap iptables conntrack docker-registry redis-server)
 # The command (or file) each package must provide afterwards.
 declare -A provides=(
   [containerd]=containerd
@@ -22,6 +23,7 @@ declare -A provides=(
   [iptables]=iptables
   [conntrack]=conntrack
   [docker-registry]=docker-registry
+  [redis-server]=redis-server
 )
 
 say() { printf 'install-prerequisites: %s\n' "$*"; }

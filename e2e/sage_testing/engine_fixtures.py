@@ -4,6 +4,7 @@
 - `tiny_lm_path`: a tiny random-weight causal LM with a trained tokenizer and a chat template.
 - `engine_factory`: starts `EngineProcess`es (healthy on return), stops them after the test.
 - `deterministic_engine`: one deterministic test engine per session ("echo", alias "echo-alias").
+- `redis_server`: a real redis-server on a free loopback port, for one test.
 - `gated_upstream`: a module's `GatedUpstream` (an OpenAI-shaped upstream whose answers wait for
   the test), in the module's event loop.
 """
@@ -20,6 +21,7 @@ from sage_harness import tiny_lm
 from sage_harness.engines import EngineProcess
 from sage_harness.gateway import GatedUpstream
 from sage_harness.models import minilm_folder
+from sage_harness.redis_server import RedisServer, redis_binary
 from sage_testing.prereq import missing
 
 EngineFactory = Callable[..., EngineProcess]
@@ -64,3 +66,12 @@ async def gated_upstream() -> AsyncIterator[GatedUpstream]:
     yield upstream
     upstream.release.set()
     await upstream.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    binary = redis_binary()
+    if binary is None:
+        missing("redis-server (make node-prereqs installs Debian's package)")
+    with RedisServer(binary) as server:
+        yield server

@@ -63,6 +63,8 @@ BAD_VALUES = {
     "port out of range": (["--set", "gateway.port=70000"], "/gateway/port"),
     "no resource requests": (["--set", "gateway.resources.requests=null"], "/gateway/resources"),
     "bad namespace name": (["--set", "watchNamespaces={Not_A_Namespace}"], "/watchNamespaces/0"),
+    "unknown auth mode": (["--set", "gateway.auth.mode=basic"], "/gateway/auth/mode"),
+    "not a Redis URL": (["--set", "gateway.redis.url=redis-host:6379"], "/gateway/redis/url"),
 }
 
 
@@ -173,6 +175,20 @@ def test_ingress_routes_each_host_to_the_gateway_service(helm: Helm) -> None:
     assert [path["path"] for path in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/v1"]  # not /metrics
     any_host = one(helm.template("--set", "gateway.ingress.enabled=true"), "Ingress", "sage-gateway")
     assert "host" not in any_host["spec"]["rules"][0]
+
+
+def test_redis_shares_limits_with_its_password_from_a_secret(helm: Helm) -> None:
+    objects = helm.template(
+        "--set", "gateway.auth.mode=apiKeys", "--set", "gateway.redis.url=redis://redis:6379/0",
+        "--set", "gateway.redis.passwordSecret=redis-auth",
+    )  # fmt: skip
+    (container,) = one(objects, "Deployment", "sage-gateway")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SAGE_GATEWAY_REDIS_URL"]["value"] == "redis://redis:6379/0"
+    assert env["SAGE_GATEWAY_REDIS_PASSWORD"]["valueFrom"] == {
+        "secretKeyRef": {"name": "redis-auth", "key": "password"}
+    }
+    assert "SAGE_GATEWAY_REDIS_URL" not in env_of(one(helm.template(), "Deployment", "sage-gateway"))
 
 
 @pytest.mark.parametrize(

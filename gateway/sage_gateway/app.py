@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from sage_gateway.auth.guard import Guard
 from sage_gateway.auth.keys import KeyRing
+from sage_gateway.auth.limiter import Limiter, LocalLimiter
 from sage_gateway.auth.sources import StaticKeys, static_policies
 from sage_gateway.discovery import Discovery
 from sage_gateway.discovery.static import StaticDiscovery
@@ -76,6 +77,15 @@ def make_keys(settings: GatewaySettings, guard: Guard) -> Discovery | None:
     return KeyWatch(guard.ring, KubeClient.from_env(settings.kubeconfig), namespace, on_removed=guard.forget)
 
 
+def make_limiter(settings: GatewaySettings, metrics: GatewayMetrics) -> Limiter:
+    if settings.auth == "none" or not settings.redis_url:
+        return LocalLimiter()
+    from sage_gateway.auth.shared import RedisLimiter, connect  # noqa: PLC0415 - only with Redis
+
+    redis = connect(settings.redis_url, settings.redis_timeout, settings.redis_password)
+    return RedisLimiter(redis, metrics, prefix=settings.redis_prefix)
+
+
 def make_client(settings: GatewaySettings) -> aiohttp.ClientSession:
     """One connection pool to every replica. No automatic decompression: bodies pass through as
     the replica sent them, with their content-encoding."""
@@ -125,13 +135,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         registry = EngineRegistry()
         metrics = GatewayMetrics()
         discovery = make_discovery(settings, registry)
-        guard = Guard(KeyRing(), metrics, required=settings.auth != "none")
+        limiter = make_limiter(settings, metrics)
+        guard = Guard(KeyRing(), metrics, required=settings.auth != "none", limiter=limiter)
         keys = make_keys(settings, guard)
         client = make_client(settings)
         proxy = Proxy(registry, settings, metrics, client)
         state = app.state.gateway = GatewayState(settings, registry, metrics, proxy, discovery, guard, keys)
         sources = {"discovery": discovery} | ({"API key watch": keys} if keys is not None else {})
         tasks = [asyncio.create_task(_run_discovery(state, source, what)) for what, source in sources.items()]
+        renew = getattr(limiter, "renew_forever", None)
+        if renew is not None:
+            tasks.append(asyncio.create_task(renew(), name="sage-gateway-lease-renewal"))
         try:
             yield
         finally:
@@ -139,7 +153,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-            for source in sources.values():
+            for source in (*sources.values(), limiter):
                 closer = getattr(source, "aclose", None)
                 if closer is not None:
                     await closer()

@@ -79,6 +79,17 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.shared_limits_up = Gauge(
+            "sage_gateway_shared_limits_up",
+            "1 while the rate-limit counters shared through Redis answer; 0 while this replica limits on its own.",
+            registry=self.registry,
+        )
+        self.shared_limits_fallbacks = Counter(
+            "sage_gateway_shared_limits_fallbacks",
+            "Admissions decided by this replica's own counters because Redis did not answer.",
+            registry=self.registry,
+        )
+
     def observe_request(self, model: str, route: str, status: int, seconds: float) -> None:
         """One answered request. The labelled children are cached: `labels()` takes a lock and
         builds a key on every call, and this runs on every request."""

@@ -49,7 +49,7 @@ def _openai(path: str, route: str) -> Handler:
         fields = routing_fields(body, route, state.settings.prefix_chars)
         state.proxy.resolve(fields.model, caller)  # 404 / 503 before anything else
         exchange.model = fields.model
-        exchange.grant = state.guard.admit(caller, fields.document, Protocol.OPENAI)
+        exchange.grant = await state.guard.admit(caller, fields.document, Protocol.OPENAI)
         if exchange.grant is not None and route != "embeddings" and (asked := asking_for_usage(fields.document)):
             body, exchange.strip_usage = asked, True
         headers = forward_headers(request.headers, exchange.request_id, keep_credentials=caller is None)
@@ -67,7 +67,7 @@ async def messages(request: Request, exchange: Exchange, state: GatewayState) ->
     chat = messages_to_chat(parsed)
     state.proxy.resolve(requested, caller)
     exchange.model = requested
-    exchange.grant = state.guard.admit(caller, parsed, Protocol.ANTHROPIC)
+    exchange.grant = await state.guard.admit(caller, parsed, Protocol.ANTHROPIC)
     outbound = Outbound(
         "/v1/chat/completions",
         orjson.dumps(chat),

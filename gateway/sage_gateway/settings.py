@@ -80,4 +80,17 @@ class GatewaySettings(BaseSettings):
     api_keys_file: Path | None = None
     """api-keys: a YAML file of APIKey manifests (their models and limits apply), read at start."""
 
+    redis_url: str | None = None
+    """api-keys: share rate-limit counters with the other gateway replicas through this Redis
+    (redis://[:password@]host:6379/0); unset: each replica limits on its own."""
+
+    redis_password: str | None = None
+    """api-keys: the Redis password, when not in the URL (the chart passes it from a Secret)."""
+
+    redis_timeout: float = Field(default=0.25, gt=0)
+    """Seconds an admission waits for Redis before this replica decides on its own."""
+
+    redis_prefix: str = "sage:ratelimit:"
+    """Prefix of the gateway's Redis keys (gateways of two installations may share one Redis)."""
+
     log_level: str = "info"

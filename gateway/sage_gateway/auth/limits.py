@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sage_gateway.auth.buckets import Bucket, duration
 from sage_gateway.auth.keys import KeyPolicy
@@ -74,35 +75,76 @@ def rate_limited(policy: KeyPolicy, kind: str, message: str, wait: float | None,
     return WireError(429, text, "rate_limit_exceeded", headers=headers, limit_kind=kind)
 
 
-def admit(policy: KeyPolicy, buckets: KeyBuckets, prompt_tokens: int, now: float, tell: Tell) -> Readings:
-    """Start one request of `policy` (estimated `prompt_tokens`), or raise its 429 (its limit
-    headers written by `tell`)."""
+class Verdict(StrEnum):
+    """What admission decides; a shared store computes the same (see `shared`)."""
+
+    OK = "ok"
+    OPEN = "open"
+    """Too many requests of the key are open."""
+    REQUESTS = "requests"
+    TOO_LARGE = "too_large"
+    """The prompt alone is more than the whole minute's tokens."""
+    TOKENS = "tokens"
+
+
+def verdict(policy: KeyPolicy, buckets: KeyBuckets, prompt_tokens: int, now: float) -> Verdict:
     if policy.max_concurrent is not None and buckets.open >= policy.max_concurrent:
-        message = f"{buckets.open} requests are open, the limit is {policy.max_concurrent} at once."
-        raise rate_limited(policy, "requests", message, 1.0, tell(readings(buckets, now)))
-    if buckets.requests is not None:
-        wait = buckets.requests.wait(now, 1)
-        if wait > 0:
-            message = f"limit {buckets.requests.capacity} requests per minute. Try again in {duration(wait)}."
-            raise rate_limited(policy, "requests", message, wait, tell(readings(buckets, now)))
+        return Verdict.OPEN
+    if buckets.requests is not None and buckets.requests.wait(now, 1) > 0:
+        return Verdict.REQUESTS
     if buckets.tokens is not None:
         wait = buckets.tokens.wait(now, prompt_tokens)
         if math.isinf(wait):
-            message = (
-                f"the prompt alone is about {prompt_tokens} tokens, more than the limit of "
-                f"{buckets.tokens.capacity} tokens per minute."
-            )
-            raise rate_limited(policy, "tokens", message, None, tell(readings(buckets, now)))
+            return Verdict.TOO_LARGE
         if wait > 0:
-            message = (
-                f"limit {buckets.tokens.capacity} tokens per minute, {buckets.tokens.remaining(now)} left, "
-                f"about {prompt_tokens} requested. Try again in {duration(wait)}."
-            )
-            raise rate_limited(policy, "tokens", message, wait, tell(readings(buckets, now)))
+            return Verdict.TOKENS
+    return Verdict.OK
+
+
+def refusal(
+    found: Verdict, policy: KeyPolicy, buckets: KeyBuckets, prompt_tokens: int, now: float, *, tell: Tell
+) -> WireError:
+    """The 429 of a refused admission (`found` is not OK)."""
+    headers = tell(readings(buckets, now))
+    if found is Verdict.OPEN:
+        message = f"{buckets.open} requests are open, the limit is {policy.max_concurrent} at once."
+        return rate_limited(policy, "requests", message, 1.0, headers)
+    if found is Verdict.REQUESTS and buckets.requests is not None:
+        wait = buckets.requests.wait(now, 1)
+        message = f"limit {buckets.requests.capacity} requests per minute. Try again in {duration(wait)}."
+        return rate_limited(policy, "requests", message, wait, headers)
+    tokens = buckets.tokens
+    assert tokens is not None
+    if found is Verdict.TOO_LARGE:
+        message = (
+            f"the prompt alone is about {prompt_tokens} tokens, more than the limit of "
+            f"{tokens.capacity} tokens per minute."
+        )
+        return rate_limited(policy, "tokens", message, None, headers)
+    wait = tokens.wait(now, prompt_tokens)
+    message = (
+        f"limit {tokens.capacity} tokens per minute, {tokens.remaining(now)} left, "
+        f"about {prompt_tokens} requested. Try again in {duration(wait)}."
+    )
+    return rate_limited(policy, "tokens", message, wait, headers)
+
+
+def take(buckets: KeyBuckets, prompt_tokens: int, now: float) -> None:
+    """What an admitted request takes: one request, its prompt's estimated tokens, one open slot."""
+    if buckets.tokens is not None:
         buckets.tokens.take(now, prompt_tokens)
     if buckets.requests is not None:
         buckets.requests.take(now, 1)
     buckets.open += 1
+
+
+def admit(policy: KeyPolicy, buckets: KeyBuckets, prompt_tokens: int, now: float, tell: Tell) -> Readings:
+    """Start one request of `policy` (estimated `prompt_tokens`), or raise its 429 (its limit
+    headers written by `tell`)."""
+    found = verdict(policy, buckets, prompt_tokens, now)
+    if found is not Verdict.OK:
+        raise refusal(found, policy, buckets, prompt_tokens, now, tell=tell)
+    take(buckets, prompt_tokens, now)
     return readings(buckets, now)
 
 
