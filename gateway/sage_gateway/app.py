@@ -21,6 +21,7 @@ from sage_gateway.auth.guard import Guard
 from sage_gateway.auth.keys import KeyRing
 from sage_gateway.auth.limiter import Limiter, LocalLimiter
 from sage_gateway.auth.sources import StaticKeys, static_policies
+from sage_gateway.budget import Budget
 from sage_gateway.discovery import Discovery
 from sage_gateway.discovery.static import StaticDiscovery
 from sage_gateway.dispatch import Dispatcher
@@ -140,7 +141,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         keys = make_keys(settings, guard)
         client = make_client(settings)
         proxy = Proxy(registry, settings, metrics, client)
-        state = app.state.gateway = GatewayState(settings, registry, metrics, proxy, discovery, guard, keys)
+        buffers = Budget(settings.max_buffered_bytes, "buffered request bytes")
+        requests = Budget(settings.max_inflight_requests, "requests in flight")
+        state = app.state.gateway = GatewayState(
+            settings, registry, metrics, proxy, discovery, guard, buffers, requests, keys
+        )
         sources = {"discovery": discovery} | ({"API key watch": keys} if keys is not None else {})
         tasks = [asyncio.create_task(_run_discovery(state, source, what)) for what, source in sources.items()]
         renew = getattr(limiter, "renew_forever", None)

@@ -54,6 +54,8 @@ class Dispatcher:
             if request.method != route.method:
                 message = f"{request.method} {route.path}: use {route.method}."
                 raise WireError(405, message, "method_not_allowed", headers={"Allow": route.method})
+            state.requests.take(1)
+            exchange.gate = state.requests
             return await route.handler(request, exchange, state)
         except WireError as error:
             exchange.finish(error.status)
@@ -65,3 +67,6 @@ class Dispatcher:
             log.exception("unexpected error on %s %s", request.method, route.path)
             exchange.finish(500)
             return error_response(internal_error("gateway"), route.protocol, exchange.request_id)
+        finally:
+            state.buffers.give(exchange.held_bytes)  # the body went out (or never will)
+            exchange.held_bytes = 0

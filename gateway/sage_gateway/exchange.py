@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from sage_gateway.auth.guard import Grant
+from sage_gateway.budget import Budget
 from sage_gateway.metrics import GatewayMetrics
 
 UNKNOWN_MODEL = "unknown"
@@ -31,6 +32,11 @@ class Exchange:
     """Tokens the engine reported for this request, once known."""
     strip_usage: bool = False
     """The gateway asked the engine for usage on a stream whose client did not: leave it out."""
+    held_bytes: int = 0
+    """Bytes of the gateway's buffer budget this request holds (its body), given back once it
+    was forwarded."""
+    gate: Budget | None = None
+    """The bound on requests in flight this one counts against, until it finishes."""
 
     def finish(self, status: int) -> None:
         if not self.finished:
@@ -38,6 +44,8 @@ class Exchange:
             self.metrics.observe_request(self.model, self.route, status, time.perf_counter() - self.started)
             if self.grant is not None:
                 self.grant.settle(self.tokens)
+            if self.gate is not None:
+                self.gate.give(1)
 
     def first_byte(self) -> None:
         """The first chunk of a stream went out."""

@@ -4,8 +4,9 @@ once; it raises WireError for anything the client did wrong (the dispatcher answ
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from starlette.responses import Response
 
 from sage_gateway.anthropic import messages_to_chat
 from sage_gateway.auth.usage import asking_for_usage
+from sage_gateway.budget import PARSE_FACTOR
 from sage_gateway.exchange import Exchange
 from sage_gateway.headers import forward_headers, translated_request_headers
 from sage_gateway.proxy import Outbound
@@ -39,21 +41,45 @@ class RouteSpec:
     handler: Handler
 
 
+async def _read(request: Request, exchange: Exchange, state: GatewayState) -> bytes:
+    """The body, each chunk charged to the gateway's buffer budget as it arrives."""
+
+    def hold(size: int) -> None:
+        state.buffers.take(size)
+        exchange.held_bytes += size
+
+    return await read_body(request, state.settings.max_body_bytes, hold)
+
+
+@contextlib.contextmanager
+def _parsing(state: GatewayState, size: int) -> Iterator[None]:
+    """While a body of `size` bytes is parsed and its fields read: what that can cost, charged."""
+    cost = size * PARSE_FACTOR
+    state.buffers.take(cost)
+    try:
+        yield
+    finally:
+        state.buffers.give(cost)
+
+
 def _openai(path: str, route: str) -> Handler:
     """The body goes to a replica of its model untouched; the answer comes back untouched (with
     keys required, a stream is asked for its usage, which the client sees only if it asked)."""
 
     async def handle(request: Request, exchange: Exchange, state: GatewayState) -> Response:
         caller = state.guard.caller(request.headers)  # 401 before the body is read
-        body = await read_body(request, state.settings.max_body_bytes)
-        fields = routing_fields(body, route, state.settings.prefix_chars)
-        state.proxy.resolve(fields.model, caller)  # 404 / 503 before anything else
-        exchange.model = fields.model
-        exchange.grant = await state.guard.admit(caller, fields.document, Protocol.OPENAI)
-        if exchange.grant is not None and route != "embeddings" and (asked := asking_for_usage(fields.document)):
-            body, exchange.strip_usage = asked, True
+        body = await _read(request, exchange, state)
+        with _parsing(state, len(body)):
+            fields = routing_fields(body, route, state.settings.prefix_chars)
+            state.proxy.resolve(fields.model, caller)  # 404 / 503 before anything else
+            exchange.model = fields.model
+            exchange.grant = await state.guard.admit(caller, fields.document, Protocol.OPENAI)
+            if exchange.grant is not None and route != "embeddings" and (asked := asking_for_usage(fields.document)):
+                body, exchange.strip_usage = asked, True
+            affinity_key = fields.affinity_key
+            del fields  # the parsed document: only the body's bytes go on
         headers = forward_headers(request.headers, exchange.request_id, keep_credentials=caller is None)
-        outbound = Outbound(path, body, headers, fields.affinity_key)
+        outbound = Outbound(path, body, headers, affinity_key)
         return await state.proxy.forward(request, exchange, outbound, OPENAI_PASSTHROUGH)
 
     return handle
@@ -62,18 +88,19 @@ def _openai(path: str, route: str) -> Handler:
 async def messages(request: Request, exchange: Exchange, state: GatewayState) -> Response:
     """The Anthropic Messages API, served by translating to chat completions and back."""
     caller = state.guard.caller(request.headers)
-    parsed = parse_body(await read_body(request, state.settings.max_body_bytes))
-    requested = require_model(parsed)
-    chat = messages_to_chat(parsed)
-    state.proxy.resolve(requested, caller)
-    exchange.model = requested
-    exchange.grant = await state.guard.admit(caller, parsed, Protocol.ANTHROPIC)
-    outbound = Outbound(
-        "/v1/chat/completions",
-        orjson.dumps(chat),
-        translated_request_headers(request.headers, exchange.request_id),
-        chat_prefix(chat["messages"], state.settings.prefix_chars),
-    )
+    body = await _read(request, exchange, state)
+    with _parsing(state, len(body)):
+        parsed = parse_body(body)
+        requested = require_model(parsed)
+        chat = messages_to_chat(parsed)
+        state.proxy.resolve(requested, caller)
+        exchange.model = requested
+        exchange.grant = await state.guard.admit(caller, parsed, Protocol.ANTHROPIC)
+        translated = orjson.dumps(chat)
+        affinity_key = chat_prefix(chat["messages"], state.settings.prefix_chars)
+        del parsed, chat
+    headers = translated_request_headers(request.headers, exchange.request_id)
+    outbound = Outbound("/v1/chat/completions", translated, headers, affinity_key)
     relay = AnthropicMessages(requested, f"msg_{uuid.uuid4().hex}")
     return await state.proxy.forward(request, exchange, outbound, relay)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sage_api.ports import SagePorts
@@ -47,8 +47,15 @@ class GatewaySettings(BaseSettings):
     connect_retries: int = Field(default=2, ge=0, le=16)
     """Further replicas to try when connecting fails, before any byte went to the client."""
 
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Larger request bodies get 413."""
+
+    max_buffered_bytes: int = Field(default=192 * 1024 * 1024, ge=1024 * 1024)
+    """Bytes held for all requests at once (bodies, and 40x a body while it is parsed); beyond,
+    requests get 503 with Retry-After instead of the gateway running out of memory."""
+
+    max_inflight_requests: int = Field(default=4096, ge=1)
+    """Requests in flight at once (streams included); beyond, 503 with Retry-After."""
 
     retry_after_seconds: int = Field(default=5, ge=1)
     """Retry-After of the 503 a known model without a ready replica gets."""
@@ -94,3 +101,16 @@ class GatewaySettings(BaseSettings):
     """Prefix of the gateway's Redis keys (gateways of two installations may share one Redis)."""
 
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _a_largest_body_fits_the_buffers(self) -> GatewaySettings:
+        from sage_gateway.budget import PARSE_FACTOR  # noqa: PLC0415 - settings load before the app
+
+        needed = self.max_body_bytes * (PARSE_FACTOR + 1)
+        if self.max_buffered_bytes < needed:
+            msg = (
+                f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least {PARSE_FACTOR + 1} x "
+                f"max_body_bytes ({needed}): a body is charged {PARSE_FACTOR} times its size while it is parsed"
+            )
+            raise ValueError(msg)
+        return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sage_gateway.auth.guard import Guard
+from sage_gateway.budget import Budget
 from sage_gateway.discovery import Discovery
 from sage_gateway.metrics import GatewayMetrics
 from sage_gateway.proxy import Proxy
@@ -20,6 +21,10 @@ class GatewayState:
     proxy: Proxy
     discovery: Discovery
     guard: Guard
+    buffers: Budget
+    """Bytes held for requests: bodies being read or forwarded, and what parsing one costs."""
+    requests: Budget
+    """Requests in flight (streams until their last chunk)."""
     keys: Discovery | None = None
     """Where API keys come from (None: auth mode none); the gateway is ready once it synced."""
     discovery_error: str | None = None

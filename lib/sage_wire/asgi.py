@@ -3,6 +3,8 @@ errors turned into responses in a protocol's envelope."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -15,9 +17,10 @@ class ClientGone(Exception):
     """The client disconnected before its request was read or answered."""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, on_chunk: Callable[[int], None] | None = None) -> bytes:
     """The request body, or a 413 as soon as it is known to exceed `limit` bytes (declared in
-    Content-Length or actually sent); ClientGone when the client hangs up meanwhile."""
+    Content-Length or actually sent); ClientGone when the client hangs up meanwhile. `on_chunk`
+    is told the size of each chunk as it arrives (and may refuse it by raising)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise body_too_large(limit)
@@ -28,6 +31,8 @@ async def read_body(request: Request, limit: int) -> bytes:
             size += len(chunk)
             if size > limit:
                 raise body_too_large(limit)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
             chunks.append(chunk)
     except ClientDisconnect:
         raise ClientGone from None
