@@ -48,11 +48,12 @@ fmt: env-ready ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: ## Everything CI runs: environment, node packages, binaries, lint, then every test tier (node included)
+test: ## Everything CI runs: environment, node packages, binaries, lint, images, then every test tier (node included)
 	@$(MAKE) --no-print-directory env
 	@$(call timed,e2e/node/install-prerequisites.sh,node-prereqs)
 	@$(MAKE) --no-print-directory binaries
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory images
 	@$(call timed,$(PY) -m pytest -ra --durations=15 $(PYTEST_ARGS),tests)
 
 .PHONY: unit

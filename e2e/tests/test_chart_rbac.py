@@ -115,11 +115,14 @@ def test_namespaced_install_uses_roles_in_each_watched_namespace(helm: Helm) -> 
     assert {r["kind"] for r in gateway_roles} == {"Role"}
     assert {r["metadata"]["namespace"] for r in gateway_roles} == {"sage-system", "ml-team"}
     bindings = [o for o in objects if o["kind"] == "RoleBinding"]
-    assert len(bindings) == 4
+    keys = [b for b in bindings if b["roleRef"]["name"] == "sage-gateway-keys"]
+    assert len(bindings) == 5  # operator and gateway in each namespace, and the key reader
+    (key_reader,) = keys
+    assert key_reader["metadata"]["namespace"] == "sage-system"  # only the release namespace's APIKeys
     for binding in bindings:
         (subject,) = binding["subjects"]
         assert subject["namespace"] == "sage-system"
-        assert binding["roleRef"]["name"] == subject["name"]
+        assert binding["roleRef"]["name"] in {subject["name"], f"{subject['name']}-keys"}
 
 
 def test_namespaced_install_defaults_to_the_release_namespace(helm: Helm) -> None:

@@ -181,7 +181,26 @@ def test_dependencies_are_installed_from_the_lock_before_the_code(path: Path) ->
     assert copied <= DEPENDENCY_INPUTS, f"layers under the dependencies copy {copied - DEPENDENCY_INPUTS}"
     installs = [i for i in before if i.keyword == "RUN" and "pip install" in i.arguments]
     assert installs, "the dependencies are installed in a layer of their own"
-    assert all("/tmp/deps/requirements.lock" in i.arguments for i in installs), "versions come from the lock file"
+    from_the_lock = [i for i in installs if "$TORCH_REQUIREMENT" not in i.arguments]
+    assert from_the_lock, "the dependencies other than PyTorch are installed from the lock"
+    assert all("/tmp/deps/requirements.lock" in i.arguments for i in from_the_lock), "versions come from the lock"
+
+
+TORCH_IMAGES = [IMAGES / name / "Dockerfile" for name in ("engine", "finetune")]
+
+
+@pytest.mark.parametrize("path", TORCH_IMAGES, ids=[p.parent.name for p in TORCH_IMAGES])
+def test_the_pytorch_layer_is_keyed_by_the_locks_pin_alone(path: Path) -> None:
+    """PyTorch goes in before the lock is copied (a change to another pin never downloads its
+    gigabytes again), at exactly the version the lock pins."""
+    runtime = final_stage(path)
+    (pin,) = [i.arguments for i in runtime.all("ARG") if i.arguments.startswith("TORCH_REQUIREMENT=")]
+    lock = (REPO_ROOT / ".ci" / "requirements.lock").read_text().splitlines()
+    (locked,) = [line for line in lock if line.startswith("torch==")]
+    assert pin == f"TORCH_REQUIREMENT={locked}"
+    torch_install = next(i for i in runtime.all("RUN") if "$TORCH_REQUIREMENT" in i.arguments)
+    lock_copy = next(i for i in runtime.instructions if i.keyword == "COPY" and ".ci/requirements.lock" in i.arguments)
+    assert torch_install.line < lock_copy.line
 
 
 @pytest.mark.parametrize("path", PYTHON_IMAGES, ids=[p.parent.name for p in PYTHON_IMAGES])
@@ -197,7 +216,7 @@ def test_no_run_bind_mounts_build_inputs(path: Path) -> None:
 def test_engine_and_finetune_share_their_layers_up_to_pytorch() -> None:
     """The same instructions on the same base: a layer cache builds and stores PyTorch once."""
     engine, finetune = (final_stage(IMAGES / name / "Dockerfile").instructions for name in ("engine", "finetune"))
-    torch_at = next(n for n, i in enumerate(engine) if i.keyword == "RUN" and "torch==" in i.arguments)
+    torch_at = next(n for n, i in enumerate(engine) if i.keyword == "RUN" and "$TORCH_REQUIREMENT" in i.arguments)
     assert [(i.keyword, i.arguments) for i in engine[: torch_at + 1]] == [
         (i.keyword, i.arguments) for i in finetune[: torch_at + 1]
     ]

@@ -35,6 +35,7 @@ from sage_gateway.state import GatewayState
 from sage_wire.asgi import error_response
 from sage_wire.errors import WireError, internal_error
 from sage_wire.media import JSON
+from sage_wire.openapi import openai_api
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,12 @@ def _add_health_routes(app: FastAPI) -> None:
             return error_response(WireError(503, "The API keys have not synced yet.", "not_ready"))
         engines = len(state.registry.engines())
         return Response(orjson.dumps({"status": "ready", "engines": engines}), media_type=JSON)
+
+    description = orjson.dumps(openai_api())
+
+    @app.get("/openapi.json")
+    async def openapi() -> Response:
+        return Response(description, media_type=JSON)
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

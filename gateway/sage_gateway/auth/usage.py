@@ -15,13 +15,23 @@ the engine's count is what is charged."""
 
 
 def _text_size(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, list):
-        return sum(_text_size(item) if not isinstance(item, int) else CHARS_PER_TOKEN for item in value)
-    if isinstance(value, dict):
-        return _text_size(value.get("text")) + _text_size(value.get("content"))
-    return 0
+    """Characters of text in a prompt field (strings, content parts, nested lists), a token id
+    counting as CHARS_PER_TOKEN. Iterative: a body nested a thousand lists deep costs no stack."""
+    size = 0
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            size += len(item)
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            size += CHARS_PER_TOKEN
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend((item.get("text"), item.get("content")))
+    return size
 
 
 def estimate_prompt_tokens(document: dict[str, Any]) -> int:

@@ -17,6 +17,15 @@ def test_prompt_estimates_count_text_in_every_request_shape() -> None:
     assert estimate_prompt_tokens({}) == 1
 
 
+def test_prompt_estimates_take_any_json_without_failing() -> None:
+    deep: list[object] = ["abcd"]
+    for _ in range(5000):  # deeper than Python's recursion limit
+        deep = [deep]
+    assert estimate_prompt_tokens({"prompt": deep}) == 1
+    odd = [{"role": "user", "content": [{"text": 7}, {"text": None}, "x" * 8, [True, 2.5]]}]
+    assert estimate_prompt_tokens({"messages": odd}) == 3  # the id 7 and 8 characters
+
+
 def test_usage_of_a_complete_answer() -> None:
     assert body_usage(b'{"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}') == 7
     assert body_usage(b'{"usage": {"prompt_tokens": 5}}') == 5

@@ -16,6 +16,12 @@ def test_chat_fields() -> None:
     assert (fields.model, fields.stream, fields.affinity_key) == ("qwen", True, "system:Y")
 
 
+def test_chat_content_parts_that_are_not_text_are_passed_over() -> None:
+    """Found by the schema fuzzer: a `text` that is not a string was a 500."""
+    body = b'{"model": "m", "messages": [{"role": "user", "content": [{"text": 5}, {"text": "ok"}, 3, {"t": 1}]}]}'
+    assert routing_fields(body, "chat", 16).affinity_key == "user:ok\n"
+
+
 def test_completion_prefix_from_text_and_tokens() -> None:
     assert routing_fields(b'{"model": "m", "prompt": "abcdef"}', "completions", 3).affinity_key == "abc"
     assert routing_fields(b'{"model": "m", "prompt": [1, 2, 3]}', "completions", 10).affinity_key == "1,2,3"

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -24,6 +25,7 @@ from sage_engine.settings import EngineSettings
 from sage_engine.state import EngineState
 from sage_wire.asgi import ClientGone, error_response
 from sage_wire.errors import WireError, internal_error
+from sage_wire.openapi import openai_api
 
 log = logging.getLogger("sage_engine")
 
@@ -106,6 +108,12 @@ def create_app(
         if state.status == "ok":
             return json_response({"status": "ok"})
         return json_response({"status": state.status, "reason": state.reason}, 503)
+
+    description = orjson.dumps(openai_api(anthropic=False))
+
+    @app.get("/openapi.json")
+    async def openapi() -> Response:
+        return Response(description, media_type="application/json")
 
     @app.get("/v1/models")
     async def models() -> Response:
