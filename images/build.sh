@@ -80,3 +80,9 @@ for name in "${names[@]}"; do
   log "built $image in $((SECONDS - step))s"
 done
 log "${#built[@]} image(s) built in $((SECONDS - start))s with $builder: ${built[*]}"
+if [[ $builder == buildah && ${#built[@]} -gt 0 ]]; then
+  # Each rebuild leaves the image it replaced untagged (gigabytes for engine and fine-tune): drop
+  # the dangling ones. Layers still cached for later builds have children and stay.
+  pruned="$(buildah rmi --prune 2>/dev/null | wc -l)"
+  log "removed $pruned dangling image(s)"
+fi

@@ -118,6 +118,8 @@ def test_without_docker_buildah_builds_the_same_dockerfiles_on_the_given_base(tm
         assert build[build.index("--build-arg") + 1] == "PYTHON_IMAGE=localhost/my/python:3.11"
         dockerfile = Path(build[build.index("--file") + 1])
         assert build[build.index("--ignorefile") + 1] == f"{dockerfile}.dockerignore"
+    calls = log.read_text().splitlines()
+    assert calls[-1] == "rmi --prune"  # the images the rebuild replaced do not pile up on disk
     skipped = [line for line in result.stdout.splitlines() if "skipped" in line]
     assert len(skipped) == len(DOCKER_ONLY)
     assert all("sage/vllm:" in line and "Docker" in line for line in skipped)

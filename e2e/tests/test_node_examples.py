@@ -108,8 +108,9 @@ def test_the_transformers_cpu_example_serves_a_model_from_its_claim(
 
 
 def test_the_gpu_example_says_it_cannot_be_scheduled_for_want_of_a_gpu(
-    node_kubectl: Kubectl, node_namespace: str
+    sage_release: SageRelease, node_kubectl: Kubectl, node_namespace: str
 ) -> None:
+    """The release's operator renders the engine; the node's scheduler refuses it."""
     apply_example(node_kubectl, node_namespace, "llm-vllm-gpu.yaml")
     status = wait_status(
         node_kubectl,
