@@ -6,6 +6,7 @@ Session fixtures start real things once per run and tear them down even when a t
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,14 @@ from sage_harness.operator_process import OperatorProcess
 from sage_harness.podnet import PodNetwork, PodNetworkError
 from sage_harness.repo import REPO_ROOT
 from sage_testing.prereq import missing
+
+# What the chart gives the operator (SAGE_OPERATOR_ENGINE_PEERS): the release's gateway pods.
+ENGINE_PEERS = [
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "sage-system"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}},
+    }
+]
 
 pytest_plugins = ["sage_testing.engine_fixtures", "sage_testing.node_fixtures"]
 
@@ -70,6 +79,7 @@ def operator(
         "SAGE_OPERATOR_ENGINE_PORT": str(engine_port),
         "SAGE_OPERATOR_RESYNC_SECONDS": "2",
         "SAGE_OPERATOR_FINETUNE_IMAGE": "sage/finetune:test",
+        "SAGE_OPERATOR_ENGINE_PEERS": json.dumps(ENGINE_PEERS),
     }
     with OperatorProcess(control_plane.kubeconfig, log, env=env) as process:
         yield process

@@ -103,7 +103,6 @@ def test_every_value_is_commented() -> None:
 def test_defaults_agree_with_the_ports_module() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["gateway"]["port"] == PORTS.GATEWAY
-    assert values["networkPolicy"]["enginePort"] == PORTS.ENGINE
 
 
 def test_schema_describes_every_default_value() -> None:
@@ -232,32 +231,28 @@ def test_service_monitor_only_where_the_api_is_served(helm: Helm) -> None:
     assert find(helm.template("--api-versions", SERVICE_MONITOR_API), "ServiceMonitor") == []
 
 
-def test_network_policy_admits_only_gateway_and_operator_to_engine_port(helm: Helm) -> None:
-    objects = helm.template("--set", "networkPolicy.enabled=true")
-    policy = one(objects, "NetworkPolicy", "sage-engines")
-    assert policy["metadata"]["namespace"] == "sage-system"
-    assert policy["spec"]["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/managed-by": "sage-operator",
-        "app.kubernetes.io/component": "engine",
-    }
-    (rule,) = policy["spec"]["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": PORTS.ENGINE}]
-    allowed = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+def test_engine_peers_are_the_releases_gateway_and_operator(helm: Helm) -> None:
+    """The operator renders each engine's NetworkPolicy (operator/.../isolation.py) from these."""
+    objects = helm.template("--set-json", 'networkPolicy.extraFrom=[{"ipBlock": {"cidr": "10.9.0.0/16"}}]')
+    peers = json.loads(env_of(one(objects, "Deployment", "sage-operator"))["SAGE_OPERATOR_ENGINE_PEERS"])
     pods = {
         name: one(objects, "Deployment", f"sage-{name}")["spec"]["template"]["metadata"]["labels"]
         for name in ("gateway", "operator")
     }
-    assert [next(n for n, labels in pods.items() if sel.items() <= labels.items()) for sel in allowed] == [
+    selected = [peer["podSelector"]["matchLabels"] for peer in peers[:2]]
+    assert [next(n for n, labels in pods.items() if sel.items() <= labels.items()) for sel in selected] == [
         "gateway",
         "operator",
     ]
-    for peer in rule["from"]:
+    for peer in peers[:2]:
         assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "sage-system"}
+    assert peers[2:] == [{"ipBlock": {"cidr": "10.9.0.0/16"}}]
+    assert find(objects, "NetworkPolicy") == []  # one per engine, by the operator, in every namespace
 
 
-def test_network_policy_follows_the_watched_namespaces(helm: Helm) -> None:
-    objects = helm.template("--set", "networkPolicy.enabled=true", "--set", "watchNamespaces={ml,research}")
-    assert sorted(p["metadata"]["namespace"] for p in find(objects, "NetworkPolicy")) == ["ml", "research"]
+def test_engine_network_policies_can_be_turned_off(helm: Helm) -> None:
+    objects = helm.template("--set", "networkPolicy.enabled=false")
+    assert "SAGE_OPERATOR_ENGINE_PEERS" not in env_of(one(objects, "Deployment", "sage-operator"))
 
 
 def test_watched_namespaces_reach_both_components(helm: Helm) -> None:

@@ -121,13 +121,14 @@ def test_namespaced_install_with_every_option(helm: Helm, kubectl: Kubectl, rele
     assert "export OPENAI_BASE_URL=https://llm.example.com/v1" in out
     objects = helm.manifest("sage", release_namespace)
     assert "ServiceMonitor" not in {o["kind"] for o in objects}
-    assert {"Ingress", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding"} <= {o["kind"] for o in objects}
+    assert {"Ingress", "PodDisruptionBudget", "Role", "RoleBinding"} <= {o["kind"] for o in objects}
     for obj in objects:
         assert get(kubectl, obj)["metadata"]["name"] == obj["metadata"]["name"]
     operator = f"system:serviceaccount:{release_namespace}:sage-operator"
     gateway = f"system:serviceaccount:{release_namespace}:sage-gateway"
     for namespace in (release_namespace, team):
         assert can(kubectl, operator, "create", "deployments.apps", namespace)
+        assert can(kubectl, operator, "create", "networkpolicies.networking.k8s.io", namespace)
         assert can(kubectl, gateway, "watch", "llmengines.sage.ai", namespace)
     assert not can(kubectl, operator, "create", "deployments.apps", "default")
     assert not can(kubectl, gateway, "watch", "llmengines.sage.ai", "default")

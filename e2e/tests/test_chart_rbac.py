@@ -24,6 +24,7 @@ OPERATOR_NAMESPACED: Rules = {
     ("sage.ai", "finetunejobs/status", "get"),
     ("sage.ai", "finetunejobs/status", "patch"),
     *{("apps", "deployments", v) for v in APPLY},
+    *{("networking.k8s.io", "networkpolicies", v) for v in APPLY},
     *{("", "services", v) for v in APPLY},
     *{("batch", "jobs", v) for v in APPLY},
     *{("", "serviceaccounts", v) for v in APPLY},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -52,6 +54,11 @@ class OperatorSettings(BaseSettings):
         ge=0,
         le=65535,
         description="Port of the liveness endpoint GET /healthz (0 turns it off)",
+    )
+    engine_peers: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="NetworkPolicyPeer objects (JSON) that alone may reach engine pods on the engine port; "
+        "each engine gets a NetworkPolicy admitting them (unset: no policy; the chart sets the gateway and operator)",
     )
     adapter_retry_max_seconds: float = Field(
         default=60.0, gt=0, description="Longest back-off between attempts to load an adapter into a pod"

@@ -101,3 +101,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- $mode -}}
 {{- end }}
+
+{{/* The NetworkPolicyPeers that alone reach engine pods (JSON): this release's gateway and
+operator pods, and networkPolicy.extraFrom. */}}
+{{- define "sage.enginePeers" -}}
+{{- $peers := list -}}
+{{- range $component := list "gateway" "operator" -}}
+{{- $labels := include "sage.selectorLabels" (dict "root" $ "component" $component) | fromYaml -}}
+{{- $namespace := dict "matchLabels" (dict "kubernetes.io/metadata.name" $.Release.Namespace) -}}
+{{- $peers = append $peers (dict "namespaceSelector" $namespace "podSelector" (dict "matchLabels" $labels)) -}}
+{{- end -}}
+{{- toJson (concat $peers (.Values.networkPolicy.extraFrom | default list)) -}}
+{{- end }}

@@ -22,13 +22,26 @@ JOB: Final = Kind("batch/v1", "Job", "jobs")
 SERVICE_ACCOUNT: Final = Kind("v1", "ServiceAccount", "serviceaccounts")
 ROLE: Final = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING: Final = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
+NETWORK_POLICY: Final = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 EVENT: Final = Kind("v1", "Event", "events")
 LLM_ENGINE: Final = Kind(names.API_VERSION, names.ENGINE_KIND, names.ENGINE_PLURAL)
 FINETUNE_JOB: Final = Kind(names.API_VERSION, names.FINETUNE_KIND, names.FINETUNE_PLURAL)
 
 _BY_TYPE = {
     (kind.api_version, kind.kind): kind
-    for kind in (DEPLOYMENT, SERVICE, POD, JOB, SERVICE_ACCOUNT, ROLE, ROLE_BINDING, EVENT, LLM_ENGINE, FINETUNE_JOB)
+    for kind in (
+        DEPLOYMENT,
+        SERVICE,
+        POD,
+        JOB,
+        SERVICE_ACCOUNT,
+        ROLE,
+        ROLE_BINDING,
+        NETWORK_POLICY,
+        EVENT,
+        LLM_ENGINE,
+        FINETUNE_JOB,
+    )
 }
 
 

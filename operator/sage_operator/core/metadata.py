@@ -8,6 +8,9 @@ from sage_api import names
 from sage_operator.core.kinds import Owner
 
 EVENT_MESSAGE_LIMIT = 1024
+MANAGED_SELECTOR = f"{names.LABEL_MANAGED_BY}={names.MANAGED_BY}"
+"""Selects every child the operator made: for a kind that both controllers create (ServiceAccounts),
+which the object cache watches with one selector."""
 
 
 def restricted_pod_security() -> dict[str, Any]:

@@ -15,10 +15,20 @@ from sage_kube import ApiError
 from sage_operator.core.cache import ObjectCache
 from sage_operator.core.clock import utc_now
 from sage_operator.core.controller import ControllerLoop, Key
-from sage_operator.core.kinds import DEPLOYMENT, ENGINE_OWNER, FINETUNE_JOB, LLM_ENGINE, POD, SERVICE
-from sage_operator.core.metadata import render_event
+from sage_operator.core.kinds import (
+    DEPLOYMENT,
+    ENGINE_OWNER,
+    FINETUNE_JOB,
+    LLM_ENGINE,
+    NETWORK_POLICY,
+    POD,
+    SERVICE,
+    SERVICE_ACCOUNT,
+)
+from sage_operator.core.metadata import MANAGED_SELECTOR, render_event
 from sage_operator.core.store import ForeignObject, KubeStore
 from sage_operator.engine.adapters import AdapterLoader
+from sage_operator.engine.isolation import render_engine_account, render_engine_network_policy
 from sage_operator.engine.name_claims import NameIndex, conflict_message
 from sage_operator.engine.render import adapter_paths, render_engine_deployment, render_engine_service
 from sage_operator.engine.spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
@@ -57,8 +67,9 @@ class EngineReconciler:
             workers=settings.workers,
             resync_seconds=settings.resync_seconds,
         )
-        for kind in (DEPLOYMENT, SERVICE, POD):
+        for kind in (DEPLOYMENT, SERVICE, POD, NETWORK_POLICY):
             cache.watch(kind, self._child_changed, label=names.LABEL_ENGINE)
+        cache.watch(SERVICE_ACCOUNT, self._child_changed, label=MANAGED_SELECTOR)  # the fine-tunes' too
         # FinetuneJobs hand adapters to engines: a job that will serve an engine, or one that
         # succeeded, concerns the engine it names.
         cache.watch(FINETUNE_JOB, self._finetunejob_changed)
@@ -117,8 +128,11 @@ class EngineReconciler:
         engine = LLMEngine.model_validate({"metadata": metadata, "spec": parsed})
         finetuned = finetune_adapters(name, parsed, self.cache.list(FINETUNE_JOB, namespace))
         try:
-            service = render_engine_service(engine)
-            await self.store.converge(service, self.cache.current(service))
+            children = [render_engine_account(engine), render_engine_service(engine)]
+            if self.settings.engine_peers is not None:
+                children.append(render_engine_network_policy(engine, self.settings.engine_peers))
+            for child in children:
+                await self.store.converge(child, self.cache.current(child))
             rendered = render_engine_deployment(engine, self.settings, finetuned)
             deployment = await self.store.converge(rendered, self.cache.current(rendered))
         except ForeignObject as conflict:

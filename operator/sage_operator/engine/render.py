@@ -58,6 +58,11 @@ def selector_string(name: str) -> str:
     return ",".join(f"{key}={value}" for key, value in selector_labels(name).items())
 
 
+def engine_account_name(engine_name: str) -> str:
+    """The engine pods' own ServiceAccount (engine.isolation renders it)."""
+    return f"{engine_name}-engine"
+
+
 def endpoint_url(name: str, namespace: str) -> str:
     return f"http://{name}.{namespace}.svc:{SagePorts.ENGINE}"
 
@@ -254,7 +259,8 @@ def render_engine_deployment(
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "enableServiceLinks": False,
-        # An engine never calls the Kubernetes API: no token in its pods.
+        # An account of their own (no Role binds it); an engine never calls the Kubernetes API: no token.
+        "serviceAccountName": engine_account_name(name),
         "automountServiceAccountToken": False,
         "securityContext": restricted_pod_security(),
     }

@@ -18,7 +18,7 @@ from sage_operator.core.cache import ObjectCache
 from sage_operator.core.clock import utc_now
 from sage_operator.core.controller import ControllerLoop, Key
 from sage_operator.core.kinds import FINETUNE_JOB, FINETUNE_OWNER, JOB, LLM_ENGINE, ROLE, ROLE_BINDING, SERVICE_ACCOUNT
-from sage_operator.core.metadata import render_event
+from sage_operator.core.metadata import MANAGED_SELECTOR, render_event
 from sage_operator.core.store import ForeignObject, KubeStore
 from sage_operator.finetune.preemption import PAUSED_BY, pause_patches, restore_patches
 from sage_operator.finetune.render import render_finetune_job, render_progress_rbac
@@ -42,8 +42,9 @@ class FinetuneReconciler:
             workers=max(1, settings.workers // 2),
             resync_seconds=settings.resync_seconds,
         )
-        for kind in (JOB, SERVICE_ACCOUNT, ROLE, ROLE_BINDING):
+        for kind in (JOB, ROLE, ROLE_BINDING):
             cache.watch(kind, self._child_changed, label=names.LABEL_FINETUNEJOB)
+        cache.watch(SERVICE_ACCOUNT, self._child_changed, label=MANAGED_SELECTOR)  # the engines' too
 
     def _child_changed(self, obj: dict[str, Any]) -> None:
         metadata = obj.get("metadata") or {}

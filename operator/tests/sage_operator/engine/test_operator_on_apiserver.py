@@ -15,6 +15,7 @@ from sage_harness.kubectl import Kubectl
 from sage_harness.operator_process import OperatorProcess
 from sage_harness.waiting import wait_until
 from sage_testing.kubelet import report_pod_ready
+from sage_testing.plugin import ENGINE_PEERS
 
 ENGINE = """
 apiVersion: sage.ai/v1alpha1
@@ -111,6 +112,27 @@ def test_engine_gets_its_deployment_and_service(operator: OperatorProcess, kubec
     assert status["backend"] == "deterministic"
     assert status["endpoint"] == f"http://echo.{namespace}.svc:8000"
     assert status["selector"] == "sage.ai/engine=echo"
+
+
+def test_engine_pods_are_fenced_in(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
+    """An account of their own with no token, and a NetworkPolicy admitting only the configured
+    peers (the chart's gateway and operator) to the engine port."""
+    apply_engine(kubectl, namespace, "fenced")
+    account = wait_until(lambda: get(kubectl, namespace, "serviceaccount", "fenced-engine"), "the ServiceAccount")
+    policy = wait_until(lambda: get(kubectl, namespace, "networkpolicy", "fenced"), "the NetworkPolicy")
+    deployment = must_get(kubectl, namespace, "deployment", "fenced")
+    pod_spec = deployment["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == "fenced-engine"
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert account["automountServiceAccountToken"] is False
+    assert policy["spec"]["podSelector"] == {"matchLabels": {"sage.ai/engine": "fenced"}}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == ENGINE_PEERS
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    pod = wait_until(lambda: engine_pods(kubectl, namespace, "fenced"), "a pod")[0]
+    assert pod["spec"]["serviceAccountName"] == "fenced-engine"
+    assert "volumes" not in pod["spec"] or all("projected" not in v for v in pod["spec"]["volumes"])
 
 
 def test_readiness_drives_deploying_loading_ready(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
@@ -216,6 +238,8 @@ def test_deleting_the_engine_leaves_nothing(operator: OperatorProcess, kubectl: 
     kubectl("delete", "llmengine", "gone", "-n", namespace)
     wait_until(lambda: get(kubectl, namespace, "deployment", "gone") is None, "the Deployment to be collected")
     wait_until(lambda: get(kubectl, namespace, "service", "gone") is None, "the Service to be collected")
+    wait_until(lambda: get(kubectl, namespace, "serviceaccount", "gone-engine") is None, "the account to be collected")
+    wait_until(lambda: get(kubectl, namespace, "networkpolicy", "gone") is None, "the policy to be collected")
     wait_until(lambda: not engine_pods(kubectl, namespace, "gone"), "the pods to be collected")
 
 
