@@ -80,6 +80,7 @@ def operator(
         "SAGE_OPERATOR_RESYNC_SECONDS": "2",
         "SAGE_OPERATOR_FINETUNE_IMAGE": "sage/finetune:test",
         "SAGE_OPERATOR_ENGINE_PEERS": json.dumps(ENGINE_PEERS),
+        "SAGE_OPERATOR_ADMIN_KEY": "a-test-key-for-adapter-credentials",
     }
     with OperatorProcess(control_plane.kubeconfig, log, env=env) as process:
         yield process

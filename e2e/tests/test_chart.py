@@ -3,6 +3,7 @@ security contexts, and agreement with the ports module. No API server needed."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
@@ -132,6 +133,7 @@ def test_defaults_render_operator_and_gateway_cluster_wide(helm: Helm) -> None:
         + ["ClusterRoleBinding"] * 2
         + ["Deployment"] * 2
         + ["Service"]
+        + ["Secret"]  # the operator's admin key
         + ["Pod"]  # the `helm test` hook
     )
     gateway = one(objects, "Deployment", "sage-gateway")
@@ -248,6 +250,26 @@ def test_engine_peers_are_the_releases_gateway_and_operator(helm: Helm) -> None:
         assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "sage-system"}
     assert peers[2:] == [{"ipBlock": {"cidr": "10.9.0.0/16"}}]
     assert find(objects, "NetworkPolicy") == []  # one per engine, by the operator, in every namespace
+
+
+def test_the_operator_gets_its_admin_key_from_a_secret(helm: Helm) -> None:
+    """The key the engines' adapter credentials derive from: the chart's own Secret by default
+    (random, 48 characters), or the one the user names; never in the Deployment itself."""
+
+    def key_source(objects: list[dict[str, Any]]) -> dict[str, Any]:
+        container = one(objects, "Deployment", "sage-operator")["spec"]["template"]["spec"]["containers"][0]
+        (variable,) = [v for v in container["env"] if v["name"] == "SAGE_OPERATOR_ADMIN_KEY"]
+        assert "value" not in variable
+        reference: dict[str, Any] = variable["valueFrom"]["secretKeyRef"]
+        return reference
+
+    objects = helm.template()
+    assert key_source(objects) == {"name": "sage-operator-admin-key", "key": "key"}
+    secret = one(objects, "Secret", "sage-operator-admin-key")
+    assert len(base64.b64decode(secret["data"]["key"])) == 48
+    mine = helm.template("--set", "operator.adminKeySecret=my-key")
+    assert key_source(mine) == {"name": "my-key", "key": "key"}
+    assert find(mine, "Secret") == []
 
 
 def test_engine_network_policies_can_be_turned_off(helm: Helm) -> None:

@@ -86,6 +86,7 @@ def test_install_is_accepted_and_uninstall_cleans_up(helm: Helm, kubectl: Kubect
         "ClusterRoleBinding",
         "Deployment",
         "Service",
+        "Secret",
     }
     for obj in objects:
         live = get(kubectl, obj)
@@ -97,7 +98,9 @@ def test_install_is_accepted_and_uninstall_cleans_up(helm: Helm, kubectl: Kubect
     assert can(kubectl, operator, "patch", "llmengines.sage.ai/status", elsewhere)
     assert can(kubectl, operator, "create", "deployments.apps", elsewhere)
     assert can(kubectl, operator, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
-    assert not can(kubectl, operator, "get", "secrets", elsewhere)
+    assert can(kubectl, operator, "create", "secrets", elsewhere)  # the engines' credentials
+    for verb in ("get", "list", "watch", "patch"):  # but never one back
+        assert not can(kubectl, operator, verb, "secrets", elsewhere)
     assert not can(kubectl, operator, "create", "pods", elsewhere)
     assert not can(kubectl, operator, "delete", "llmengines.sage.ai", elsewhere)
     assert can(kubectl, gateway, "watch", "endpointslices.discovery.k8s.io", elsewhere)
@@ -144,6 +147,12 @@ def test_upgrade_between_cluster_and_namespaced_rbac_leaves_nothing_behind(
     cluster_wide = helm.manifest("sage", release_namespace)
     helm("upgrade", "sage", str(CHART), "--namespace", release_namespace, "--set", "rbac.namespaced=true")
     namespaced = helm.manifest("sage", release_namespace)
+
+    def admin_key(manifest: list[dict[str, Any]]) -> str:
+        (secret,) = [o for o in manifest if o["kind"] == "Secret"]
+        return str(secret["data"]["key"])
+
+    assert admin_key(namespaced) == admin_key(cluster_wide)  # a new key would roll every engine
     gone = [o for o in cluster_wide if (o["kind"], o["metadata"]["name"]) not in {
         (n["kind"], n["metadata"]["name"]) for n in namespaced
     }]  # fmt: skip

@@ -61,6 +61,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.kube, memo.engine_client, memo.cache = kube, engine_client, cache
     memo.engines, memo.finetunes = engines, finetunes
     log.info("sage-operator started (namespaces: %s)", ",".join(operator_settings.namespaces) or "all")
+    if operator_settings.admin_key is None:
+        log.warning(
+            "SAGE_OPERATOR_ADMIN_KEY is not set: engines accept adapter changes from any caller that reaches them"
+        )
+    if operator_settings.engine_peers is None:
+        log.warning("SAGE_OPERATOR_ENGINE_PEERS is not set: engine pods get no NetworkPolicy")
 
 
 @kopf.on.cleanup()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sage_api.engine import Backend
@@ -59,6 +59,11 @@ class OperatorSettings(BaseSettings):
         default=None,
         description="NetworkPolicyPeer objects (JSON) that alone may reach engine pods on the engine port; "
         "each engine gets a NetworkPolicy admitting them (unset: no policy; the chart sets the gateway and operator)",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="Key the engines' adapter-route credentials derive from (the chart keeps one in a Secret); "
+        "unset: engines accept adapter changes from anyone who can reach them",
     )
     adapter_retry_max_seconds: float = Field(
         default=60.0, gt=0, description="Longest back-off between attempts to load an adapter into a pod"

@@ -113,3 +113,8 @@ operator pods, and networkPolicy.extraFrom. */}}
 {{- end -}}
 {{- toJson (concat $peers (.Values.networkPolicy.extraFrom | default list)) -}}
 {{- end }}
+
+{{/* The Secret holding the operator's admin key: operator.adminKeySecret, else the chart's own. */}}
+{{- define "sage.adminKeySecret" -}}
+{{- .Values.operator.adminKeySecret | default (printf "%s-operator-admin-key" (include "sage.fullname" .)) -}}
+{{- end }}

@@ -1,10 +1,13 @@
 """vLLM's runtime LoRA adapter API, so one operator code path serves vLLM and our engine:
 POST /v1/load_lora_adapter {lora_name, lora_path} and POST /v1/unload_lora_adapter {lora_name}.
-Adapter changes run on the generation thread, never in the middle of a generation."""
+Adapter changes run on the generation thread, never in the middle of a generation. With an admin
+token file configured (the operator mounts one), both need `Authorization: Bearer <its content>`;
+the file is read on each call, so a rotated token takes effect without a restart."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 
 from fastapi import APIRouter, Request
@@ -18,8 +21,27 @@ log = logging.getLogger("sage_engine")
 router = APIRouter()
 
 
+def _require_admin(request: Request) -> None:
+    token_file = engine_state(request).settings.admin_token_file
+    if token_file is None:
+        return
+    try:
+        expected = token_file.read_text().strip()
+    except OSError as error:
+        log.error("the admin token file %s cannot be read: %s", token_file, error)
+        raise errors.admin_only() from None
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if (
+        not expected
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(presented.strip().encode(), expected.encode())
+    ):
+        raise errors.admin_only()
+
+
 @router.post("/v1/load_lora_adapter")
 async def load_lora_adapter(request: Request) -> Response:
+    _require_admin(request)
     state = engine_state(request)
     backend = state.require_backend()
     body = parse_body(LoadAdapterRequest, await request_body(request))
@@ -33,6 +55,7 @@ async def load_lora_adapter(request: Request) -> Response:
 
 @router.post("/v1/unload_lora_adapter")
 async def unload_lora_adapter(request: Request) -> Response:
+    _require_admin(request)
     state = engine_state(request)
     backend = state.require_backend()
     body = parse_body(UnloadAdapterRequest, await request_body(request))

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from sage_wire.errors import WireError, body_too_large, invalid_request, not_ready
 
-__all__ = ["WireError", "bad_request", "body_too_large", "loading", "model_not_found", "unsupported_route"]
+__all__ = [
+    "WireError",
+    "admin_only",
+    "bad_request",
+    "body_too_large",
+    "loading",
+    "model_not_found",
+    "unsupported_route",
+]
 
 
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> WireError:
@@ -26,3 +34,12 @@ def loading(reason: str) -> WireError:
 
 def unsupported_route(model: str, route: str) -> WireError:
     return WireError(404, f"This engine serves {model} and has no {route} route.", "unsupported_route")
+
+
+def admin_only() -> WireError:
+    return WireError(
+        401,
+        "Loading and unloading adapters needs the operator's credential (Authorization: Bearer).",
+        "invalid_api_key",
+        headers={"WWW-Authenticate": 'Bearer realm="sage-engine-admin"'},
+    )

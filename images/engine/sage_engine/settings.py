@@ -54,6 +54,11 @@ class EngineSettings(BaseSettings):
     )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes)")
     dimensions: int = Field(default=64, ge=1, description="Embedding size of the deterministic test backend")
+    admin_token_file: Path | None = Field(
+        default=None,
+        description="File holding the bearer token the adapter routes require (the operator mounts it); "
+        "unset: they accept any caller that can reach the engine",
+    )
     termination_log: Path = Field(
         default=TERMINATION_LOG,
         description="Where a load failure's reason is written for Kubernetes (when writable)",

@@ -88,6 +88,15 @@ class KubeStore:
             return observed
         return await self.apply(desired)
 
+    async def create_once(self, desired: dict[str, Any]) -> None:
+        """For kinds the operator may create but never read (Secrets): created unless one of that
+        name exists, which is then taken as it is (its name says what it holds)."""
+        metadata = desired["metadata"]
+        try:
+            await self.kube.create(_path(kind_of(desired), metadata["namespace"]), desired)
+        except Conflict:
+            return
+
     async def patch(
         self, kind: Kind, namespace: str, name: str, body: Any, patch_type: PatchType = "merge"
     ) -> dict[str, Any]:

@@ -43,21 +43,24 @@ class AdapterLoader:
         for key in [key for key in self._backoff if key[0] not in pod_uids]:
             del self._backoff[key]
 
-    async def sync(self, pods: list[dict[str, Any]], wanted: dict[str, str]) -> AdapterSync:
+    async def sync(self, pods: list[dict[str, Any]], wanted: dict[str, str], token: str | None = None) -> AdapterSync:
+        """`token`: the engine's adapter-route credential (engine.credentials), when it has one."""
         ready = [pod for pod in pods if pod_is_ready(pod) and (pod.get("status") or {}).get("podIP")]
         if not wanted:
             return AdapterSync([])
         everywhere: set[str] | None = None
         retry: list[float] = []
         for pod in ready:
-            loaded, wait = await self._sync_pod(pod, wanted)
+            loaded, wait = await self._sync_pod(pod, wanted, token)
             everywhere = loaded if everywhere is None else everywhere & loaded
             if wait is not None:
                 retry.append(wait)
         served = [name for name in wanted if everywhere and name in everywhere]
         return AdapterSync(served, min(retry) if retry else None)
 
-    async def _sync_pod(self, pod: dict[str, Any], wanted: dict[str, str]) -> tuple[set[str], float | None]:
+    async def _sync_pod(
+        self, pod: dict[str, Any], wanted: dict[str, str], token: str | None
+    ) -> tuple[set[str], float | None]:
         uid, pod_name = pod["metadata"].get("uid", ""), pod["metadata"].get("name", "")
         url = f"http://{pod['status']['podIP']}:{self.port}"
         try:
@@ -76,7 +79,7 @@ class AdapterLoader:
                 retry = min(retry or state.not_before - now, state.not_before - now)
                 continue
             try:
-                await self.client.load_adapter(url, name, path)
+                await self.client.load_adapter(url, name, path, token)
             except EngineUnavailable as error:
                 log.warning("pod %s: loading adapter %s from %s failed: %s", pod_name, name, path, error)
                 wait = self._failed((uid, name))

@@ -24,12 +24,16 @@ class EngineClient:
         payload = await self._call("GET", f"{base_url}/v1/models")
         return {str(entry.get("id")) for entry in payload.get("data") or [] if isinstance(entry, dict)}
 
-    async def load_adapter(self, base_url: str, name: str, path: str) -> None:
-        await self._call("POST", f"{base_url}/v1/load_lora_adapter", {"lora_name": name, "lora_path": path})
+    async def load_adapter(self, base_url: str, name: str, path: str, token: str | None = None) -> None:
+        body = {"lora_name": name, "lora_path": path}
+        await self._call("POST", f"{base_url}/v1/load_lora_adapter", body, token)
 
-    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _call(
+        self, method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            response = await self._http.request(method, url, json=body)
+            response = await self._http.request(method, url, json=body, headers=headers)
         except httpx.HTTPError as error:
             raise EngineUnavailable(f"{method} {url}: {error!r}") from error
         if response.status_code >= 400:

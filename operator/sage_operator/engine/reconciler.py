@@ -28,6 +28,7 @@ from sage_operator.core.kinds import (
 from sage_operator.core.metadata import MANAGED_SELECTOR, render_event
 from sage_operator.core.store import ForeignObject, KubeStore
 from sage_operator.engine.adapters import AdapterLoader
+from sage_operator.engine.credentials import admin_token, render_admin_secret
 from sage_operator.engine.isolation import render_engine_account, render_engine_network_policy
 from sage_operator.engine.name_claims import NameIndex, conflict_message
 from sage_operator.engine.render import adapter_paths, render_engine_deployment, render_engine_service
@@ -60,6 +61,8 @@ class EngineReconciler:
         self.adapters = adapters
         self.settings = settings
         self.reporter = socket.gethostname()
+        self.admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        self._admin_secrets: set[tuple[str, str, str]] = set()
         self.loop = ControllerLoop(
             "llmengines",
             self.reconcile,
@@ -133,6 +136,7 @@ class EngineReconciler:
                 children.append(render_engine_network_policy(engine, self.settings.engine_peers))
             for child in children:
                 await self.store.converge(child, self.cache.current(child))
+            await self._create_admin_secret(engine)
             rendered = render_engine_deployment(engine, self.settings, finetuned)
             deployment = await self.store.converge(rendered, self.cache.current(rendered))
         except ForeignObject as conflict:
@@ -158,13 +162,24 @@ class EngineReconciler:
             return
         pods = self.cache.list(POD, namespace, {names.LABEL_ENGINE: name})
         self.adapters.forget(self.cache.uids(POD))
-        adapters = await self.adapters.sync(pods, adapter_paths(parsed, finetuned.sources))
+        token = admin_token(self.admin_key, namespace, name) if self.admin_key else None
+        adapters = await self.adapters.sync(pods, adapter_paths(parsed, finetuned.sources), token)
         if adapters.retry_in is not None:
             self.loop.enqueue_after(key, adapters.retry_in)
         observed = self._observed(
             name, namespace, metadata, parsed, deployment=deployment, pods=pods, loaded=adapters.loaded_everywhere
         )
         await self._write_status(metadata, previous, observed)
+
+    async def _create_admin_secret(self, engine: LLMEngine) -> None:
+        """Once per engine (and key) in this process: the Secret is never read back."""
+        if self.admin_key is None:
+            return
+        metadata = engine.metadata
+        written = (metadata["namespace"], metadata["name"], str(metadata.get("uid")))
+        if written not in self._admin_secrets:
+            await self.store.create_once(render_admin_secret(engine, self.admin_key))
+            self._admin_secrets.add(written)
 
     @staticmethod
     def _observed(

@@ -18,6 +18,7 @@ from sage_operator.core.metadata import (
     restricted_container_security,
     restricted_pod_security,
 )
+from sage_operator.engine.credentials import TOKEN_DIRECTORY, TOKEN_FILE, admin_secret_name
 from sage_operator.engine.spec import gpus, model_names, resolve_backend
 from sage_operator.finetune.serving import FinetuneAdapters
 from sage_operator.settings import OperatorSettings
@@ -168,11 +169,13 @@ def _command(
     return command + args
 
 
-def _env(engine: LLMEngine, backend: Backend, *, lora: bool) -> list[dict[str, Any]]:
+def _env(engine: LLMEngine, backend: Backend, *, lora: bool, admin: bool) -> list[dict[str, Any]]:
     spec = engine.spec
     env: dict[str, dict[str, Any]] = {}
     if backend is not Backend.VLLM:
         env["SAGE_ENGINE_PORT"] = {"value": str(SagePorts.ENGINE)}
+        if admin:
+            env["SAGE_ENGINE_ADMIN_TOKEN_FILE"] = {"value": TOKEN_FILE}
     elif lora:  # the adapter API (/v1/load_lora_adapter) exists only with it; the upstream image lacks it
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = {"value": "True"}
     if spec.cache:
@@ -239,6 +242,10 @@ def render_engine_deployment(
     if backend is Backend.VLLM:
         pod_volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    elif settings.admin_key is not None:  # SAGE's engine checks it; vLLM has no such setting
+        secret = admin_secret_name(name, settings.admin_key.get_secret_value())
+        pod_volumes.append({"name": "admin", "secret": {"secretName": secret, "defaultMode": 0o440}})
+        mounts.append({"name": "admin", "mountPath": TOKEN_DIRECTORY, "readOnly": True})
     lora = bool(spec.adapters or finetuned.claims or finetuned.incoming)
     adapters = {adapter.name for adapter in spec.adapters or []} | set(finetuned.incoming)
     container: dict[str, Any] = {
@@ -246,7 +253,7 @@ def render_engine_deployment(
         "image": spec.image or settings.image_for(backend),
         "command": _command(engine, backend, model, lora=lora, adapters=adapters, ranks=finetuned.ranks),
         "ports": [{"name": PORT_NAME, "containerPort": SagePorts.ENGINE, "protocol": "TCP"}],
-        "env": _env(engine, backend, lora=lora),
+        "env": _env(engine, backend, lora=lora, admin=settings.admin_key is not None),
         "resources": _resources(spec, settings),
         "startupProbe": _probe(backend, "startup"),
         "readinessProbe": _probe(backend, "readiness"),

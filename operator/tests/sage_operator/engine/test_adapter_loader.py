@@ -17,14 +17,16 @@ class RecordingEngines:
         self.served: dict[str, set[str]] = {}
         self.loads: list[tuple[str, str, str]] = []
         self.failing: set[str] = set()
+        self.tokens: set[str | None] = set()
 
     async def served_models(self, base_url: str) -> set[str]:
         if base_url in self.failing:
             raise EngineUnavailable("connection refused")
         return set(self.served.setdefault(base_url, {"base"}))
 
-    async def load_adapter(self, base_url: str, name: str, path: str) -> None:
+    async def load_adapter(self, base_url: str, name: str, path: str, token: str | None = None) -> None:
         self.loads.append((base_url, name, path))
+        self.tokens.add(token)
         if base_url in self.failing:
             raise EngineUnavailable("connection refused")
         self.served[base_url].add(name)
@@ -48,9 +50,10 @@ async def test_loads_missing_adapters_once_and_reports_those_loaded_everywhere()
     engines = RecordingEngines()
     loader = AdapterLoader(engines, port=9, clock=Clock())  # type: ignore[arg-type]
     pods = [ready_pod("p1", "10.0.0.1"), ready_pod("p2", "10.0.0.2")]
-    result = await loader.sync(pods, {"bot": "/adapters/c/bot"})
+    result = await loader.sync(pods, {"bot": "/adapters/c/bot"}, "the-engines-token")
     assert result.loaded_everywhere == ["bot"]
     assert result.retry_in is None
+    assert engines.tokens == {"the-engines-token"}  # every load carries the engine's credential
     assert sorted(engines.loads) == [
         ("http://10.0.0.1:9", "bot", "/adapters/c/bot"),
         ("http://10.0.0.2:9", "bot", "/adapters/c/bot"),
@@ -89,7 +92,7 @@ async def test_a_failed_load_is_not_retried_before_its_back_off() -> None:
     engines.served[url] = {"base"}
     original = engines.load_adapter
 
-    async def refuse(base_url: str, name: str, path: str) -> None:
+    async def refuse(base_url: str, name: str, path: str, token: str | None = None) -> None:
         engines.loads.append((base_url, name, path))
         raise EngineUnavailable("adapter files not ready")
 

@@ -5,7 +5,9 @@ kubelet by patching pod status, and a real engine process on loopback plays a re
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -307,17 +309,33 @@ def test_restart_mid_way_keeps_children_and_status(operator: OperatorProcess, ku
 
 
 def test_static_adapters_are_loaded_into_ready_pods(
-    operator: OperatorProcess, kubectl: Kubectl, namespace: str, engine_port: int
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str, engine_port: int, tmp_path: Path
 ) -> None:
     manifest = ENGINE.format(name="chat", backend="deterministic", kind="llm", replicas=1) + (
         "  adapters: [{name: support-bot, source: pvc://adapters/support-bot}]\n"
     )
     kubectl.apply(manifest, namespace)
     deployment = wait_until(lambda: get(kubectl, namespace, "deployment", "chat"), "the Deployment")
-    mounts = deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    pod_spec = deployment["spec"]["template"]["spec"]
+    mounts = pod_spec["containers"][0]["volumeMounts"]
     assert {"name": "pvc-0", "mountPath": "/adapters/adapters", "readOnly": True} in mounts
+    # The adapter routes' credential: a Secret the operator created, mounted where the engine reads it.
+    (admin,) = [volume for volume in pod_spec["volumes"] if volume["name"] == "admin"]
+    secret = must_get(kubectl, namespace, "secret", admin["secret"]["secretName"])
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "LLMEngine"
+    token_file = tmp_path / "token"
+    token_file.write_bytes(base64.b64decode(secret["data"]["token"]))
+    env = {item["name"]: item.get("value") for item in pod_spec["containers"][0]["env"]}
+    assert env["SAGE_ENGINE_ADMIN_TOKEN_FILE"] == "/var/run/sage/admin/token"
+    assert {"name": "admin", "mountPath": "/var/run/sage/admin", "readOnly": True} in mounts
     pod = the_pod(kubectl, namespace, "chat")
-    engine = EngineProcess("deterministic", "deterministic", served_model_name="chat", port=engine_port)
+    engine = EngineProcess(
+        "deterministic",
+        "deterministic",
+        served_model_name="chat",
+        port=engine_port,
+        env={"SAGE_ENGINE_ADMIN_TOKEN_FILE": str(token_file)},
+    )
     try:
         # The pod reports ready before its server answers: the operator's first attempts fail and
         # back off; once the engine is up the adapter gets loaded.
@@ -339,6 +357,8 @@ def test_static_adapters_are_loaded_into_ready_pods(
         set_pod_status(kubectl, namespace, pod, ready=True, restarts=1)
         wait_until(lambda: loaded in engine.log(since_launch=True), "the adapter reloaded into the restarted engine")
         assert "support-bot" in served_ids(engine)
+        anyone = httpx.post(f"{engine.base_url}/v1/unload_lora_adapter", json={"lora_name": "support-bot"})
+        assert anyone.status_code == 401  # only the operator's token changes what the engine serves
     finally:
         engine.stop()
 
