@@ -21,6 +21,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,6 +46,18 @@ STREAM_BODY = json.dumps(
     }
 ).encode()
 HEADERS = {"content-type": "application/json"}
+BENCH_KEY = "sk-sage-bench-only-key-0000000000000000"
+KEYED_HEADERS = {**HEADERS, "authorization": f"Bearer {BENCH_KEY}"}
+# Limits never reached in a run, so every request pays for checking and counting them.
+KEY_MANIFEST = """apiVersion: sage.ai/v1alpha1
+kind: APIKey
+metadata: {{name: bench}}
+spec:
+  keyHash: {hash}
+  requestsPerMinute: 100000000
+  tokensPerMinute: 1000000000
+  maxConcurrentRequests: 100000
+"""
 
 
 @dataclass
@@ -87,7 +100,15 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def run_load(session: aiohttp.ClientSession, url: str, concurrency: int, total: int, stream: bool) -> Sample:
+async def run_load(
+    session: aiohttp.ClientSession,
+    url: str,
+    concurrency: int,
+    total: int,
+    stream: bool,
+    *,
+    headers: dict[str, str] = HEADERS,
+) -> Sample:
     sample = Sample()
     remaining = total
     body = STREAM_BODY if stream else BODY
@@ -98,7 +119,7 @@ async def run_load(session: aiohttp.ClientSession, url: str, concurrency: int, t
             remaining -= 1
             started = time.perf_counter()
             try:
-                async with session.post(url, data=body, headers=HEADERS) as response:
+                async with session.post(url, data=body, headers=headers) as response:
                     if stream:
                         first = True
                         async for _ in response.content.iter_any():
@@ -148,14 +169,16 @@ def started(process: ManagedProcess, url: str) -> ManagedProcess:
     return process
 
 
-Row = tuple[str, Sample, Sample, Sample | None]
+Row = tuple[str, Sample, Sample, Sample | None, Sample | None]
+"""load, direct, gateway, minimal proxy, gateway with API keys and limits."""
 
 
 async def measure(
     targets: dict[str, str], processes: dict[str, ManagedProcess], rounds: int, scale: float
 ) -> list[Row]:
-    """`targets`: direct, gateway and (optionally) minimal -> base URL. The minimal proxy does not
-    stream, so it only takes part in the non-streaming rows."""
+    """`targets`: direct, gateway and (optionally) minimal and keyed -> base URL. The minimal proxy
+    does not stream, so it only takes part in the non-streaming rows; the keyed gateway gets the
+    bench key on every request."""
     cells = [
         ("c=1", 1, 200, False),
         ("c=16", 16, 800, False),
@@ -165,8 +188,9 @@ async def measure(
     results: dict[str, dict[str, Sample]] = {name: {} for name, *_ in cells}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        for base in targets.values():  # warm up every path (connections, caches)
-            await run_load(session, f"{base}/v1/chat/completions", 16, 200, False)
+        for label, base in targets.items():  # warm up every path (connections, caches)
+            headers = KEYED_HEADERS if label == "keyed" else HEADERS
+            await run_load(session, f"{base}/v1/chat/completions", 16, 200, False, headers=headers)
         for round_number in range(1, rounds + 1):
             for name, concurrency, total, stream in cells:
                 count = max(concurrency, int(total * scale))
@@ -174,7 +198,9 @@ async def measure(
                     if stream and label == "minimal":
                         continue
                     before = processes[label].cpu_seconds()
-                    sample = await run_load(session, f"{base}/v1/chat/completions", concurrency, count, stream)
+                    headers = KEYED_HEADERS if label == "keyed" else HEADERS
+                    url = f"{base}/v1/chat/completions"
+                    sample = await run_load(session, url, concurrency, count, stream, headers=headers)
                     sample.cpu = processes[label].cpu_seconds() - before
                     results[name].setdefault(label, Sample()).add(sample)
                     print(
@@ -183,7 +209,8 @@ async def measure(
                         flush=True,
                     )
     return [
-        (name, results[name]["direct"], results[name]["gateway"], results[name].get("minimal")) for name, *_ in cells
+        (name, cell["direct"], cell["gateway"], cell.get("minimal"), cell.get("keyed"))
+        for name, cell in ((name, results[name]) for name, *_ in cells)
     ]
 
 
@@ -193,7 +220,7 @@ def table(rows: list[Row]) -> str:
         "| gateway p50 ms | added p50 ms | direct p99 ms | gateway p99 ms | errors (d/g) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, direct, gateway, minimal in rows:
+    for name, direct, gateway, minimal, _ in rows:
         d50, g50 = percentile(direct.latencies, 0.5) * 1000, percentile(gateway.latencies, 0.5) * 1000
         d99, g99 = percentile(direct.latencies, 0.99) * 1000, percentile(gateway.latencies, 0.99) * 1000
         ratio = gateway.rate / direct.rate if direct.rate else float("nan")
@@ -215,13 +242,36 @@ def cpu_table(rows: list[Row], kind: str) -> str:
     """CPU per request of each serving process: steadier than req/s on a busy machine."""
     upstream = "engine" if kind == "deterministic" else "mock upstream"
     lines = [
-        f"| load | {upstream} CPU µs/req (direct) | gateway CPU µs/req | minimal proxy CPU µs/req |",
-        "| --- | ---: | ---: | ---: |",
+        f"| load | {upstream} CPU µs/req (direct) | gateway CPU µs/req | gateway + API keys and limits CPU µs/req "
+        "| added by keys and limits µs/req | minimal proxy CPU µs/req |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, direct, gateway, minimal in rows:
+    for name, direct, gateway, minimal, keyed in rows:
         reference = f"{minimal.cpu_per_request_us:.0f}" if minimal is not None else ""
-        lines.append(f"| {name} | {direct.cpu_per_request_us:.0f} | {gateway.cpu_per_request_us:.0f} | {reference} |")
+        with_keys = f"{keyed.cpu_per_request_us:.0f}" if keyed is not None else ""
+        added = f"{keyed.cpu_per_request_us - gateway.cpu_per_request_us:+.0f}" if keyed is not None else ""
+        lines.append(
+            f"| {name} | {direct.cpu_per_request_us:.0f} | {gateway.cpu_per_request_us:.0f} | {with_keys} "
+            f"| {added} | {reference} |"
+        )
     return "\n".join(lines)
+
+
+def keyed_gateway(engines: str, folder: Path) -> GatewayProcess:
+    """A gateway requiring the bench key, with requests-, tokens- and concurrency limits set."""
+    from sage_api.apikey import key_hash  # noqa: PLC0415 - the bench runs from the source tree
+
+    keys = folder / "bench-keys.yaml"
+    keys.write_text(KEY_MANIFEST.format(hash=key_hash(BENCH_KEY)))
+    return GatewayProcess(
+        env={
+            "SAGE_GATEWAY_DISCOVERY": "static",
+            "SAGE_GATEWAY_STATIC_ENGINES": engines,
+            "SAGE_GATEWAY_LOG_LEVEL": "warning",
+            "SAGE_GATEWAY_AUTH": "api-keys",
+            "SAGE_GATEWAY_API_KEYS_FILE": str(keys),
+        }
+    )
 
 
 def main() -> None:
@@ -231,6 +281,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the request counts (default: 1)")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "gateway.md")
     parser.add_argument("--no-reference", action="store_true", help="skip the minimal-proxy reference row")
+    parser.add_argument("--no-keys", action="store_true", help="skip the gateway with API keys and limits")
     args = parser.parse_args()
     kind = args.upstream
     if kind == "auto":
@@ -256,14 +307,21 @@ def main() -> None:
             command = [sys.executable, script, "--upstream", direct, "--port", str(port)]
             targets["minimal"] = f"http://127.0.0.1:{port}"
             processes["minimal"] = started(ManagedProcess("minimal-proxy", command), targets["minimal"])
+        if not args.no_keys:
+            keyed = keyed_gateway(engines, Path(tempfile.mkdtemp(prefix="sage-bench-")))
+            processes["keyed"] = keyed
+            keyed.start()
+            targets["keyed"] = keyed.base_url
         rows = asyncio.run(measure(targets, processes, args.rounds, args.scale))
     finally:
         for process in processes.values():
             process.stop()
     rendered = table(rows) + "\n\n" + cpu_table(rows, kind)
     print("\n" + rendered)
-    for name, direct_sample, gateway_sample, _ in rows:
-        for label, sample in (("direct", direct_sample), ("gateway", gateway_sample)):
+    for name, direct_sample, gateway_sample, _, keyed_sample in rows:
+        for label, sample in (("direct", direct_sample), ("gateway", gateway_sample), ("keyed", keyed_sample)):
+            if sample is None:
+                continue
             if sample.reasons:
                 print(f"errors {name} {label}: {dict(sample.reasons)}")
     load_after = os.getloadavg()[0]
@@ -283,7 +341,9 @@ def main() -> None:
         "a 40-line raw-ASGI + aiohttp proxy with no routing, metrics or error handling "
         "(`gateway/bench/minimal_proxy.py`): the cost of the second HTTP hop alone on this machine. The second "
         "table gives the CPU time each serving process spent per request (from /proc), which stays meaningful "
-        "when other work shares the machine.\n\n"
+        "when other work shares the machine. Its keys column is a second gateway in the same run that requires "
+        "an API key and checks requests-, tokens- and concurrency limits on every request (limits never reached, "
+        "so each request pays for the checks and the usage counting): the cost of auth + limits.\n\n"
         "How to read it: when other work shares the machine (see the load average), req/s and latencies swing "
         "from run to run; the CPU table is the steady part, the gateway's own cost per request next to the "
         "engine's and the minimal proxy's. With the load generator, the engine and the gateway on the same CPUs, "
