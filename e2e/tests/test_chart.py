@@ -283,6 +283,14 @@ def test_watched_namespaces_reach_both_components(helm: Helm) -> None:
     assert env_of(one(objects, "Deployment", "sage-gateway"))["SAGE_GATEWAY_NAMESPACES"] == "ml,research"
 
 
+def test_shared_model_names_reach_both_components(helm: Helm) -> None:
+    objects = helm.template("--set", "sharedModelNames={qwen,minilm}")
+    assert env_of(one(objects, "Deployment", "sage-operator"))["SAGE_OPERATOR_SHARED_NAMES"] == "qwen,minilm"
+    assert env_of(one(objects, "Deployment", "sage-gateway"))["SAGE_GATEWAY_SHARED_NAMES"] == "qwen,minilm"
+    defaults = helm.template()
+    assert "SAGE_GATEWAY_SHARED_NAMES" not in env_of(one(defaults, "Deployment", "sage-gateway"))
+
+
 def test_engine_images_are_passed_to_the_operator_only_when_set(helm: Helm) -> None:
     default_env = env_of(one(helm.template(), "Deployment", "sage-operator"))
     assert "SAGE_OPERATOR_VLLM_IMAGE" not in default_env

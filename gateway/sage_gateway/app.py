@@ -134,7 +134,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = EngineRegistry()
+        registry = EngineRegistry(shared_names=frozenset(settings.shared_names))
         metrics = GatewayMetrics()
         discovery = make_discovery(settings, registry)
         limiter = make_limiter(settings, metrics)

@@ -116,8 +116,12 @@ class EngineRegistry:
     _engines: dict[str, EngineInfo] = field(default_factory=dict)
     _groups: dict[str, dict[str, tuple[Endpoint, ...]]] = field(default_factory=dict)
     """engine key -> group key (e.g. a slice name) -> endpoints."""
+    shared_names: frozenset[str] = frozenset()
+    """Names the platform pools across engines (and namespaces): a request for one may go to a
+    ready replica of any engine claiming it; the oldest claimant still describes it."""
     _owner: dict[str, str] = field(default_factory=dict)
     _ready: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    _pooled: dict[str, tuple[str, ...]] = field(default_factory=dict)
     version: int = 0
     """Bumped on every change so that callers can cache what they derive from the registry."""
 
@@ -158,10 +162,14 @@ class EngineRegistry:
                 urls.update((endpoint.url, None) for endpoint in endpoints if endpoint.ready)
             self._ready[key] = tuple(sorted(urls))
         owners: dict[str, str] = {}
+        pooled: dict[str, dict[str, None]] = {}
         for engine in sorted(self.engines(), key=lambda e: (e.created or "~", e.key)):
             for name in engine.names:
                 owners.setdefault(name, engine.key)
+                if name in self.shared_names:
+                    pooled.setdefault(name, {}).update((url, None) for url in self._ready.get(engine.key, ()))
         self._owner = owners
+        self._pooled = {name: tuple(sorted(urls)) for name, urls in pooled.items()}
 
     def owner(self, model: str) -> EngineInfo | None:
         """The engine that owns the name `model`: the oldest claiming it (then by key)."""
@@ -174,7 +182,7 @@ class EngineRegistry:
         engine = self.owner(model)
         if engine is None:
             return Unknown(model, tuple(sorted(self._owner)))
-        urls = self._ready.get(engine.key)
+        urls = self._pooled[model] if model in self._pooled else self._ready.get(engine.key)
         return Route(model, engine, urls) if urls else Unavailable(model, engine)
 
     def models(self, *, ready_only: bool = True) -> list[ModelEntry]:
@@ -187,7 +195,7 @@ class EngineRegistry:
             roles += [(alias, "alias") for alias in engine.aliases]
             roles += [(adapter, "adapter") for adapter in engine.adapters]
             for name, role in roles:
-                if self._owner.get(name) == engine.key:  # a name another engine owns is not this one's
+                if self._owner.get(name) == engine.key or name in self.shared_names:  # others' names are not ours
                     entries.setdefault(
                         name, ModelEntry(name, engine.key, engine.kind, role, engine.served_name, engine.namespace)
                     )

@@ -29,6 +29,10 @@ class GatewaySettings(BaseSettings):
     namespaces: CommaSeparated = Field(default_factory=list)
     """kubernetes discovery: namespaces to watch, comma-separated; empty means every namespace."""
 
+    shared_names: CommaSeparated = Field(default_factory=list)
+    """Model names pooled across the engines (and namespaces) that claim them, comma-separated: the
+    platform's explicit opt-in. Any other name belongs to its oldest claimant alone."""
+
     kubeconfig: str | None = None
     """kubernetes discovery: a kubeconfig path; default: $KUBECONFIG, ~/.kube/config, or in-cluster."""
 

@@ -60,6 +60,11 @@ class OperatorSettings(BaseSettings):
         description="NetworkPolicyPeer objects (JSON) that alone may reach engine pods on the engine port; "
         "each engine gets a NetworkPolicy admitting them (unset: no policy; the chart sets the gateway and operator)",
     )
+    shared_names: CommaSeparated = Field(
+        default_factory=list,
+        description="Model names pooled across the engines (and namespaces) claiming them (the gateway's "
+        "SAGE_GATEWAY_SHARED_NAMES): no NameConflict for these",
+    )
     admin_key: SecretStr | None = Field(
         default=None,
         description="Key the engines' adapter-route credentials derive from (the chart keeps one in a Secret); "

@@ -87,6 +87,31 @@ def test_a_name_two_engines_claim_belongs_to_the_older_one_only() -> None:
     assert {entry.id: entry.engine for entry in registry.models()} == {"m": "z-team/m", "shared": "a-team/m"}
 
 
+def test_a_name_the_platform_shares_pools_every_claimants_replicas() -> None:
+    """Explicit opt-in (SAGE_GATEWAY_SHARED_NAMES): the name is served by any ready replica of the
+    engines claiming it, in whatever namespace; their other names stay their own."""
+    registry = EngineRegistry(shared_names=frozenset({"m"}))
+    older = EngineInfo("z-team/m", "m", created="2026-01-01T00:00:00Z")
+    newer = EngineInfo("a-team/m", "m", aliases=("mine",), created="2026-06-01T00:00:00Z")
+    registry.upsert_engine(older)
+    registry.upsert_engine(newer)
+    registry.set_endpoints("a-team/m", "s", [Endpoint("http://newer:1")])
+    routed = registry.resolve("m")
+    assert isinstance(routed, Route)  # the older has no ready replica: the newer's serve the name
+    assert routed.urls == ("http://newer:1",)
+    assert routed.engine is older  # the oldest claimant still describes the name
+    registry.set_endpoints("z-team/m", "s", [Endpoint("http://older:1")])
+    pooled = registry.resolve("m")
+    assert isinstance(pooled, Route)
+    assert pooled.urls == ("http://newer:1", "http://older:1")
+    assert {entry.id for entry in registry.models()} == {"m", "mine"}
+    unshared = EngineRegistry()
+    for engine in (older, newer):
+        unshared.upsert_engine(engine)
+    unshared.set_endpoints("a-team/m", "s", [Endpoint("http://newer:1")])
+    assert isinstance(unshared.resolve("m"), Unavailable)  # without the opt-in: the older's alone
+
+
 def test_the_owner_goes_when_it_is_deleted() -> None:
     registry = EngineRegistry()
     registry.upsert_engine(EngineInfo("b/m", "m", created="2026-01-01T00:00:00Z"))

@@ -36,6 +36,8 @@ class NameIndex:
     owner costs the claimants of that name, not a scan of every engine (1,000 engines: ~6 s of
     CPU per full pass when scanned)."""
 
+    shared: frozenset[str] = frozenset()
+    """Names the platform pools across claimants (SAGE_OPERATOR_SHARED_NAMES): never a conflict."""
     _claims: dict[str, tuple[tuple[str, str], frozenset[str]]] = field(default_factory=dict)
     _by_name: dict[str, set[str]] = field(default_factory=dict)
 
@@ -58,7 +60,7 @@ class NameIndex:
         """Name -> the older engine (namespace/name) that owns it, for each name `key` claims."""
         age, mine = self._claims.get(key, (("", ""), frozenset()))
         taken: dict[str, str] = {}
-        for name in sorted(mine):
+        for name in sorted(mine - self.shared):
             owner = min(self._by_name[name], key=lambda other: self._claims[other][0])
             if owner != key and self._claims[owner][0] < age:
                 taken[name] = owner

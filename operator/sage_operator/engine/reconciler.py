@@ -78,7 +78,7 @@ class EngineReconciler:
         cache.watch(FINETUNE_JOB, self._finetunejob_changed)
         # Engines claiming the same model name: a change to one (created, renamed, deleted)
         # concerns the others' NameConflict condition.
-        self.names = NameIndex()
+        self.names = NameIndex(shared=frozenset(settings.shared_names))
         cache.watch(LLM_ENGINE, self._engine_changed)
 
     def _child_changed(self, obj: dict[str, Any]) -> None:

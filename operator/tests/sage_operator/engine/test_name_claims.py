@@ -18,8 +18,8 @@ OLD = engine("team-a", "chat", "2026-01-01T00:00:00Z", aliases=["assistant"])
 NEW = engine("team-b", "bot", "2026-03-01T00:00:00Z", servedModelName="chat", adapters=[{"name": "assistant"}])
 
 
-def index(*engines: dict[str, Any]) -> NameIndex:
-    names = NameIndex()
+def index(*engines: dict[str, Any], shared: frozenset[str] = frozenset()) -> NameIndex:
+    names = NameIndex(shared=shared)
     for item in engines:
         names.update(f"{item['metadata']['namespace']}/{item['metadata']['name']}", item)
     return names
@@ -35,6 +35,11 @@ def test_the_newer_claimant_is_told_which_names_are_taken_and_by_whom() -> None:
     assert names.taken("team-b/bot") == {"assistant": "team-a/chat", "chat": "team-a/chat"}
     assert names.taken("team-a/chat") == {}
     assert "model name 'chat' belongs to the older LLMEngine team-a/chat" in conflict_message(names.taken("team-b/bot"))
+
+
+def test_a_shared_name_is_no_conflict_the_others_still_are() -> None:
+    names = index(NEW, OLD, shared=frozenset({"chat"}))
+    assert names.taken("team-b/bot") == {"assistant": "team-a/chat"}
 
 
 def test_same_age_is_ordered_by_namespace_and_name_like_the_gateway() -> None:
