@@ -83,6 +83,10 @@ log "${#built[@]} image(s) built in $((SECONDS - start))s with $builder: ${built
 if [[ $builder == buildah && ${#built[@]} -gt 0 ]]; then
   # Each rebuild leaves the image it replaced untagged (gigabytes for engine and fine-tune): drop
   # the dangling ones. Layers still cached for later builds have children and stay.
-  pruned="$(buildah rmi --prune 2>/dev/null | wc -l)"
-  log "removed $pruned dangling image(s)"
+  # Never fatal: an image still in use by a container stays until a later build.
+  if pruned="$(buildah rmi --prune 2>&1)"; then
+    log "removed $(grep -c . <<<"$pruned" || true) dangling image(s)"
+  else
+    log "left the dangling images for a later build: $(tail -1 <<<"$pruned")"
+  fi
 fi
