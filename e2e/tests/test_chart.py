@@ -283,6 +283,21 @@ def test_watched_namespaces_reach_both_components(helm: Helm) -> None:
     assert env_of(one(objects, "Deployment", "sage-gateway"))["SAGE_GATEWAY_NAMESPACES"] == "ml,research"
 
 
+def test_a_stopping_gateway_pod_gets_its_prestop_and_drain(helm: Helm) -> None:
+    """Endpoints drop the pod during the preStop sleep; SIGTERM then starts the gateway's drain,
+    and the grace period covers both (past it, the kubelet would kill streams mid-sentence)."""
+    pod = one(helm.template(), "Deployment", "sage-gateway")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    assert env_of({"spec": {"template": {"spec": pod}}})["SAGE_GATEWAY_DRAIN_SECONDS"] == "120"
+    assert pod["terminationGracePeriodSeconds"] == 5 + 120 + 10
+    short = one(
+        helm.template("--set", "gateway.drainSeconds=30,gateway.preStopSeconds=0"), "Deployment", "sage-gateway"
+    )
+    assert "lifecycle" not in short["spec"]["template"]["spec"]["containers"][0]
+    assert short["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 40
+
+
 def test_shared_model_names_reach_both_components(helm: Helm) -> None:
     objects = helm.template("--set", "sharedModelNames={qwen,minilm}")
     assert env_of(one(objects, "Deployment", "sage-operator"))["SAGE_OPERATOR_SHARED_NAMES"] == "qwen,minilm"

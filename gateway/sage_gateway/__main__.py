@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sage_gateway: no Kubernetes credentials for discovery: {error}", file=sys.stderr)
             return 2
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -95,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         loop="uvloop",
         http="httptools",
         timeout_keep_alive=75,
+        # The drain ends what is still open at drain_seconds; uvicorn's own cut comes after that.
+        timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
     )
+    from sage_runtime.draining_server import DrainingServer  # noqa: PLC0415
+
+    DrainingServer(config, app.state.drain).run()
     return 0
 
 

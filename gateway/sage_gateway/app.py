@@ -32,6 +32,7 @@ from sage_gateway.registry import EngineRegistry
 from sage_gateway.routes import ROUTES
 from sage_gateway.settings import GatewaySettings
 from sage_gateway.state import GatewayState
+from sage_runtime.drain import Drain
 from sage_wire.asgi import error_response
 from sage_wire.errors import WireError, internal_error
 from sage_wire.media import JSON
@@ -131,9 +132,11 @@ class GatewayApp(FastAPI):
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway app. Discovery starts with the app's lifespan (a bad static list fails there)."""
     settings = settings or GatewaySettings()
+    drain = Drain(settings.drain_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        drain.bind(asyncio.get_running_loop())
         registry = EngineRegistry(shared_names=frozenset(settings.shared_names))
         metrics = GatewayMetrics()
         discovery = make_discovery(settings, registry)
@@ -142,6 +145,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         keys = make_keys(settings, guard)
         client = make_client(settings)
         proxy = Proxy(registry, settings, metrics, client)
+        drain.on_expiry(proxy.end_open_streams)
         buffers = Budget(settings.max_buffered_bytes, "buffered request bytes")
         requests = Budget(settings.max_inflight_requests, "requests in flight")
         state = app.state.gateway = GatewayState(
@@ -176,6 +180,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         # the gateway's own Prometheus metrics cover what it would record.
         telemetry={"tracing": False, "metrics": False},
     )
+    app.state.drain = drain
     _add_health_routes(app)
     _add_error_handlers(app)
     return app
@@ -189,6 +194,8 @@ def _add_health_routes(app: FastAPI) -> None:
     @app.get("/readyz")
     async def readyz(request: Request) -> Response:
         state: GatewayState = request.app.state.gateway
+        if request.app.state.drain.draining:
+            return error_response(WireError(503, "The gateway is shutting down.", "shutting_down"))
         if state.discovery_error is not None:
             return error_response(WireError(503, f"Discovery stopped: {state.discovery_error}", "not_ready"))
         if not state.discovery.synced.is_set():

@@ -63,6 +63,11 @@ class _Upstream:
     response: aiohttp.ClientResponse
 
 
+SHUTTING_DOWN = WireError(
+    503, "The gateway is shutting down and this stream outlived its drain time; retry the request.", "shutting_down"
+)
+
+
 @dataclass
 class Proxy:
     registry: EngineRegistry
@@ -72,6 +77,15 @@ class Proxy:
     inflight: InflightCounter = field(default_factory=InflightCounter)
     _policies: dict[tuple[str, PolicyName], RoutingPolicy] = field(default_factory=dict)
     _metrics_version: int = -1
+    _streams: dict[int, _Upstream] = field(default_factory=dict)
+    """Streams being relayed (by id of their upstream), which a drain that runs out ends."""
+    _cut: set[int] = field(default_factory=set)
+
+    def end_open_streams(self) -> None:
+        """Ends every stream still open (the drain time is over): each gets an error event."""
+        for key, upstream in list(self._streams.items()):
+            self._cut.add(key)
+            upstream.response.close()
 
     def resolve(self, model: str, caller: KeyPolicy | None = None) -> Route:
         """Where `model` can go; 404 when no engine serves it (or the caller's key may not use
@@ -198,6 +212,8 @@ class Proxy:
         mid-stream ends it with an error event (the status line is long gone by then)."""
         shaper = relay.stream(count_usage=exchange.grant is not None, strip_usage=exchange.strip_usage)
         first = True
+        key = id(upstream)
+        self._streams[key] = upstream
         try:
             async for chunk in upstream.response.content.iter_any():
                 if first:
@@ -205,13 +221,20 @@ class Proxy:
                     first = False
                 if out := shaper.feed(chunk):
                     yield out
-            if tail := shaper.end():
+            if key in self._cut:
+                yield shaper.fail(SHUTTING_DOWN)
+            elif tail := shaper.end():
                 yield tail
         except (aiohttp.ClientError, *TIMEOUTS) as error:
-            self._failed(upstream.url, error)
-            message = f"{upstream.url} broke off the stream ({type(error).__name__})"
-            yield shaper.fail(WireError(502, message, "upstream_error"))
+            if key in self._cut:
+                yield shaper.fail(SHUTTING_DOWN)
+            else:
+                self._failed(upstream.url, error)
+                message = f"{upstream.url} broke off the stream ({type(error).__name__})"
+                yield shaper.fail(WireError(502, message, "upstream_error"))
         finally:
+            self._streams.pop(key, None)
+            self._cut.discard(key)
             self._close(upstream)
             exchange.tokens = shaper.tokens
             exchange.finish(shaper.failed_status or upstream.response.status)

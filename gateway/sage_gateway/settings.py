@@ -62,6 +62,10 @@ class GatewaySettings(BaseSettings):
     """Requests in flight at once (streams included); beyond, 503 with Retry-After."""
 
     retry_after_seconds: int = Field(default=5, ge=1)
+
+    drain_seconds: float = Field(default=120.0, ge=0)
+    """On SIGTERM: how long requests and streams in flight may go on before the rest are ended with
+    an error event (the chart's terminationGracePeriodSeconds leaves room for it)."""
     """Retry-After of the 503 a known model without a ready replica gets."""
 
     prefix_chars: int = Field(default=256, ge=0)

@@ -85,6 +85,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.drain.bind(asyncio.get_running_loop())
         task = asyncio.create_task(load(), name="load-model")
         try:
             yield
@@ -105,6 +106,8 @@ def create_app(
 
     @app.get("/health")
     async def health() -> Response:
+        if state.drain.draining:
+            return json_response({"status": "shutting down", "reason": "the engine is draining its requests"}, 503)
         if state.status == "ok":
             return json_response({"status": "ok"})
         return json_response({"status": state.status, "reason": state.reason}, 503)

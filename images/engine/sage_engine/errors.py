@@ -11,6 +11,7 @@ __all__ = [
     "body_too_large",
     "loading",
     "model_not_found",
+    "shutting_down",
     "unsupported_route",
 ]
 
@@ -42,4 +43,10 @@ def admin_only() -> WireError:
         "Loading and unloading adapters needs the operator's credential (Authorization: Bearer).",
         "invalid_api_key",
         headers={"WWW-Authenticate": 'Bearer realm="sage-engine-admin"'},
+    )
+
+
+def shutting_down() -> WireError:
+    return WireError(
+        503, "The engine is shutting down and this generation outlived its drain time; retry it.", "shutting_down"
     )

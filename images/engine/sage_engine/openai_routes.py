@@ -28,6 +28,7 @@ from sage_engine.protocol import (
     parse_body,
 )
 from sage_engine.state import EngineState
+from sage_wire.envelopes import envelope
 from sage_wire.sse import DONE, data_event
 
 log = logging.getLogger("sage_engine")
@@ -190,19 +191,30 @@ def _stream(
         finally:
             loop.call_soon_threadsafe(pieces.put_nowait, None)
 
+    drained = threading.Event()
+
+    def cut() -> None:  # the drain ran out: stop generating, end the stream with an error event
+        drained.set()
+        cancelled.set()
+
     async def events() -> AsyncIterator[bytes]:
         future = loop.run_in_executor(state.generate_executor, work)
+        state.drain.on_expiry(cut)
         try:
             if job.chat:
                 yield data_event(chunks.role())
             while (piece := await pieces.get()) is not None:
                 yield data_event(chunks.text(piece))
             result = await future
+            if drained.is_set():
+                yield data_event(envelope(errors.shutting_down()))
+                return
             yield data_event(chunks.finish(result.finish_reason))
             if include_usage:
                 yield data_event(chunks.usage(len(job.prompt.token_ids), result.completion_tokens))
             yield DONE
         finally:
             cancelled.set()  # a client that went away stops the generation at the next token
+            state.drain.forget(cut)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -11,6 +11,7 @@ import uvicorn
 from sage_engine.app import create_app
 from sage_engine.cli import parse_settings
 from sage_engine.settings import EngineSettings
+from sage_runtime.draining_server import DrainingServer
 from sage_runtime.termination import write_termination_message
 
 log = logging.getLogger("sage_engine")
@@ -34,10 +35,11 @@ def serve(settings: EngineSettings) -> int:
         port=settings.port,
         log_level="info",
         access_log=False,
-        timeout_graceful_shutdown=5,
+        # The drain ends the streams still open at drain_seconds; uvicorn's own cut comes after.
+        timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, app.state.engine.drain)
     server.run()  # uvloop and httptools when installed
     if failure:
         log.error("exiting: %s", failure[0])

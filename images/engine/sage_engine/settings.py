@@ -54,6 +54,15 @@ class EngineSettings(BaseSettings):
     )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes)")
     dimensions: int = Field(default=64, ge=1, description="Embedding size of the deterministic test backend")
+    token_seconds: float = Field(
+        default=0.0, ge=0, le=60, description="Pause before each token of the deterministic test backend (decode time)"
+    )
+    drain_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="On SIGTERM: how long generations in flight may go on; streams still open then end with an "
+        "error event (the operator's grace period leaves room for it)",
+    )
     admin_token_file: Path | None = Field(
         default=None,
         description="File holding the bearer token the adapter routes require (the operator mounts it); "

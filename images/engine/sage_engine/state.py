@@ -12,6 +12,7 @@ from sage_engine import errors
 from sage_engine.backends.base import Backend, EmbeddingItem
 from sage_engine.batching import Batcher, BatchPolicy
 from sage_engine.settings import EngineSettings
+from sage_runtime.drain import Drain
 
 
 @dataclass
@@ -28,8 +29,10 @@ class EngineState:
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="generate")
     )
     batcher: Batcher[EmbeddingItem, tuple[Any, int]] | None = None
+    drain: Drain = field(init=False)
 
     def __post_init__(self) -> None:
+        self.drain = Drain(self.settings.drain_seconds)
         self.embed_executor = ThreadPoolExecutor(self.settings.embedding_worker_count(), thread_name_prefix="embed")
         self.reason = f"loading model '{self.settings.model}' with the {self.settings.backend} backend"
 

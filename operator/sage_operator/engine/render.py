@@ -39,6 +39,11 @@ STARTUP_BUDGET_SECONDS = {Backend.VLLM: 1800}
 DEFAULT_STARTUP_BUDGET_SECONDS = 600
 # Probed often while loading, so an engine is Ready soon after its model is (the budget stays).
 PROBE_PERIOD_SECONDS = 2
+# A stopping engine pod serves on while the endpoints drop it (preStop), then gets the drain time
+# (SAGE_ENGINE_DRAIN_SECONDS) for the generations in flight, and a margin to exit.
+PRESTOP_SECONDS = 5
+DRAIN_SECONDS = 120
+TERMINATION_GRACE_SECONDS = PRESTOP_SECONDS + DRAIN_SECONDS + 10
 # vLLM's model runner per engine kind (`--runner`; its `auto` guesses from the architecture).
 VLLM_RUNNERS = {EngineKind.LLM: "generate", EngineKind.EMBEDDING: "pooling"}
 # The LoRA ranks vLLM can reserve room for (`--max-lora-rank`), and its default.
@@ -174,6 +179,7 @@ def _env(engine: LLMEngine, backend: Backend, *, lora: bool, admin: bool) -> lis
     env: dict[str, dict[str, Any]] = {}
     if backend is not Backend.VLLM:
         env["SAGE_ENGINE_PORT"] = {"value": str(SagePorts.ENGINE)}
+        env["SAGE_ENGINE_DRAIN_SECONDS"] = {"value": str(DRAIN_SECONDS)}
         if admin:
             env["SAGE_ENGINE_ADMIN_TOKEN_FILE"] = {"value": TOKEN_FILE}
     elif lora:  # the adapter API (/v1/load_lora_adapter) exists only with it; the upstream image lacks it
@@ -259,6 +265,7 @@ def render_engine_deployment(
         "readinessProbe": _probe(backend, "readiness"),
         "livenessProbe": _probe(backend, "liveness"),
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
         "securityContext": restricted_container_security(),
     }
     if mounts:
@@ -266,6 +273,7 @@ def render_engine_deployment(
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
         # An account of their own (no Role binds it); an engine never calls the Kubernetes API: no token.
         "serviceAccountName": engine_account_name(name),
         "automountServiceAccountToken": False,

@@ -20,7 +20,7 @@ def load_backend(settings: EngineSettings) -> Backend:
         from sage_engine.backends.deterministic_backend import DeterministicBackend  # noqa: PLC0415 (torch-free start)
 
         log.warning("backend 'deterministic' is a TEST backend: hash embeddings and an echo chat, no model")
-        return DeterministicBackend(settings.model, settings.dimensions)
+        return DeterministicBackend(settings.model, settings.dimensions, settings.token_seconds)
     if settings.backend == "sentence-transformers":
         from sage_engine.backends.sentence_transformers_backend import (  # noqa: PLC0415 (imports torch)
             SentenceTransformersBackend,

@@ -6,6 +6,7 @@ local mode can be tested against a real engine process in milliseconds. Never fo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,9 +20,11 @@ from sage_engine.generation import SamplingParams
 class DeterministicBackend:
     kind = "test"
 
-    def __init__(self, model: str, dimensions: int) -> None:
+    def __init__(self, model: str, dimensions: int, token_seconds: float = 0.0) -> None:
         self.model = model
         self.dimensions = dimensions
+        self.token_seconds = token_seconds
+        """A pause before each generated token: a real model's decode time, for drain and load tests."""
         self._adapters: dict[str, str] = {}
 
     def supports_embeddings(self) -> bool:
@@ -65,7 +68,10 @@ class DeterministicBackend:
 
     def generate(self, prompt: Prompt, params: SamplingParams, adapter: str | None) -> Iterator[str]:
         reply = f"[{adapter}] {prompt.reply}" if adapter is not None else prompt.reply
-        yield from deterministic.echo_tokens(reply, params.max_tokens)
+        for token in deterministic.echo_tokens(reply, params.max_tokens):
+            if self.token_seconds:
+                time.sleep(self.token_seconds)  # on the generation thread, as a model's forward pass
+            yield token
 
     def adapter_names(self) -> list[str]:
         return list(self._adapters)

@@ -108,6 +108,11 @@ def test_engine_gets_its_deployment_and_service(operator: OperatorProcess, kubec
         "deterministic",
     ]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    # Stopping: endpoints drop the pod during the preStop sleep, then the engine drains in its grace period.
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > 5 + float(env["SAGE_ENGINE_DRAIN_SECONDS"])
     assert service["spec"]["selector"] == {"sage.ai/engine": "echo"}
     assert service["spec"]["ports"][0]["port"] == 8000
     status = wait_phase(kubectl, namespace, "echo", "Deploying")  # no scheduler: pods stay unscheduled
