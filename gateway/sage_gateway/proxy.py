@@ -22,7 +22,6 @@ from starlette.responses import Response, StreamingResponse
 
 from sage_gateway.auth.keys import KeyPolicy
 from sage_gateway.auth.usage import body_usage
-from sage_gateway.disconnect import unless_disconnected
 from sage_gateway.errors import model_not_found, no_ready_replica, upstream_failed
 from sage_gateway.exchange import Exchange
 from sage_gateway.headers import REPLICA
@@ -31,6 +30,7 @@ from sage_gateway.policies import InflightCounter, RoutingPolicy, make_policy
 from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable, Unknown
 from sage_gateway.relay import Relay
 from sage_gateway.settings import GatewaySettings
+from sage_wire.asgi import unless_disconnected
 from sage_wire.errors import WireError
 from sage_wire.media import EVENT_STREAM
 

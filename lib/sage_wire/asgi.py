@@ -1,9 +1,11 @@
-"""The wire format at the ASGI boundary (Starlette): request bodies read within a limit, and
-errors turned into responses in a protocol's envelope."""
+"""The wire format at the ASGI boundary (Starlette): request bodies read within a limit, work
+cancelled when its client goes away, and errors turned into responses in a protocol's envelope."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -44,3 +46,57 @@ def error_response(error: WireError, protocol: Protocol = Protocol.OPENAI, reque
     if request_id:
         headers[REQUEST_ID] = request_id
     return Response(error_body(error, protocol), error.status, headers, media_type=JSON)
+
+
+T = TypeVar("T")
+
+
+async def _disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+WATCH_AFTER_SECONDS = 0.05
+"""Requests answered faster than this never pay for a disconnect watcher."""
+
+
+async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await `work` (the body must already be read); if the client goes away first, cancel it
+    and raise ClientGone, so that the upstream request is abandoned too.
+
+    `work` runs in the current task. Only when it has not finished after WATCH_AFTER_SECONDS (a
+    generation, not an embedding) does a watcher task start listening for the disconnect; a
+    timer costs next to nothing per request, a task does not."""
+    loop = asyncio.get_running_loop()
+    current = asyncio.current_task()
+    assert current is not None
+    state = {"gone": False, "finished": False}
+    watchers: list[asyncio.Task[None]] = []
+
+    def on_disconnect(watcher: asyncio.Task[None]) -> None:
+        if state["finished"] or watcher.cancelled() or watcher.exception() is not None:
+            return
+        state["gone"] = True
+        current.cancel()
+
+    def start_watching() -> None:
+        if not state["finished"]:
+            watcher = loop.create_task(_disconnect(request))
+            watcher.add_done_callback(on_disconnect)
+            watchers.append(watcher)
+
+    timer = loop.call_later(WATCH_AFTER_SECONDS, start_watching)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if state["gone"]:
+            current.uncancel()
+            raise ClientGone from None
+        raise
+    finally:
+        state["finished"] = True
+        timer.cancel()
+        for watcher in watchers:
+            watcher.cancel()

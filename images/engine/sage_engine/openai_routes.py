@@ -28,6 +28,7 @@ from sage_engine.protocol import (
     parse_body,
 )
 from sage_engine.state import EngineState
+from sage_wire.asgi import unless_disconnected
 from sage_wire.envelopes import envelope
 from sage_wire.sse import DONE, data_event
 
@@ -110,7 +111,7 @@ async def chat_completions(request: Request) -> Response:
     def whole(result: GenerationResult, name: str) -> dict[str, Any]:
         return responses.chat_completion(result, name, len(prompt.token_ids))
 
-    return await _answer(state, _Job(backend, prompt, adapter, chat=True), body, whole)
+    return await _answer(request, state, _Job(backend, prompt, adapter, chat=True), body, whole)
 
 
 @router.post("/v1/completions")
@@ -124,7 +125,7 @@ async def completions(request: Request) -> Response:
     def whole(result: GenerationResult, name: str) -> dict[str, Any]:
         return responses.text_completion(result, name, len(prompt.token_ids), echoed)
 
-    return await _answer(state, _Job(backend, prompt, adapter, chat=False), body, whole)
+    return await _answer(request, state, _Job(backend, prompt, adapter, chat=False), body, whole)
 
 
 def _prompt(render: Callable[[], Prompt], problem: str, param: str) -> Prompt:
@@ -145,7 +146,11 @@ class _Job:
 
 
 async def _answer(
-    state: EngineState, job: _Job, body: SamplingRequest, whole: Callable[[GenerationResult, str], dict[str, Any]]
+    request: Request,
+    state: EngineState,
+    job: _Job,
+    body: SamplingRequest,
+    whole: Callable[[GenerationResult, str], dict[str, Any]],
 ) -> Response:
     """Streamed chunk by chunk, or generated whole and rendered by `whole(result, model name)`."""
     param = "messages" if job.chat else "prompt"
@@ -153,20 +158,26 @@ async def _answer(
     name = body.model or state.settings.name()
     if body.stream:
         return _stream(state, job, params, name, body.include_usage_in_stream())
-    result = await _generate(state, job.backend, job.prompt, params, job.adapter)
+    result = await _generate(request, state, job, params)
     return json_response(whole(result, name))
 
 
-async def _generate(
-    state: EngineState, backend: Backend, prompt: Prompt, params: SamplingParams, adapter: str | None
-) -> GenerationResult:
+async def _generate(request: Request, state: EngineState, job: _Job, params: SamplingParams) -> GenerationResult:
+    """The whole generation; a client that goes away first stops it at its next token."""
     loop = asyncio.get_running_loop()
     cancelled = threading.Event()
+
+    def work() -> GenerationResult:
+        result = run_generation(job.backend.generate(job.prompt, params, job.adapter), params, None, cancelled)
+        if cancelled.is_set():
+            log.info("generation cancelled after %d tokens: the client went away", result.completion_tokens)
+        return result
+
+    async def generated() -> GenerationResult:
+        return await loop.run_in_executor(state.generate_executor, work)
+
     try:
-        return await loop.run_in_executor(
-            state.generate_executor,
-            lambda: run_generation(backend.generate(prompt, params, adapter), params, None, cancelled),
-        )
+        return await unless_disconnected(request, generated())
     finally:
         cancelled.set()
 
