@@ -68,6 +68,8 @@ for name in "${names[@]}"; do
   fi
   log "building $image with $builder"
   step=$SECONDS
+  replaced=""
+  [[ $builder == buildah ]] && replaced="$(buildah images --quiet --no-trunc "$image" 2>/dev/null | head -1 || true)"
   if [[ $builder == docker ]]; then
     docker build --file "$dockerfile" --tag "$image" "$root"
   else
@@ -78,15 +80,10 @@ for name in "${names[@]}"; do
   fi
   built+=("$name")
   log "built $image in $((SECONDS - step))s"
+  if [[ -n $replaced ]] && [[ "$(buildah images --quiet --no-trunc "$image" 2>/dev/null | head -1 || true)" != "$replaced" ]]; then
+    # The image this build replaced (gigabytes for engine and fine-tune) goes, not every dangling
+    # one: `rmi --prune` would take the wheel stage's cache too, and a rebuilt wheel is a new image.
+    buildah rmi "$replaced" >/dev/null 2>&1 || log "kept the replaced $image ($replaced): still in use"
+  fi
 done
 log "${#built[@]} image(s) built in $((SECONDS - start))s with $builder: ${built[*]}"
-if [[ $builder == buildah && ${#built[@]} -gt 0 ]]; then
-  # Each rebuild leaves the image it replaced untagged (gigabytes for engine and fine-tune): drop
-  # the dangling ones. Layers still cached for later builds have children and stay.
-  # Never fatal: an image still in use by a container stays until a later build.
-  if pruned="$(buildah rmi --prune 2>&1)"; then
-    log "removed $(grep -c . <<<"$pruned" || true) dangling image(s)"
-  else
-    log "left the dangling images for a later build: $(tail -1 <<<"$pruned")"
-  fi
-fi

@@ -11,6 +11,7 @@ __all__ = [
     "body_too_large",
     "loading",
     "model_not_found",
+    "queue_full",
     "shutting_down",
     "unsupported_route",
 ]
@@ -49,4 +50,10 @@ def admin_only() -> WireError:
 def shutting_down() -> WireError:
     return WireError(
         503, "The engine is shutting down and this generation outlived its drain time; retry it.", "shutting_down"
+    )
+
+
+def queue_full(bound: int) -> WireError:
+    return not_ready(
+        f"The engine is busy: {bound} generations are waiting already; retry shortly.", "engine_overloaded", 1
     )

@@ -156,9 +156,13 @@ async def _answer(
     param = "messages" if job.chat else "prompt"
     params = _sampling(body, job.backend, job.prompt, param, state.settings.default_max_tokens)
     name = body.model or state.settings.name()
+    state.admit_generation()  # 503 when the queue is full
     if body.stream:
         return _stream(state, job, params, name, body.include_usage_in_stream())
-    result = await _generate(request, state, job, params)
+    try:
+        result = await _generate(request, state, job, params)
+    finally:
+        state.generation_done()
     return json_response(whole(result, name))
 
 
@@ -201,7 +205,11 @@ def _stream(
             return result
         finally:
             loop.call_soon_threadsafe(pieces.put_nowait, None)
+            loop.call_soon_threadsafe(state.generation_done)
 
+    # Started here, not when the body is first read: it ends (and leaves the queue) even if the
+    # body is never read.
+    future = loop.run_in_executor(state.generate_executor, work)
     drained = threading.Event()
 
     def cut() -> None:  # the drain ran out: stop generating, end the stream with an error event
@@ -209,7 +217,6 @@ def _stream(
         cancelled.set()
 
     async def events() -> AsyncIterator[bytes]:
-        future = loop.run_in_executor(state.generate_executor, work)
         state.drain.on_expiry(cut)
         try:
             if job.chat:

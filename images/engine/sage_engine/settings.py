@@ -48,9 +48,16 @@ class EngineSettings(BaseSettings):
     max_batch_wait_ms: float = Field(default=3.0, ge=0, description="Longest a request waits for batch company (ms)")
     max_inputs: int = Field(default=2048, ge=1, description="Most inputs per embeddings request")
     default_max_tokens: int | None = Field(
-        default=None,
+        default=2048,
         ge=1,
-        description="Most tokens generated for a request that sets no max_tokens (default: the rest of the context)",
+        description="Most tokens generated for a request that sets no max_tokens (never more than the rest of "
+        "the context); unset: the rest of the context",
+    )
+    max_queued_generations: int = Field(
+        default=64,
+        ge=1,
+        description="Generations waiting for the model at once (besides the running one); more get 503 with "
+        "Retry-After, so that a burst is turned away at once rather than left to time out in a queue",
     )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (bytes)")
     dimensions: int = Field(default=64, ge=1, description="Embedding size of the deterministic test backend")

@@ -30,6 +30,8 @@ class EngineState:
     )
     batcher: Batcher[EmbeddingItem, tuple[Any, int]] | None = None
     drain: Drain = field(init=False)
+    generations: int = 0
+    """Generations admitted and not yet ended: one runs, the rest wait for the generation thread."""
 
     def __post_init__(self) -> None:
         self.drain = Drain(self.settings.drain_seconds)
@@ -52,6 +54,16 @@ class EngineState:
 
     def failed(self, reason: str) -> None:
         self.status, self.reason = "failed", reason
+
+    def admit_generation(self) -> None:
+        """Count one more generation in (running or queued), or refuse it with 503 when the queue
+        is full; every admitted one is ended with `generation_done`."""
+        if self.generations > self.settings.max_queued_generations:
+            raise errors.queue_full(self.settings.max_queued_generations)
+        self.generations += 1
+
+    def generation_done(self) -> None:
+        self.generations -= 1
 
     def require_backend(self) -> Backend:
         if self.backend is None:
