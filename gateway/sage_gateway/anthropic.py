@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from sage_gateway.auth.usage import Usage
 from sage_gateway.errors import WireError, invalid_request
 from sage_wire.sse import named_event
 
@@ -212,10 +213,10 @@ class MessageStreamTranslator:
         self._usage = {"input_tokens": 0, "output_tokens": 0}
 
     @property
-    def total_tokens(self) -> int | None:
-        """Input plus output tokens of the usage seen so far (None before any)."""
-        total = self._usage["input_tokens"] + self._usage["output_tokens"]
-        return total or None
+    def usage(self) -> Usage | None:
+        """The usage seen so far (None before any)."""
+        seen = Usage(self._usage["input_tokens"], self._usage["output_tokens"])
+        return seen if seen.total else None
 
     def _start(self) -> list[Event]:
         if self._started:

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from sage_gateway.auth.guard import Grant
+from sage_gateway.auth.usage import Usage
 from sage_gateway.budget import Budget
 from sage_gateway.metrics import GatewayMetrics
 
@@ -28,7 +29,7 @@ class Exchange:
     finished: bool = False
     grant: Grant | None = None
     """The caller's admission under its key's limits (None: no keys required)."""
-    tokens: int | None = None
+    tokens: Usage | None = None
     """Tokens the engine reported for this request, once known."""
     strip_usage: bool = False
     """The gateway asked the engine for usage on a stream whose client did not: leave it out."""

@@ -62,14 +62,14 @@ class GatewayMetrics:
         )
         self.key_requests = Counter(
             "sage_gateway_key_requests",
-            "Requests admitted, by API key (the APIKey's namespace/name, never the key).",
-            ["key"],
+            "Requests admitted, by API key (the APIKey's namespace/name, never the key) and model.",
+            ["key", "model"],
             registry=self.registry,
         )
         self.key_tokens = Counter(
             "sage_gateway_key_tokens",
-            "Prompt plus completion tokens the engines reported, by API key.",
-            ["key"],
+            "Tokens the engines reported, by API key, model and kind (prompt or completion).",
+            ["key", "model", "kind"],
             registry=self.registry,
         )
         self.rate_limited = Counter(

@@ -15,7 +15,7 @@ from typing import Protocol as Interface
 import orjson
 
 from sage_gateway.anthropic import Event, MessageStreamTranslator, chat_to_message, encode_events
-from sage_gateway.auth.usage import UsageTap
+from sage_gateway.auth.usage import Usage, UsageTap
 from sage_gateway.errors import upstream_error
 from sage_gateway.headers import response_headers
 from sage_wire.envelopes import Protocol, envelope, error_in, error_of
@@ -34,7 +34,7 @@ class StreamShaper(Interface):
     """Set once the stream carried an error (from the upstream, or `fail`)."""
 
     @property
-    def tokens(self) -> int | None:
+    def tokens(self) -> Usage | None:
         """Tokens the stream's usage reported (None: not counted, or none seen)."""
         ...
 
@@ -74,7 +74,7 @@ class _PassthroughStream:
     failed_status: int | None = None
 
     @property
-    def tokens(self) -> int | None:
+    def tokens(self) -> Usage | None:
         return self.tap.tokens if self.tap is not None else None
 
     def feed(self, chunk: bytes) -> bytes:
@@ -118,8 +118,8 @@ class _MessagesStream:
     _ended: bool = False
 
     @property
-    def tokens(self) -> int | None:
-        return self.translator.total_tokens
+    def tokens(self) -> Usage | None:
+        return self.translator.usage
 
     def feed(self, chunk: bytes) -> bytes:
         if self._ended:

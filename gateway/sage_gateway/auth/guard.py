@@ -11,7 +11,7 @@ from typing import Any
 from sage_gateway.auth.keys import KeyPolicy, KeyRing
 from sage_gateway.auth.limiter import Limiter, LocalLimiter
 from sage_gateway.auth.limits import Readings, limit_headers
-from sage_gateway.auth.usage import estimate_prompt_tokens
+from sage_gateway.auth.usage import Usage, estimate_prompt_tokens
 from sage_gateway.metrics import GatewayMetrics
 from sage_wire.envelopes import Protocol
 from sage_wire.errors import WireError
@@ -23,7 +23,7 @@ class Grant:
 
     policy: KeyPolicy
     headers: dict[str, str]
-    settle: Callable[[int | None], None]
+    settle: Callable[[Usage | None], None]
     """Called once when the request ends, with the tokens the engine reported (None: unknown)."""
 
 
@@ -61,12 +61,14 @@ class Guard:
         except WireError as error:
             self.metrics.rate_limited.labels(caller.name, error.limit_kind or "requests").inc()
             raise
-        self.metrics.key_requests.labels(caller.name).inc()
+        model = str(document.get("model"))  # a name the caller may use: resolved before admission
+        self.metrics.key_requests.labels(caller.name, model).inc()
 
-        def done(tokens: int | None) -> None:
-            admission.settle(tokens)
-            if tokens:
-                self.metrics.key_tokens.labels(caller.name).inc(tokens)
+        def done(usage: Usage | None) -> None:
+            admission.settle(usage.total if usage is not None else None)
+            if usage is not None:
+                self.metrics.key_tokens.labels(caller.name, model, "prompt").inc(usage.prompt)
+                self.metrics.key_tokens.labels(caller.name, model, "completion").inc(usage.completion)
 
         return Grant(caller, tell(admission.readings), done)
 

@@ -5,7 +5,7 @@ stream unless the client asked for it)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -43,25 +43,34 @@ def estimate_prompt_tokens(document: dict[str, Any]) -> int:
     return max(1, math.ceil(size / CHARS_PER_TOKEN))
 
 
-def usage_tokens(usage: Any) -> int | None:
-    """Total tokens of an OpenAI `usage` object."""
+class Usage(NamedTuple):
+    """Tokens an engine reported for one request."""
+
+    prompt: int
+    completion: int
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
+
+
+def usage_of(usage: Any) -> Usage | None:
+    """The tokens of an OpenAI `usage` object (a total alone counts as prompt tokens)."""
     if not isinstance(usage, dict):
         return None
-    total = usage.get("total_tokens")
-    if isinstance(total, int):
-        return total
-    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
-    counted = [part for part in parts if isinstance(part, int)]
-    return sum(counted) if counted else None
+    prompt, completion, total = (usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens"))
+    if not isinstance(prompt, int) and not isinstance(completion, int):
+        return Usage(total, 0) if isinstance(total, int) else None
+    return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
 
-def body_usage(content: bytes) -> int | None:
-    """Total tokens of a complete JSON answer, or None."""
+def body_usage(content: bytes) -> Usage | None:
+    """The usage of a complete JSON answer, or None."""
     try:
         parsed = orjson.loads(content)
     except orjson.JSONDecodeError:
         return None
-    return usage_tokens(parsed.get("usage")) if isinstance(parsed, dict) else None
+    return usage_of(parsed.get("usage")) if isinstance(parsed, dict) else None
 
 
 def asking_for_usage(document: dict[str, Any]) -> bytes | None:
@@ -84,7 +93,7 @@ class UsageTap:
 
     def __init__(self, *, strip: bool) -> None:
         self.strip = strip
-        self.tokens: int | None = None
+        self.tokens: Usage | None = None
         self._pending = b""
 
     def feed(self, chunk: bytes) -> bytes:
@@ -113,7 +122,7 @@ class UsageTap:
             return event
         if not isinstance(payload, dict):
             return event
-        tokens = usage_tokens(payload.get("usage"))
+        tokens = usage_of(payload.get("usage"))
         if tokens is None:
             return event
         self.tokens = tokens

@@ -19,6 +19,7 @@ import pytest
 from sage_api.apikey import key_hash, new_key
 from sage_harness.engines import EngineProcess
 from sage_harness.gateway import GatedUpstream, GatewayProcess
+from sage_harness.waiting import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -130,10 +131,23 @@ def test_tokens_are_counted_from_usage_on_streams_that_did_not_ask_for_it(gatewa
     chunks = list(stream)
     assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices) == "echo: count my tokens"
     assert all(chunk.usage is None for chunk in chunks)  # the client did not ask for usage
-    metrics = httpx.get(f"{gateway.base_url}/metrics").text
-    counted = [line for line in metrics.splitlines() if line.startswith('sage_gateway_key_tokens_total{key="tpm"}')]
-    assert counted
-    assert float(counted[0].split()[-1]) > 0
+
+    # Counted when the stream's last chunk is out, which the client may see first.
+    def tokens_counted() -> str | None:
+        text = httpx.get(f"{gateway.base_url}/metrics").text
+        return text if 'key_tokens_total{key="tpm"' in text else None
+
+    metrics = wait_until(tokens_counted, "the stream's tokens in the metrics", 10)
+    counted = {
+        line.split("kind=")[1].split('"')[1]: float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("sage_gateway_key_tokens_total{") and 'key="tpm"' in line and 'model="echo"' in line
+    }
+    assert counted["prompt"] > 0  # per key, model and kind, as the engine reported them
+    assert counted["completion"] > 0
+    requests = [line for line in metrics.splitlines() if line.startswith('sage_gateway_key_requests_total{key="tpm"')]
+    assert requests
+    assert all('model="echo"' in line for line in requests)
     with pytest.raises(openai.RateLimitError) as too_big:
         chat(limited, text="x" * 1000)  # about 250 tokens: more than the whole minute's 60
     assert too_big.value.type == "tokens"

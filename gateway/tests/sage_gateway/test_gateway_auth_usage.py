@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from sage_gateway.auth.usage import UsageTap, asking_for_usage, body_usage, estimate_prompt_tokens
+from sage_gateway.auth.usage import Usage, UsageTap, asking_for_usage, body_usage, estimate_prompt_tokens
 from sage_wire.sse import data_event
 
 
@@ -27,8 +27,10 @@ def test_prompt_estimates_take_any_json_without_failing() -> None:
 
 
 def test_usage_of_a_complete_answer() -> None:
-    assert body_usage(b'{"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}') == 7
-    assert body_usage(b'{"usage": {"prompt_tokens": 5}}') == 5
+    assert body_usage(b'{"usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}') == Usage(3, 4)
+    assert body_usage(b'{"usage": {"prompt_tokens": 5}}') == Usage(5, 0)
+    assert body_usage(b'{"usage": {"total_tokens": 9}}') == Usage(9, 0)
+    assert body_usage(b'{"usage": {"prompt_tokens": "3"}}') is None
     assert body_usage(b"not json") is None
     assert body_usage(b"[]") is None
 
@@ -58,10 +60,10 @@ def test_the_tap_counts_and_strips_the_usage_chunk_wherever_chunks_split() -> No
         pieces = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
         stripped = UsageTap(strip=True)
         out = fed(stripped, pieces)
-        assert stripped.tokens == 3
+        assert stripped.tokens == Usage(2, 1)
         assert b"usage" not in out
         assert out.endswith(b"data: [DONE]\n\n")
         assert out.count(b"data:") == 3
         kept = UsageTap(strip=False)
         assert fed(kept, pieces) == STREAM
-        assert kept.tokens == 3
+        assert kept.tokens == Usage(2, 1)
