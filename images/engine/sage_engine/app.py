@@ -104,6 +104,11 @@ def create_app(
     app.include_router(adapter_router)
     _install_error_handlers(app)
 
+    @app.get("/livez")
+    async def livez() -> Response:
+        """The process serves (loading, busy or draining alike): what a liveness probe asks."""
+        return json_response({"status": "alive"})
+
     @app.get("/health")
     async def health() -> Response:
         if state.drain.draining:

@@ -26,6 +26,7 @@ from sage_operator.settings import OperatorSettings
 CONTAINER = "engine"
 PORT_NAME = "http"
 HEALTH_PATH = "/health"
+LIVENESS_PATH = "/livez"
 CACHE_MOUNT = "/cache"
 MODELS_MOUNT = "/models"
 ADAPTERS_MOUNT = "/adapters"
@@ -219,7 +220,16 @@ def _probe(backend: Backend, kind: str) -> dict[str, Any]:
         return probe | {"periodSeconds": PROBE_PERIOD_SECONDS, "failureThreshold": budget // PROBE_PERIOD_SECONDS}
     if kind == "readiness":
         return probe | {"periodSeconds": 5, "failureThreshold": 3}
-    return probe | {"periodSeconds": 15, "failureThreshold": 4}
+    # Liveness asks only whether the server answers at all (our engine's /livez: not loading, not
+    # busy, not draining), and forgives a minute of silence: an engine busy generating on every
+    # core is slow to answer, not dead, and restarting it would lose every generation in flight.
+    path = HEALTH_PATH if backend is Backend.VLLM else LIVENESS_PATH
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME},
+        "timeoutSeconds": 10,
+        "periodSeconds": 15,
+        "failureThreshold": 4,
+    }
 
 
 def render_engine_deployment(

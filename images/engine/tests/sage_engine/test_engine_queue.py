@@ -40,6 +40,8 @@ def test_a_full_queue_answers_503_with_retry_after_and_frees_up(busy_engine: Eng
         for _ in range(2):  # one running, one waiting: the queue (1) is full
             answer = open_streams.enter_context(httpx.stream("POST", url, json=long, timeout=30))
             assert answer.status_code == 200
+        # Busy, not dead: what the liveness probe asks still answers.
+        assert httpx.get(f"{busy_engine.base_url}/livez", timeout=5).json() == {"status": "alive"}
         refused = httpx.post(url, json=chat(3), timeout=30)
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"

@@ -108,6 +108,7 @@ def test_engine_gets_its_deployment_and_service(operator: OperatorProcess, kubec
         "deterministic",
     ]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"  # alive though busy or loading
     # Stopping: endpoints drop the pod during the preStop sleep, then the engine drains in its grace period.
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
