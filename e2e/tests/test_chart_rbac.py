@@ -25,6 +25,7 @@ OPERATOR_NAMESPACED: Rules = {
     ("sage.ai", "finetunejobs/status", "patch"),
     *{("apps", "deployments", v) for v in APPLY},
     *{("networking.k8s.io", "networkpolicies", v) for v in APPLY},
+    *{("policy", "poddisruptionbudgets", v) for v in APPLY},
     ("", "secrets", "create"),
     *{("", "services", v) for v in APPLY},
     *{("batch", "jobs", v) for v in APPLY},

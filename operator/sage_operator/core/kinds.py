@@ -24,6 +24,7 @@ ROLE: Final = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING: Final = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 NETWORK_POLICY: Final = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 SECRET: Final = Kind("v1", "Secret", "secrets")
+DISRUPTION_BUDGET: Final = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
 EVENT: Final = Kind("v1", "Event", "events")
 LLM_ENGINE: Final = Kind(names.API_VERSION, names.ENGINE_KIND, names.ENGINE_PLURAL)
 FINETUNE_JOB: Final = Kind(names.API_VERSION, names.FINETUNE_KIND, names.FINETUNE_PLURAL)
@@ -40,6 +41,7 @@ _BY_TYPE = {
         ROLE_BINDING,
         NETWORK_POLICY,
         SECRET,
+        DISRUPTION_BUDGET,
         EVENT,
         LLM_ENGINE,
         FINETUNE_JOB,

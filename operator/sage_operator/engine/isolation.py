@@ -1,6 +1,7 @@
-"""What keeps an engine's pods to themselves (pure): a ServiceAccount of their own, with no token
-mounted (an engine never calls the Kubernetes API), and a NetworkPolicy that admits only the peers
-the operator is told of (the gateway and the operator of the release) on the engine port."""
+"""What keeps an engine's pods to themselves and its service up (pure): a ServiceAccount of their
+own, with no token mounted (an engine never calls the Kubernetes API); a NetworkPolicy that admits
+only the peers the operator is told of (the gateway and the operator of the release) on the
+engine port; and a PodDisruptionBudget that lets node drains take one replica at a time."""
 
 from __future__ import annotations
 
@@ -35,4 +36,15 @@ def render_engine_network_policy(engine: LLMEngine, peers: list[dict[str, Any]])
             "policyTypes": ["Ingress"],
             "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": SagePorts.ENGINE}]}],
         },
+    }
+
+
+def render_engine_disruption_budget(engine: LLMEngine) -> dict[str, Any]:
+    """At most one replica evicted at a time by voluntary disruptions (node drains, autoscaler).
+    `maxUnavailable`, not `minAvailable`: a single-replica engine never blocks a drain."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": child_metadata(ENGINE_OWNER, engine.metadata),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(engine.metadata["name"])}},
     }

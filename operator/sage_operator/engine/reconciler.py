@@ -17,6 +17,7 @@ from sage_operator.core.clock import utc_now
 from sage_operator.core.controller import ControllerLoop, Key
 from sage_operator.core.kinds import (
     DEPLOYMENT,
+    DISRUPTION_BUDGET,
     ENGINE_OWNER,
     FINETUNE_JOB,
     LLM_ENGINE,
@@ -29,7 +30,11 @@ from sage_operator.core.metadata import MANAGED_SELECTOR, render_event
 from sage_operator.core.store import ForeignObject, KubeStore
 from sage_operator.engine.adapters import AdapterLoader
 from sage_operator.engine.credentials import admin_token, render_admin_secret
-from sage_operator.engine.isolation import render_engine_account, render_engine_network_policy
+from sage_operator.engine.isolation import (
+    render_engine_account,
+    render_engine_disruption_budget,
+    render_engine_network_policy,
+)
 from sage_operator.engine.name_claims import NameIndex, conflict_message
 from sage_operator.engine.render import adapter_paths, render_engine_deployment, render_engine_service
 from sage_operator.engine.spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
@@ -70,7 +75,7 @@ class EngineReconciler:
             workers=settings.workers,
             resync_seconds=settings.resync_seconds,
         )
-        for kind in (DEPLOYMENT, SERVICE, POD, NETWORK_POLICY):
+        for kind in (DEPLOYMENT, SERVICE, POD, NETWORK_POLICY, DISRUPTION_BUDGET):
             cache.watch(kind, self._child_changed, label=names.LABEL_ENGINE)
         cache.watch(SERVICE_ACCOUNT, self._child_changed, label=MANAGED_SELECTOR)  # the fine-tunes' too
         # FinetuneJobs hand adapters to engines: a job that will serve an engine, or one that
@@ -131,7 +136,11 @@ class EngineReconciler:
         engine = LLMEngine.model_validate({"metadata": metadata, "spec": parsed})
         finetuned = finetune_adapters(name, parsed, self.cache.list(FINETUNE_JOB, namespace))
         try:
-            children = [render_engine_account(engine), render_engine_service(engine)]
+            children = [
+                render_engine_account(engine),
+                render_engine_service(engine),
+                render_engine_disruption_budget(engine),
+            ]
             if self.settings.engine_peers is not None:
                 children.append(render_engine_network_policy(engine, self.settings.engine_peers))
             for child in children:

@@ -291,6 +291,15 @@ def render_engine_deployment(
     }
     if pod_volumes:
         pod_spec["volumes"] = pod_volumes
+    # Replicas on different nodes where there are several (a soft rule: one node still takes them all).
+    pod_spec["topologySpreadConstraints"] = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": selector_labels(name)},
+        }
+    ]
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:

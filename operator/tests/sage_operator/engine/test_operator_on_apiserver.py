@@ -138,6 +138,10 @@ def test_engine_pods_are_fenced_in(operator: OperatorProcess, kubectl: Kubectl, 
     (rule,) = policy["spec"]["ingress"]
     assert rule["from"] == ENGINE_PEERS
     assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
+    budget = wait_until(lambda: get(kubectl, namespace, "poddisruptionbudget", "fenced"), "the disruption budget")
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"sage.ai/engine": "fenced"}}}
+    (spread,) = pod_spec["topologySpreadConstraints"]
+    assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "ScheduleAnyway")
     pod = wait_until(lambda: engine_pods(kubectl, namespace, "fenced"), "a pod")[0]
     assert pod["spec"]["serviceAccountName"] == "fenced-engine"
     assert "volumes" not in pod["spec"] or all("projected" not in v for v in pod["spec"]["volumes"])
@@ -248,6 +252,7 @@ def test_deleting_the_engine_leaves_nothing(operator: OperatorProcess, kubectl: 
     wait_until(lambda: get(kubectl, namespace, "service", "gone") is None, "the Service to be collected")
     wait_until(lambda: get(kubectl, namespace, "serviceaccount", "gone-engine") is None, "the account to be collected")
     wait_until(lambda: get(kubectl, namespace, "networkpolicy", "gone") is None, "the policy to be collected")
+    wait_until(lambda: get(kubectl, namespace, "poddisruptionbudget", "gone") is None, "the budget to be collected")
     wait_until(lambda: not engine_pods(kubectl, namespace, "gone"), "the pods to be collected")
 
 
