@@ -25,6 +25,12 @@ def upstream_failed(model: str, reason: str) -> WireError:
     return WireError(502, f"Every replica of '{model}' failed: {reason}", "upstream_error")
 
 
+def upstream_timeout(model: str, reason: str) -> WireError:
+    """504: the replica took the request and did not answer in time (it may have started it, so
+    it is not retried elsewhere)."""
+    return WireError(504, f"A replica of '{model}' did not answer in time: {reason}", "upstream_timeout")
+
+
 def upstream_error(status: int, content: bytes, replica: str) -> WireError:
     """An upstream error answer as a WireError: its own envelope's fields when it sent one, else a
     502 (server errors) or its status (client errors) quoting the start of its body."""

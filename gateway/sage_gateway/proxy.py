@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 
 from sage_gateway.auth.keys import KeyPolicy
 from sage_gateway.auth.usage import body_usage
-from sage_gateway.errors import model_not_found, no_ready_replica, upstream_failed
+from sage_gateway.errors import model_not_found, no_ready_replica, upstream_failed, upstream_timeout
 from sage_gateway.exchange import Exchange
 from sage_gateway.headers import REPLICA
 from sage_gateway.metrics import GatewayMetrics
@@ -186,7 +186,7 @@ class Proxy:
             except TIMEOUTS as error:
                 self._finish(url)
                 self._failed(url, error)
-                raise upstream_failed(model, f"{url} did not answer in time ({type(error).__name__})") from None
+                raise upstream_timeout(model, f"{url} ({type(error).__name__})") from None
             except BaseException:
                 self._finish(url)
                 raise
@@ -203,7 +203,10 @@ class Proxy:
         """The whole raw body (still compressed if the upstream compressed it)."""
         try:
             return await upstream.response.read()
-        except (aiohttp.ClientError, *TIMEOUTS) as error:
+        except TIMEOUTS as error:
+            self._failed(upstream.url, error)
+            raise upstream_timeout(model, f"{upstream.url} stopped sending ({type(error).__name__})") from None
+        except aiohttp.ClientError as error:
             self._failed(upstream.url, error)
             raise upstream_failed(model, f"{upstream.url} broke off the response ({type(error).__name__})") from None
 

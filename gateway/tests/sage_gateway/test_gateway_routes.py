@@ -349,7 +349,7 @@ async def test_client_disconnect_while_waiting_cancels_the_upstream_request(
     assert 'sage_gateway_requests_total{model="gated",route="chat",status="499"}' in metrics
 
 
-async def test_a_replica_slower_than_the_read_timeout_is_a_502(gated: GatedUpstream) -> None:
+async def test_a_replica_slower_than_the_read_timeout_is_a_504_not_retried(gated: GatedUpstream) -> None:
     """SAGE_GATEWAY_READ_TIMEOUT bounds the wait for a replica's next bytes (here: a replica that
     holds its answer until the test releases it, which it never does)."""
     engines = json.dumps([{"name": "gated", "urls": [gated.base_url]}])
@@ -363,8 +363,11 @@ async def test_a_replica_slower_than_the_read_timeout_is_a_502(gated: GatedUpstr
         body = {"model": "gated", "hold": True, "messages": [{"role": "user", "content": "x"}]}
         async with httpx.AsyncClient(timeout=30) as http:
             response = await http.post(f"{impatient.base_url}/v1/chat/completions", json=body)
-        assert response.status_code == 502
-        assert "did not answer in time" in response.json()["error"]["message"]
+        assert response.status_code == 504
+        error = response.json()["error"]
+        assert error["code"] == "upstream_timeout"
+        assert "did not answer in time" in error["message"]
         await gated.disconnected.wait()  # the gateway hung up on the slow replica
+        assert len(gated.seen_headers) == 1  # it may have started the work: not sent again
     finally:
         await asyncio.to_thread(impatient.stop)
