@@ -56,6 +56,9 @@ class GatewayProcess(ManagedProcess):
         self.wait_http_ok(f"{self.base_url}{self.ready_path}", timeout or self.startup_timeout)
 
 
+TRUNCATE = "end this stream early"
+
+
 class GatedUpstream:
     """A tiny real OpenAI-shaped upstream for the proxy's streaming tests, run in the test's event
     loop (aiohttp.web on a loopback port).
@@ -64,7 +67,8 @@ class GatedUpstream:
     `release`. Meanwhile SSE comments keep the connection busy, so that when the gateway drops
     the upstream connection (its client went away) a write fails and `disconnected` is set.
     A request with `"hold": true` is answered only after `release` (or noted in `disconnected`
-    when the caller hangs up first). Every request's headers are kept in `seen_headers`.
+    when the caller hangs up first); a stream whose message is TRUNCATE ends (cleanly, chunked)
+    after its first chunk, without [DONE] or a finish_reason. Every request's headers are kept in `seen_headers`.
     `/v1/completions` always fails with a plain-text 500.
     """
 
@@ -113,6 +117,11 @@ class GatedUpstream:
             return web.json_response({"id": "g", "object": "chat.completion", "model": self.model, "choices": [choice]})
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
+        contents = [str(message.get("content")) for message in body.get("messages") or [] if isinstance(message, dict)]
+        if TRUNCATE in contents:  # a replica that ends the stream cleanly before finishing it
+            await response.write(self.chunk("first"))
+            await response.write_eof()
+            return response
         try:
             await response.write(self.chunk("first"))
             while not release.is_set():

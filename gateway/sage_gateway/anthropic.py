@@ -278,6 +278,12 @@ class MessageStreamTranslator:
             events.append(self._delta({"type": "input_json_delta", "partial_json": function["arguments"]}))
         return events
 
+    @property
+    def finished(self) -> bool:
+        """Whether the upstream said why the answer ended (a finish_reason): a stream that ends
+        without one was cut off."""
+        return self._stop[0] is not None
+
     def finish(self) -> list[Event]:
         events = [*self._start(), *self._close_block()]
         stop_reason, stop_sequence = self._stop

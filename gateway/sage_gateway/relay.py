@@ -68,20 +68,35 @@ class Relay(Interface):
         ...
 
 
+def cut_off() -> WireError:
+    return WireError(
+        MID_STREAM_FAILURE, "The replica ended the stream before the answer was complete.", "upstream_error"
+    )
+
+
 @dataclass
 class _PassthroughStream:
     tap: UsageTap | None = None
     failed_status: int | None = None
+    _tail: bytes = b""
+    """The last bytes seen: a whole stream ends with `data: [DONE]`."""
+    _error_seen: bool = False
 
     @property
     def tokens(self) -> Usage | None:
         return self.tap.tokens if self.tap is not None else None
 
     def feed(self, chunk: bytes) -> bytes:
+        self._tail = (self._tail + chunk)[-32:]
+        if not self._error_seen and b'"error"' in chunk:
+            self._error_seen = True  # the replica ended it with an error event of its own
         return self.tap.feed(chunk) if self.tap is not None else chunk
 
     def end(self) -> bytes:
-        return self.tap.end() if self.tap is not None else b""
+        rest = self.tap.end() if self.tap is not None else b""
+        if self._error_seen or self._tail.rstrip().endswith(DONE_DATA):
+            return rest
+        return rest + self.fail(cut_off())  # no [DONE]: never a silently truncated answer
 
     def fail(self, error: WireError) -> bytes:
         self.failed_status = error.status
@@ -116,6 +131,8 @@ class _MessagesStream:
     decoder: SSEDecoder = field(default_factory=SSEDecoder)
     failed_status: int | None = None
     _ended: bool = False
+    _done: bool = False
+    """[DONE] came: the upstream finished its stream (with or without a finish_reason)."""
 
     @property
     def tokens(self) -> Usage | None:
@@ -127,6 +144,7 @@ class _MessagesStream:
         events: list[Event] = []
         for data in self.decoder.feed(chunk):
             if data == DONE_DATA:
+                self._done = True
                 continue
             try:
                 payload = orjson.loads(data)
@@ -142,6 +160,8 @@ class _MessagesStream:
     def end(self) -> bytes:
         if self._ended:
             return b""
+        if not (self._done or self.translator.finished):
+            return self.fail(cut_off())  # neither [DONE] nor a finish_reason: cut off, say so
         self._ended = True
         return encode_events(self.translator.finish())
 

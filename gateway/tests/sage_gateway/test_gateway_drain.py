@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from sage_harness.gateway import GatedUpstream, GatewayProcess
+from sage_harness.gateway import TRUNCATE, GatedUpstream, GatewayProcess
 
 pytestmark = pytest.mark.engine
 
@@ -110,3 +110,20 @@ async def test_a_stream_that_outlives_the_drain_ends_with_an_error_event(gated: 
         assert "shutting down" in event["error"]["message"]
         assert "second" not in "\n".join(rest)
         assert await asyncio.to_thread(gateway.wait_exit, 30) in EXITED
+
+
+@pytest.mark.parametrize("protocol", ROUTES)
+async def test_a_stream_the_replica_cuts_short_ends_with_an_error_event(gated: GatedUpstream, protocol: str) -> None:
+    """Not a drain, a replica that ended its stream before the answer was complete (no [DONE],
+    no finish_reason): the client is told, never handed a silently truncated answer."""
+    path, body = ROUTES[protocol]
+    with draining_gateway(gated, 30) as gateway:
+        async with httpx.AsyncClient(timeout=30) as http:
+            cut = {**body, "messages": [{"role": "user", "content": TRUNCATE}]}
+            response = await http.post(gateway.base_url + path, json=cut)
+    lines = response.text.splitlines()
+    assert "first" in response.text
+    (event,) = [json.loads(line[6:]) for line in lines if line.startswith("data: {") and '"error"' in line]
+    assert "ended the stream before the answer was complete" in event["error"]["message"]
+    assert "data: [DONE]" not in lines
+    assert "event: message_stop" not in lines

@@ -38,7 +38,11 @@ def test_user_env_overrides_ours_by_name_without_duplicates() -> None:
         engine(env=[{"name": "SAGE_ENGINE_PORT", "value": "9"}, {"name": "X", "value": "1"}]), OperatorSettings()
     )
     env = rendered["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert env == [{"name": "SAGE_ENGINE_PORT", "value": "9"}, {"name": "X", "value": "1"}]
+    assert env == [
+        {"name": "SAGE_ENGINE_PORT", "value": "9"},
+        {"name": "SAGE_ENGINE_DRAIN_SECONDS", "value": "120"},
+        {"name": "X", "value": "1"},
+    ]
 
 
 def test_adapter_paths_match_the_mounts() -> None:
