@@ -26,6 +26,7 @@ OPERATOR_NAMESPACED: Rules = {
     *{("apps", "deployments", v) for v in APPLY},
     *{("networking.k8s.io", "networkpolicies", v) for v in APPLY},
     *{("policy", "poddisruptionbudgets", v) for v in APPLY},
+    *{("", "configmaps", v) for v in APPLY},
     ("", "secrets", "create"),
     *{("", "services", v) for v in APPLY},
     *{("batch", "jobs", v) for v in APPLY},

@@ -34,6 +34,9 @@ namespaced (a Role per namespace) installs. No wildcard anywhere.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Each engine's adapter-route credential: created, never read or patched (either would read
 # every Secret of the namespace; operator/sage_operator/engine/credentials.py).
 - apiGroups: [""]

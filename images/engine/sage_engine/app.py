@@ -19,6 +19,7 @@ from sage_engine.adapter_routes import router as adapter_router
 from sage_engine.backends import load_backend
 from sage_engine.backends.base import Backend
 from sage_engine.http_io import json_response
+from sage_engine.listed_adapters import AdapterListError, load_listed_adapters
 from sage_engine.openai_routes import router as openai_router
 from sage_engine.responses import model_list
 from sage_engine.settings import EngineSettings
@@ -73,8 +74,14 @@ def create_app(
         log.info("%s", state.reason)
         try:
             backend = await asyncio.to_thread(loader, settings)
+            await asyncio.get_running_loop().run_in_executor(
+                state.generate_executor, load_listed_adapters, backend, settings.adapters_file
+            )
         except Exception as error:  # any load failure is reported, never swallowed
-            reason = f"failed to load model '{settings.model}' ({settings.backend}): {error}"
+            if isinstance(error, AdapterListError):
+                reason = str(error)
+            else:
+                reason = f"failed to load model '{settings.model}' ({settings.backend}): {error}"
             log.exception("%s", reason)
             state.failed(reason)
             if on_load_failure is not None:

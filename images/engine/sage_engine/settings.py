@@ -70,6 +70,11 @@ class EngineSettings(BaseSettings):
         description="On SIGTERM: how long generations in flight may go on; streams still open then end with an "
         "error event (the operator's grace period leaves room for it)",
     )
+    adapters_file: Path | None = Field(
+        default=None,
+        description="JSON file of LoRA adapters to load before the engine turns ready ({name: path}); the "
+        "operator mounts one, so that a restarted pod is never Ready without its adapters",
+    )
     admin_token_file: Path | None = Field(
         default=None,
         description="File holding the bearer token the adapter routes require (the operator mounts it); "

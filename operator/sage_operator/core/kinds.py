@@ -24,6 +24,7 @@ ROLE: Final = Kind("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING: Final = Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 NETWORK_POLICY: Final = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 SECRET: Final = Kind("v1", "Secret", "secrets")
+CONFIG_MAP: Final = Kind("v1", "ConfigMap", "configmaps")
 DISRUPTION_BUDGET: Final = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
 EVENT: Final = Kind("v1", "Event", "events")
 LLM_ENGINE: Final = Kind(names.API_VERSION, names.ENGINE_KIND, names.ENGINE_PLURAL)
@@ -41,6 +42,7 @@ _BY_TYPE = {
         ROLE_BINDING,
         NETWORK_POLICY,
         SECRET,
+        CONFIG_MAP,
         DISRUPTION_BUDGET,
         EVENT,
         LLM_ENGINE,

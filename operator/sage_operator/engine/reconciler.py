@@ -16,6 +16,7 @@ from sage_operator.core.cache import ObjectCache
 from sage_operator.core.clock import utc_now
 from sage_operator.core.controller import ControllerLoop, Key
 from sage_operator.core.kinds import (
+    CONFIG_MAP,
     DEPLOYMENT,
     DISRUPTION_BUDGET,
     ENGINE_OWNER,
@@ -36,7 +37,12 @@ from sage_operator.engine.isolation import (
     render_engine_network_policy,
 )
 from sage_operator.engine.name_claims import NameIndex, conflict_message
-from sage_operator.engine.render import adapter_paths, render_engine_deployment, render_engine_service
+from sage_operator.engine.render import (
+    adapter_paths,
+    render_engine_adapter_list,
+    render_engine_deployment,
+    render_engine_service,
+)
 from sage_operator.engine.spec import InvalidSpec, check_spec, model_names, parse_spec, resolve_backend
 from sage_operator.engine.status import (
     CHILD_CONFLICT,
@@ -75,7 +81,7 @@ class EngineReconciler:
             workers=settings.workers,
             resync_seconds=settings.resync_seconds,
         )
-        for kind in (DEPLOYMENT, SERVICE, POD, NETWORK_POLICY, DISRUPTION_BUDGET):
+        for kind in (DEPLOYMENT, SERVICE, POD, NETWORK_POLICY, DISRUPTION_BUDGET, CONFIG_MAP):
             cache.watch(kind, self._child_changed, label=names.LABEL_ENGINE)
         cache.watch(SERVICE_ACCOUNT, self._child_changed, label=MANAGED_SELECTOR)  # the fine-tunes' too
         # FinetuneJobs hand adapters to engines: a job that will serve an engine, or one that
@@ -140,6 +146,7 @@ class EngineReconciler:
                 render_engine_account(engine),
                 render_engine_service(engine),
                 render_engine_disruption_budget(engine),
+                render_engine_adapter_list(engine, adapter_paths(parsed, finetuned.sources)),
             ]
             if self.settings.engine_peers is not None:
                 children.append(render_engine_network_policy(engine, self.settings.engine_peers))

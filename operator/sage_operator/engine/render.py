@@ -30,6 +30,8 @@ LIVENESS_PATH = "/livez"
 CACHE_MOUNT = "/cache"
 MODELS_MOUNT = "/models"
 ADAPTERS_MOUNT = "/adapters"
+ADAPTER_LIST_DIRECTORY = "/etc/sage/adapters"
+ADAPTER_LIST_KEY = "adapters.json"
 # Scaling fields change the replica count, never the pods: they stay out of the spec hash.
 SCALING_FIELDS = ("replicas", "minReplicas", "maxReplicas", "targetInflightRequests", "preemptible")
 # Adapters are loaded into running pods through the runtime adapter API; a new one must not roll
@@ -181,6 +183,7 @@ def _env(engine: LLMEngine, backend: Backend, *, lora: bool, admin: bool) -> lis
     if backend is not Backend.VLLM:
         env["SAGE_ENGINE_PORT"] = {"value": str(SagePorts.ENGINE)}
         env["SAGE_ENGINE_DRAIN_SECONDS"] = {"value": str(DRAIN_SECONDS)}
+        env["SAGE_ENGINE_ADAPTERS_FILE"] = {"value": f"{ADAPTER_LIST_DIRECTORY}/{ADAPTER_LIST_KEY}"}
         if admin:
             env["SAGE_ENGINE_ADMIN_TOKEN_FILE"] = {"value": TOKEN_FILE}
     elif lora:  # the adapter API (/v1/load_lora_adapter) exists only with it; the upstream image lacks it
@@ -258,7 +261,10 @@ def render_engine_deployment(
     if backend is Backend.VLLM:
         pod_volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
-    elif settings.admin_key is not None:  # SAGE's engine checks it; vLLM has no such setting
+    else:  # SAGE's engine loads the listed adapters before it turns ready (vLLM cannot read the list)
+        pod_volumes.append({"name": "adapter-list", "configMap": {"name": adapter_list_name(name)}})
+        mounts.append({"name": "adapter-list", "mountPath": ADAPTER_LIST_DIRECTORY, "readOnly": True})
+    if backend is not Backend.VLLM and settings.admin_key is not None:  # our engine checks it; vLLM cannot
         secret = admin_secret_name(name, settings.admin_key.get_secret_value())
         pod_volumes.append({"name": "admin", "secret": {"secretName": secret, "defaultMode": 0o440}})
         mounts.append({"name": "admin", "mountPath": TOKEN_DIRECTORY, "readOnly": True})
@@ -322,6 +328,22 @@ def render_engine_deployment(
                 "spec": pod_spec,
             },
         },
+    }
+
+
+def adapter_list_name(engine_name: str) -> str:
+    return f"{engine_name}-adapters"
+
+
+def render_engine_adapter_list(engine: LLMEngine, paths: Mapping[str, str]) -> dict[str, Any]:
+    """The adapters a starting pod loads before it turns ready (`adapter_paths`), in a ConfigMap:
+    a new adapter changes this, never the pod template (running pods get it through the adapter
+    API, and the kubelet refreshes the mounted file for their restarts)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(engine, name=adapter_list_name(engine.metadata["name"])),
+        "data": {ADAPTER_LIST_KEY: json.dumps(dict(sorted(paths.items())), sort_keys=True)},
     }
 
 

@@ -242,3 +242,36 @@ def test_a_client_that_goes_away_stops_its_generation(tiny_engine: EngineProcess
 
 def sse_payloads(body: bytes) -> list[str]:
     return [payload.decode() for payload in data_payloads(body)]
+
+
+def test_listed_adapters_are_served_from_the_first_ready_moment(
+    tiny_lm_path: Path, adapter_path: Path, tmp_path: Path
+) -> None:
+    """SAGE_ENGINE_ADAPTERS_FILE (what the operator mounts): the engine turns ready only once it
+    serves them, so a restarted pod never answers 404 for its adapter while the operator catches up."""
+    listed = tmp_path / "adapters.json"
+    listed.write_text(json.dumps({"support-bot": str(adapter_path)}))
+    engine = EngineProcess(
+        "transformers", str(tiny_lm_path), served_model_name="tiny", env={"SAGE_ENGINE_ADAPTERS_FILE": str(listed)}
+    )
+    with engine:  # started: /health answered 200
+        served = {model["id"] for model in httpx.get(f"{engine.base_url}/v1/models").json()["data"]}
+        assert served == {"tiny", "support-bot"}
+        request = {"model": "support-bot", "messages": MESSAGES, "max_tokens": 4, "temperature": 0}
+        assert httpx.post(f"{engine.base_url}/v1/chat/completions", json=request, timeout=60).status_code == 200
+
+
+def test_a_listed_adapter_that_cannot_load_keeps_the_engine_from_ever_turning_ready(
+    tiny_lm_path: Path, tmp_path: Path
+) -> None:
+    listed = tmp_path / "adapters.json"
+    listed.write_text(json.dumps({"gone": str(tmp_path / "no-such-adapter")}))
+    engine = EngineProcess(
+        "transformers", str(tiny_lm_path), served_model_name="tiny", env={"SAGE_ENGINE_ADAPTERS_FILE": str(listed)}
+    )
+    engine.launch()
+    try:
+        assert engine.wait_exit(120) != 0
+        assert "failed to load LoRA adapter 'gone'" in engine.termination_message()
+    finally:
+        engine.stop()

@@ -330,6 +330,10 @@ def test_static_adapters_are_loaded_into_ready_pods(
     pod_spec = deployment["spec"]["template"]["spec"]
     mounts = pod_spec["containers"][0]["volumeMounts"]
     assert {"name": "pvc-0", "mountPath": "/adapters/adapters", "readOnly": True} in mounts
+    # What a starting pod loads before it turns ready: a ConfigMap (a new adapter rolls no pod).
+    listed = wait_until(lambda: get(kubectl, namespace, "configmap", "chat-adapters"), "the adapter list")
+    assert json.loads(listed["data"]["adapters.json"]) == {"support-bot": "/adapters/adapters/support-bot"}
+    assert {"name": "adapter-list", "mountPath": "/etc/sage/adapters", "readOnly": True} in mounts
     # The adapter routes' credential: a Secret the operator created, mounted where the engine reads it.
     (admin,) = [volume for volume in pod_spec["volumes"] if volume["name"] == "admin"]
     secret = must_get(kubectl, namespace, "secret", admin["secret"]["secretName"])

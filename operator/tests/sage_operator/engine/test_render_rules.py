@@ -41,6 +41,7 @@ def test_user_env_overrides_ours_by_name_without_duplicates() -> None:
     assert env == [
         {"name": "SAGE_ENGINE_PORT", "value": "9"},
         {"name": "SAGE_ENGINE_DRAIN_SECONDS", "value": "120"},
+        {"name": "SAGE_ENGINE_ADAPTERS_FILE", "value": "/etc/sage/adapters/adapters.json"},
         {"name": "X", "value": "1"},
     ]
 
