@@ -224,15 +224,15 @@ def _probe(backend: Backend, kind: str) -> dict[str, Any]:
     if kind == "readiness":
         return probe | {"periodSeconds": 5, "failureThreshold": 3}
     # Liveness asks only whether the server answers at all (our engine's /livez: not loading, not
-    # busy, not draining), and forgives a minute of silence: an engine busy generating on every
-    # core is slow to answer, not dead, and restarting it would lose every generation in flight.
-    path = HEALTH_PATH if backend is Backend.VLLM else LIVENESS_PATH
-    return {
-        "httpGet": {"path": path, "port": PORT_NAME},
-        "timeoutSeconds": 10,
-        "periodSeconds": 15,
-        "failureThreshold": 4,
-    }
+    # busy, not draining; vLLM, which has no such route: its port takes connections), and forgives
+    # a minute of silence: an engine busy generating on every core is slow to answer, not dead,
+    # and restarting it would lose every generation in flight.
+    check: dict[str, Any] = (
+        {"tcpSocket": {"port": PORT_NAME}}
+        if backend is Backend.VLLM
+        else {"httpGet": {"path": LIVENESS_PATH, "port": PORT_NAME}}
+    )
+    return check | {"timeoutSeconds": 10, "periodSeconds": 15, "failureThreshold": 4}
 
 
 def render_engine_deployment(
