@@ -15,6 +15,9 @@ import yaml
 from sage_harness.repo import REPO_ROOT
 
 CHART = REPO_ROOT / "charts" / "sage"
+ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
+"""Values that turn every option of the chart on."""
+Manifest = dict[str, Any]
 
 
 class HelmError(AssertionError):
@@ -24,6 +27,21 @@ class HelmError(AssertionError):
 def parse_manifests(text: str) -> list[dict[str, Any]]:
     """The objects of a multi-document YAML stream, empty documents dropped."""
     return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def find(objects: list[Manifest], kind: str, name: str | None = None) -> list[Manifest]:
+    return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objects: list[Manifest], kind: str, name: str) -> Manifest:
+    (found,) = find(objects, kind, name)
+    return found
+
+
+def env_of(deployment: Manifest) -> dict[str, str]:
+    """The literal environment of a Deployment's one container ("" for a variable from a reference)."""
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ security contexts, and agreement with the ports module. No API server needed."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shlex
@@ -15,11 +14,9 @@ import pytest
 import yaml
 
 from sage_api.ports import PORTS
-from sage_harness.helm import CHART, Helm
+from sage_harness.helm import ALL_OPTIONS, CHART, Helm, Manifest, env_of, find, one
 
-ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
-Manifest = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +26,6 @@ def helm(kube_binaries: Path) -> Helm:
 
 def kinds(objects: list[Manifest]) -> list[str]:
     return sorted(obj["kind"] for obj in objects)
-
-
-def find(objects: list[Manifest], kind: str, name: str | None = None) -> list[Manifest]:
-    return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
-
-
-def one(objects: list[Manifest], kind: str, name: str) -> Manifest:
-    (found,) = find(objects, kind, name)
-    return found
-
-
-def env_of(deployment: Manifest) -> dict[str, str]:
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
 
 
 # --- lint and schema ---------------------------------------------------------------------------
@@ -178,50 +161,6 @@ def test_ingress_routes_each_host_to_the_gateway_service(helm: Helm) -> None:
     assert "host" not in any_host["spec"]["rules"][0]
 
 
-def test_redis_shares_limits_with_its_password_from_a_secret(helm: Helm) -> None:
-    objects = helm.template(
-        "--set", "gateway.auth.mode=apiKeys", "--set", "gateway.redis.url=redis://redis:6379/0",
-        "--set", "gateway.redis.passwordSecret=redis-auth",
-    )  # fmt: skip
-    (container,) = one(objects, "Deployment", "sage-gateway")["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e for e in container["env"]}
-    assert env["SAGE_GATEWAY_REDIS_URL"]["value"] == "redis://redis:6379/0"
-    assert env["SAGE_GATEWAY_REDIS_PASSWORD"]["valueFrom"] == {
-        "secretKeyRef": {"name": "redis-auth", "key": "password"}
-    }
-    assert "SAGE_GATEWAY_REDIS_URL" not in env_of(one(helm.template(), "Deployment", "sage-gateway"))
-
-
-@pytest.mark.parametrize(
-    ("values", "mode"),
-    [
-        ([], "none"),
-        (["--set", "gateway.ingress.enabled=true"], "api-keys"),
-        (["--set", "gateway.ingress.enabled=true", "--set", "gateway.auth.mode=none"], "none"),
-        (["--set", "gateway.auth.mode=apiKeys"], "api-keys"),
-    ],
-    ids=["no-ingress", "ingress", "ingress-opted-out", "explicit"],
-)
-def test_api_keys_are_required_whenever_the_ingress_is_on_unless_opted_out(
-    helm: Helm, values: list[str], mode: str
-) -> None:
-    objects = helm.template(*values, namespace="sage-system")
-    env = env_of(one(objects, "Deployment", "sage-gateway"))
-    assert env["SAGE_GATEWAY_AUTH"] == mode
-    roles = find(objects, "Role", "sage-gateway-keys")
-    if mode == "none":
-        assert roles == []
-        return
-    assert env["SAGE_GATEWAY_API_KEYS_NAMESPACE"] == "sage-system"
-    (role,) = roles
-    # Only the key objects of its own namespace, never Secrets (Helm's release records are Secrets).
-    assert role["metadata"]["namespace"] == "sage-system"
-    assert role["rules"] == [{"apiGroups": ["sage.ai"], "resources": ["apikeys"], "verbs": ["get", "list", "watch"]}]
-    gateway_roles = [obj for obj in find(objects, "ClusterRole") if "gateway" in obj["metadata"]["name"]]
-    assert gateway_roles
-    assert all("secrets" not in rule["resources"] for obj in gateway_roles for rule in obj["rules"])
-
-
 def test_service_monitor_only_where_the_api_is_served(helm: Helm) -> None:
     assert find(helm.template("--set", "serviceMonitor.enabled=true"), "ServiceMonitor") == []
     objects = helm.template("--set", "serviceMonitor.enabled=true", "--api-versions", SERVICE_MONITOR_API)
@@ -231,50 +170,6 @@ def test_service_monitor_only_where_the_api_is_served(helm: Helm) -> None:
     service_labels = one(objects, "Service", "sage-gateway")["metadata"]["labels"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service_labels.items()
     assert find(helm.template("--api-versions", SERVICE_MONITOR_API), "ServiceMonitor") == []
-
-
-def test_engine_peers_are_the_releases_gateway_and_operator(helm: Helm) -> None:
-    """The operator renders each engine's NetworkPolicy (operator/.../isolation.py) from these."""
-    objects = helm.template("--set-json", 'networkPolicy.extraFrom=[{"ipBlock": {"cidr": "10.9.0.0/16"}}]')
-    peers = json.loads(env_of(one(objects, "Deployment", "sage-operator"))["SAGE_OPERATOR_ENGINE_PEERS"])
-    pods = {
-        name: one(objects, "Deployment", f"sage-{name}")["spec"]["template"]["metadata"]["labels"]
-        for name in ("gateway", "operator")
-    }
-    selected = [peer["podSelector"]["matchLabels"] for peer in peers[:2]]
-    assert [next(n for n, labels in pods.items() if sel.items() <= labels.items()) for sel in selected] == [
-        "gateway",
-        "operator",
-    ]
-    for peer in peers[:2]:
-        assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "sage-system"}
-    assert peers[2:] == [{"ipBlock": {"cidr": "10.9.0.0/16"}}]
-    assert find(objects, "NetworkPolicy") == []  # one per engine, by the operator, in every namespace
-
-
-def test_the_operator_gets_its_admin_key_from_a_secret(helm: Helm) -> None:
-    """The key the engines' adapter credentials derive from: the chart's own Secret by default
-    (random, 48 characters), or the one the user names; never in the Deployment itself."""
-
-    def key_source(objects: list[dict[str, Any]]) -> dict[str, Any]:
-        container = one(objects, "Deployment", "sage-operator")["spec"]["template"]["spec"]["containers"][0]
-        (variable,) = [v for v in container["env"] if v["name"] == "SAGE_OPERATOR_ADMIN_KEY"]
-        assert "value" not in variable
-        reference: dict[str, Any] = variable["valueFrom"]["secretKeyRef"]
-        return reference
-
-    objects = helm.template()
-    assert key_source(objects) == {"name": "sage-operator-admin-key", "key": "key"}
-    secret = one(objects, "Secret", "sage-operator-admin-key")
-    assert len(base64.b64decode(secret["data"]["key"])) == 48
-    mine = helm.template("--set", "operator.adminKeySecret=my-key")
-    assert key_source(mine) == {"name": "my-key", "key": "key"}
-    assert find(mine, "Secret") == []
-
-
-def test_engine_network_policies_can_be_turned_off(helm: Helm) -> None:
-    objects = helm.template("--set", "networkPolicy.enabled=false")
-    assert "SAGE_OPERATOR_ENGINE_PEERS" not in env_of(one(objects, "Deployment", "sage-operator"))
 
 
 def test_watched_namespaces_reach_both_components(helm: Helm) -> None:
@@ -296,14 +191,6 @@ def test_a_stopping_gateway_pod_gets_its_prestop_and_drain(helm: Helm) -> None:
     )
     assert "lifecycle" not in short["spec"]["template"]["spec"]["containers"][0]
     assert short["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 40
-
-
-def test_shared_model_names_reach_both_components(helm: Helm) -> None:
-    objects = helm.template("--set", "sharedModelNames={qwen,minilm}")
-    assert env_of(one(objects, "Deployment", "sage-operator"))["SAGE_OPERATOR_SHARED_NAMES"] == "qwen,minilm"
-    assert env_of(one(objects, "Deployment", "sage-gateway"))["SAGE_GATEWAY_SHARED_NAMES"] == "qwen,minilm"
-    defaults = helm.template()
-    assert "SAGE_GATEWAY_SHARED_NAMES" not in env_of(one(defaults, "Deployment", "sage-gateway"))
 
 
 def test_engine_images_are_passed_to_the_operator_only_when_set(helm: Helm) -> None:

@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 
 from sage_harness.controlplane import ControlPlane
-from sage_harness.helm import CHART, Helm
+from sage_harness.helm import ALL_OPTIONS, CHART, Helm
 from sage_harness.kubectl import Kubectl
 from sage_harness.waiting import WaitTimeout, wait_until
 
-ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 _counter = itertools.count(1)
 
 

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from sage_harness.helm import CHART, Helm
+from sage_harness.helm import ALL_OPTIONS, Helm
 
-ALL_OPTIONS = CHART / "ci" / "all-options-values.yaml"
 Rules = set[tuple[str, str, str]]  # (apiGroup, resource, verb)
 
 # What the operator's code does with the API (sage_operator through sage_kube, and kopf's watches),

@@ -87,7 +87,7 @@ class _PassthroughStream:
         return self.tap.tokens if self.tap is not None else None
 
     def feed(self, chunk: bytes) -> bytes:
-        self._tail = (self._tail + chunk)[-32:]
+        self._tail = (self._tail + chunk[-32:])[-32:]  # never a copy of the whole chunk
         if not self._error_seen and b'"error"' in chunk:
             self._error_seen = True  # the replica ended it with an error event of its own
         return self.tap.feed(chunk) if self.tap is not None else chunk

@@ -17,7 +17,8 @@ class Drain:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.draining = False
-        self._on_expiry: list[Callable[[], None]] = []
+        self._on_expiry: dict[Callable[[], None], None] = {}
+        """An ordered set: streams register and forget themselves one by one."""
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -25,7 +26,7 @@ class Drain:
         self._loop = loop
 
     def on_expiry(self, callback: Callable[[], None]) -> None:
-        self._on_expiry.append(callback)
+        self._on_expiry[callback] = None
 
     def begin_threadsafe(self) -> None:
         if self._loop is not None:
@@ -45,5 +46,4 @@ class Drain:
 
     def forget(self, callback: Callable[[], None]) -> None:
         """A stream that ended by itself no longer needs ending."""
-        if callback in self._on_expiry:
-            self._on_expiry.remove(callback)
+        self._on_expiry.pop(callback, None)

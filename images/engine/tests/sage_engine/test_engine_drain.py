@@ -4,9 +4,11 @@ finish within its drain time, and ends one that outlives it with an error event.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -41,14 +43,22 @@ def refuses_connections(url: str) -> bool:
     return False
 
 
-def test_a_generation_streaming_at_sigterm_finishes() -> None:
+@contextlib.contextmanager
+def sigterm_after_the_first_token(drain_seconds: float, words: int) -> Iterator[tuple[EngineProcess, Iterator[str]]]:
+    """A paced engine streaming a reply of `words` tokens, sent SIGTERM once the first is out;
+    yields the engine and the rest of the stream's lines."""
     with (
-        paced_engine(30) as engine,
-        httpx.stream("POST", f"{engine.base_url}/v1/chat/completions", json=chat(40)) as response,
+        paced_engine(drain_seconds) as engine,
+        httpx.stream("POST", f"{engine.base_url}/v1/chat/completions", json=chat(words)) as response,
     ):
         lines = response.iter_lines()
         next(line for line in lines if line.startswith("data: {"))
         engine.signal(signal.SIGTERM)
+        yield engine, lines
+
+
+def test_a_generation_streaming_at_sigterm_finishes() -> None:
+    with sigterm_after_the_first_token(30, 40) as (engine, lines):
         assert refuses_connections(f"{engine.base_url}/health")
         rest = list(lines)
         text = "".join(
@@ -63,13 +73,7 @@ def test_a_generation_streaming_at_sigterm_finishes() -> None:
 
 
 def test_a_generation_that_outlives_the_drain_ends_with_an_error_event() -> None:
-    with (
-        paced_engine(0.5) as engine,
-        httpx.stream("POST", f"{engine.base_url}/v1/chat/completions", json=chat(400)) as response,
-    ):
-        lines = response.iter_lines()
-        next(line for line in lines if line.startswith("data: {"))
-        engine.signal(signal.SIGTERM)
+    with sigterm_after_the_first_token(0.5, 400) as (engine, lines):
         rest = [line for line in lines if line.startswith("data: ")]
         errors = [json.loads(line[6:])["error"] for line in rest if '"error"' in line]
     assert [error["code"] for error in errors] == ["shutting_down"]

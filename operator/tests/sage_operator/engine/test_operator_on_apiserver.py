@@ -5,84 +5,23 @@ kubelet by patching pod status, and a real engine process on loopback plays a re
 
 from __future__ import annotations
 
-import base64
 import json
-from pathlib import Path
-from typing import Any
 
-import httpx
-
-from sage_harness.engines import EngineProcess
 from sage_harness.kubectl import Kubectl
 from sage_harness.operator_process import OperatorProcess
 from sage_harness.waiting import wait_until
-from sage_testing.kubelet import report_pod_ready
-from sage_testing.plugin import ENGINE_PEERS
-
-ENGINE = """
-apiVersion: sage.ai/v1alpha1
-kind: LLMEngine
-metadata: {{name: {name}}}
-spec:
-  model: deterministic
-  backend: {backend}
-  engineKind: {kind}
-  replicas: {replicas}
-"""
-
-
-def apply_engine(
-    kubectl: Kubectl, ns: str, name: str, *, backend: str = "deterministic", kind: str = "llm", replicas: int = 1
-) -> None:
-    kubectl.apply(ENGINE.format(name=name, backend=backend, kind=kind, replicas=replicas), ns)
-
-
-def get(kubectl: Kubectl, ns: str, kind: str, name: str) -> dict[str, Any] | None:
-    result = kubectl.run("get", kind, name, "-n", ns, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def must_get(kubectl: Kubectl, ns: str, kind: str, name: str) -> dict[str, Any]:
-    found = get(kubectl, ns, kind, name)
-    assert found is not None, f"{kind} {ns}/{name} does not exist"
-    return found
-
-
-def engine_status(kubectl: Kubectl, ns: str, name: str) -> dict[str, Any]:
-    engine = get(kubectl, ns, "llmengine", name) or {}
-    status: dict[str, Any] = engine.get("status") or {}
-    return status
-
-
-def wait_phase(kubectl: Kubectl, ns: str, name: str, phase: str, timeout: float = 60) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        status = engine_status(kubectl, ns, name)
-        return status if status.get("phase") == phase else None
-
-    return wait_until(reached, f"engine {ns}/{name} phase {phase}", timeout)
-
-
-def engine_pods(kubectl: Kubectl, ns: str, name: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = kubectl.json("get", "pods", "-n", ns, "-l", f"sage.ai/engine={name}")["items"]
-    return [pod for pod in items if not pod["metadata"].get("deletionTimestamp")]
-
-
-def the_pod(kubectl: Kubectl, ns: str, name: str) -> str:
-    pods = wait_until(lambda: engine_pods(kubectl, ns, name), f"a pod of {name}")
-    return str(pods[0]["metadata"]["name"])
-
-
-def set_pod_status(kubectl: Kubectl, ns: str, pod: str, *, ready: bool, containers: list[dict[str, Any]] | None = None,
-                   ip: str = "127.0.0.1", restarts: int = 0) -> None:  # fmt: skip
-    """What a kubelet would report: scheduled, running, ready or not."""
-    report_pod_ready(kubectl, ns, pod, container="engine", ip=ip, ready=ready, restarts=restarts, containers=containers)
-
-
-def event_reasons(kubectl: Kubectl, ns: str, name: str) -> list[str]:
-    events = kubectl.json(
-        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name},involvedObject.kind=LLMEngine"
-    )
-    return [e["reason"] for e in sorted(events["items"], key=lambda e: e["metadata"]["creationTimestamp"])]
+from sage_testing.engine_objects import (
+    ENGINE,
+    apply_engine,
+    engine_pods,
+    engine_status,
+    event_reasons,
+    get,
+    must_get,
+    set_pod_status,
+    the_pod,
+    wait_phase,
+)
 
 
 def test_engine_gets_its_deployment_and_service(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
@@ -120,31 +59,6 @@ def test_engine_gets_its_deployment_and_service(operator: OperatorProcess, kubec
     assert status["backend"] == "deterministic"
     assert status["endpoint"] == f"http://echo.{namespace}.svc:8000"
     assert status["selector"] == "sage.ai/engine=echo"
-
-
-def test_engine_pods_are_fenced_in(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
-    """An account of their own with no token, and a NetworkPolicy admitting only the configured
-    peers (the chart's gateway and operator) to the engine port."""
-    apply_engine(kubectl, namespace, "fenced")
-    account = wait_until(lambda: get(kubectl, namespace, "serviceaccount", "fenced-engine"), "the ServiceAccount")
-    policy = wait_until(lambda: get(kubectl, namespace, "networkpolicy", "fenced"), "the NetworkPolicy")
-    deployment = must_get(kubectl, namespace, "deployment", "fenced")
-    pod_spec = deployment["spec"]["template"]["spec"]
-    assert pod_spec["serviceAccountName"] == "fenced-engine"
-    assert pod_spec["automountServiceAccountToken"] is False
-    assert account["automountServiceAccountToken"] is False
-    assert policy["spec"]["podSelector"] == {"matchLabels": {"sage.ai/engine": "fenced"}}
-    assert policy["spec"]["policyTypes"] == ["Ingress"]
-    (rule,) = policy["spec"]["ingress"]
-    assert rule["from"] == ENGINE_PEERS
-    assert rule["ports"] == [{"protocol": "TCP", "port": 8000}]
-    budget = wait_until(lambda: get(kubectl, namespace, "poddisruptionbudget", "fenced"), "the disruption budget")
-    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"sage.ai/engine": "fenced"}}}
-    (spread,) = pod_spec["topologySpreadConstraints"]
-    assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "ScheduleAnyway")
-    pod = wait_until(lambda: engine_pods(kubectl, namespace, "fenced"), "a pod")[0]
-    assert pod["spec"]["serviceAccountName"] == "fenced-engine"
-    assert "volumes" not in pod["spec"] or all("projected" not in v for v in pod["spec"]["volumes"])
 
 
 def test_readiness_drives_deploying_loading_ready(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
@@ -317,69 +231,6 @@ def test_restart_mid_way_keeps_children_and_status(operator: OperatorProcess, ku
     deployments = kubectl.json("get", "deployments", "-n", namespace, "-l", "sage.ai/engine=steady")["items"]
     assert [d["metadata"]["uid"] for d in deployments] == [deployment["metadata"]["uid"]]
     assert event_reasons(kubectl, namespace, "steady").count("Loading") == 1
-
-
-def test_static_adapters_are_loaded_into_ready_pods(
-    operator: OperatorProcess, kubectl: Kubectl, namespace: str, engine_port: int, tmp_path: Path
-) -> None:
-    manifest = ENGINE.format(name="chat", backend="deterministic", kind="llm", replicas=1) + (
-        "  adapters: [{name: support-bot, source: pvc://adapters/support-bot}]\n"
-    )
-    kubectl.apply(manifest, namespace)
-    deployment = wait_until(lambda: get(kubectl, namespace, "deployment", "chat"), "the Deployment")
-    pod_spec = deployment["spec"]["template"]["spec"]
-    mounts = pod_spec["containers"][0]["volumeMounts"]
-    assert {"name": "pvc-0", "mountPath": "/adapters/adapters", "readOnly": True} in mounts
-    # What a starting pod loads before it turns ready: a ConfigMap (a new adapter rolls no pod).
-    listed = wait_until(lambda: get(kubectl, namespace, "configmap", "chat-adapters"), "the adapter list")
-    assert json.loads(listed["data"]["adapters.json"]) == {"support-bot": "/adapters/adapters/support-bot"}
-    assert {"name": "adapter-list", "mountPath": "/etc/sage/adapters", "readOnly": True} in mounts
-    # The adapter routes' credential: a Secret the operator created, mounted where the engine reads it.
-    (admin,) = [volume for volume in pod_spec["volumes"] if volume["name"] == "admin"]
-    secret = must_get(kubectl, namespace, "secret", admin["secret"]["secretName"])
-    assert secret["metadata"]["ownerReferences"][0]["kind"] == "LLMEngine"
-    token_file = tmp_path / "token"
-    token_file.write_bytes(base64.b64decode(secret["data"]["token"]))
-    env = {item["name"]: item.get("value") for item in pod_spec["containers"][0]["env"]}
-    assert env["SAGE_ENGINE_ADMIN_TOKEN_FILE"] == "/var/run/sage/admin/token"
-    assert {"name": "admin", "mountPath": "/var/run/sage/admin", "readOnly": True} in mounts
-    pod = the_pod(kubectl, namespace, "chat")
-    engine = EngineProcess(
-        "deterministic",
-        "deterministic",
-        served_model_name="chat",
-        port=engine_port,
-        env={"SAGE_ENGINE_ADMIN_TOKEN_FILE": str(token_file)},
-    )
-    try:
-        # The pod reports ready before its server answers: the operator's first attempts fail and
-        # back off; once the engine is up the adapter gets loaded.
-        set_pod_status(kubectl, namespace, pod, ready=True)
-        wait_phase(kubectl, namespace, "chat", "Ready")
-        assert engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat"]
-        engine.start()
-        wait_until(lambda: "support-bot" in served_ids(engine), "the adapter loaded into the engine")
-        wait_until(
-            lambda: engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat", "support-bot"],
-            "the adapter in servedModels",
-        )
-        # The container restarts (a new process, a new log): its adapters are gone until the
-        # operator loads them again.
-        loaded = "loaded LoRA adapter 'support-bot' from /adapters/adapters/support-bot"
-        assert loaded in engine.log()
-        engine.stop()
-        engine.start()
-        set_pod_status(kubectl, namespace, pod, ready=True, restarts=1)
-        wait_until(lambda: loaded in engine.log(since_launch=True), "the adapter reloaded into the restarted engine")
-        assert "support-bot" in served_ids(engine)
-        anyone = httpx.post(f"{engine.base_url}/v1/unload_lora_adapter", json={"lora_name": "support-bot"})
-        assert anyone.status_code == 401  # only the operator's token changes what the engine serves
-    finally:
-        engine.stop()
-
-
-def served_ids(engine: EngineProcess) -> set[str]:
-    return {model["id"] for model in httpx.get(f"{engine.base_url}/v1/models").json()["data"]}
 
 
 def test_a_child_the_api_server_refuses_is_reported_not_retried(
