@@ -54,19 +54,20 @@ def test_engine_pods_are_fenced_in(operator: OperatorProcess, kubectl: Kubectl, 
     assert "volumes" not in pod["spec"] or all("projected" not in v for v in pod["spec"]["volumes"])
 
 
+# Its own model name: the name-conflict tests (another module) claim "chat" in other namespaces.
 def test_static_adapters_are_loaded_into_ready_pods(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str, engine_port: int, tmp_path: Path
 ) -> None:
-    manifest = ENGINE.format(name="chat", backend="deterministic", kind="llm", replicas=1) + (
+    manifest = ENGINE.format(name="adapted", backend="deterministic", kind="llm", replicas=1) + (
         "  adapters: [{name: support-bot, source: pvc://adapters/support-bot}]\n"
     )
     kubectl.apply(manifest, namespace)
-    deployment = wait_until(lambda: get(kubectl, namespace, "deployment", "chat"), "the Deployment")
+    deployment = wait_until(lambda: get(kubectl, namespace, "deployment", "adapted"), "the Deployment")
     pod_spec = deployment["spec"]["template"]["spec"]
     mounts = pod_spec["containers"][0]["volumeMounts"]
     assert {"name": "pvc-0", "mountPath": "/adapters/adapters", "readOnly": True} in mounts
     # What a starting pod loads before it turns ready: a ConfigMap (a new adapter rolls no pod).
-    listed = wait_until(lambda: get(kubectl, namespace, "configmap", "chat-adapters"), "the adapter list")
+    listed = wait_until(lambda: get(kubectl, namespace, "configmap", "adapted-adapters"), "the adapter list")
     assert json.loads(listed["data"]["adapters.json"]) == {"support-bot": "/adapters/adapters/support-bot"}
     assert {"name": "adapter-list", "mountPath": "/etc/sage/adapters", "readOnly": True} in mounts
     # The adapter routes' credential: a Secret the operator created, mounted where the engine reads it.
@@ -78,11 +79,11 @@ def test_static_adapters_are_loaded_into_ready_pods(
     env = {item["name"]: item.get("value") for item in pod_spec["containers"][0]["env"]}
     assert env["SAGE_ENGINE_ADMIN_TOKEN_FILE"] == "/var/run/sage/admin/token"
     assert {"name": "admin", "mountPath": "/var/run/sage/admin", "readOnly": True} in mounts
-    pod = the_pod(kubectl, namespace, "chat")
+    pod = the_pod(kubectl, namespace, "adapted")
     engine = EngineProcess(
         "deterministic",
         "deterministic",
-        served_model_name="chat",
+        served_model_name="adapted",
         port=engine_port,
         env={"SAGE_ENGINE_ADMIN_TOKEN_FILE": str(token_file)},
     )
@@ -90,12 +91,12 @@ def test_static_adapters_are_loaded_into_ready_pods(
         # The pod reports ready before its server answers: the operator's first attempts fail and
         # back off; once the engine is up the adapter gets loaded.
         set_pod_status(kubectl, namespace, pod, ready=True)
-        wait_phase(kubectl, namespace, "chat", "Ready")
-        assert engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat"]
+        wait_phase(kubectl, namespace, "adapted", "Ready")
+        assert engine_status(kubectl, namespace, "adapted")["servedModels"] == ["adapted"]
         engine.start()
         wait_until(lambda: "support-bot" in served_ids(engine), "the adapter loaded into the engine")
         wait_until(
-            lambda: engine_status(kubectl, namespace, "chat")["servedModels"] == ["chat", "support-bot"],
+            lambda: engine_status(kubectl, namespace, "adapted")["servedModels"] == ["adapted", "support-bot"],
             "the adapter in servedModels",
         )
         # The container restarts (a new process, a new log): its adapters are gone until the
