@@ -188,7 +188,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
 def _add_health_routes(app: FastAPI) -> None:
     @app.get("/healthz")
-    async def healthz() -> Response:
+    async def healthz(request: Request) -> Response:
+        # Liveness: a discovery or key watch that ended can only be mended by a restart, so it
+        # fails here and the kubelet restarts the pod instead of leaving it unready for ever.
+        state: GatewayState = request.app.state.gateway
+        if state.discovery_error is not None:
+            message = f"Discovery stopped: {state.discovery_error}; the gateway needs a restart."
+            return error_response(WireError(503, message, "discovery_stopped"))
         return Response(b'{"status":"ok"}', media_type=JSON)
 
     @app.get("/readyz")

@@ -3,6 +3,10 @@
 Lists once, then watches from the list's resourceVersion with bookmarks; resumes from the last
 resourceVersion when a watch ends; relists on 410 Gone (reporting objects that vanished meanwhile
 as deletions); backs off on connection errors. Each change is handed to a callback.
+
+It never stops on its own: an error it did not expect (a body it cannot read, a bug) is logged
+with its traceback and answered with a fresh list after the backoff, as client-go's reflector
+does, so that one odd response cannot leave a gateway or operator blind until it is restarted.
 """
 
 from __future__ import annotations
@@ -94,5 +98,10 @@ class Informer:
                 need_list = True
             except (ApiError, httpx.HTTPError, ValueError) as error:
                 log.warning("watch of %s failed: %s; retrying in %.1fs", self.path, error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception:
+                log.exception("watch of %s failed unexpectedly; relisting in %.1fs", self.path, backoff)
+                need_list = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)

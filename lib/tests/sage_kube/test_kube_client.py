@@ -95,6 +95,45 @@ async def test_informer_relist_reports_deletions_missed_while_away(kube: KubeCli
     assert deleted == ["gone"]
 
 
+class OneBadWatch:
+    """The real client, except that its first watch fails the way a body we cannot read would."""
+
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
+        self.failed = False
+
+    async def list(self, path: str, **options: Any) -> dict[str, Any]:
+        return await self.client.list(path, **options)
+
+    async def watch(self, path: str, **options: Any) -> AsyncIterator[dict[str, Any]]:
+        if not self.failed:
+            self.failed = True
+            raise KeyError("a watch event without 'object'")
+        async for event in self.client.watch(path, **options):
+            yield event
+
+
+async def test_informer_recovers_from_an_unexpected_error(kube: KubeClient, namespace: str) -> None:
+    arrived = asyncio.Event()
+    collection = resource_path("v1", "configmaps", namespace)
+    client = OneBadWatch(kube)
+
+    def handler(kind: str, obj: dict[str, Any]) -> None:
+        if obj["metadata"]["name"] == "after-the-error":
+            arrived.set()
+
+    informer = Informer(client, collection, handler)  # type: ignore[arg-type]
+    task = asyncio.create_task(informer.run())
+    try:
+        await asyncio.wait_for(informer.synced.wait(), 30)
+        await kube.create(collection, configmap("after-the-error"))
+        await asyncio.wait_for(arrived.wait(), 30)
+        assert client.failed
+        assert not task.done()
+    finally:
+        task.cancel()
+
+
 async def _next_for(events: asyncio.Queue[tuple[str, str, str]], name: str) -> tuple[str, str, str]:
     while True:
         event = await asyncio.wait_for(events.get(), 30)
