@@ -50,7 +50,13 @@ class GatewayMetrics:
         )
         self.retries = Counter(
             "sage_gateway_retries",
-            "Requests moved to another replica after a connect failure.",
+            "Requests moved to another replica: a connect failure, or a replica without the adapter asked for.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.adapter_misses = Counter(
+            "sage_gateway_adapter_misses",
+            "Replicas that answered 404 for an adapter their engine serves (not loaded there yet).",
             ["model"],
             registry=self.registry,
         )

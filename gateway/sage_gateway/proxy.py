@@ -3,8 +3,9 @@ pick a ready replica, send the body, retry connect failures on another replica, 
 the answer in the client's protocol (see `relay`), keep in-flight counts, and record metrics.
 
 A request may move to another replica only before any byte of the response went to the client:
-when connecting fails, or when a kept-alive connection turns out to be dead before the response
-started (the replica went away). Slow replicas (read timeouts) are not retried.
+when connecting fails, when a kept-alive connection turns out to be dead before the response
+started (the replica went away), or when a replica answers 404 for an adapter its engine serves
+(it has not loaded it yet; see adapter_misses). Slow replicas (read timeouts) are not retried.
 
 The upstream client is aiohttp: profiling the gateway with httpx showed httpcore's connection
 pool taking most of the time per request (10-30x slower than aiohttp on the benchmark), and the
@@ -20,6 +21,7 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from sage_gateway.adapter_misses import AdapterMisses
 from sage_gateway.auth.keys import KeyPolicy
 from sage_gateway.auth.usage import body_usage
 from sage_gateway.errors import model_not_found, no_ready_replica, upstream_failed, upstream_timeout
@@ -80,6 +82,10 @@ class Proxy:
     _streams: dict[int, _Upstream] = field(default_factory=dict)
     """Streams being relayed (by id of their upstream), which a drain that runs out ends."""
     _cut: set[int] = field(default_factory=set)
+    misses: AdapterMisses = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.misses = AdapterMisses(self.settings.adapter_miss_seconds)
 
     def end_open_streams(self) -> None:
         """Ends every stream still open (the drain time is over): each gets an error event."""
@@ -141,7 +147,8 @@ class Proxy:
         return policy
 
     def _pick(self, route: Route, affinity_key: str | None, exclude: set[str]) -> str | None:
-        urls = [url for url in route.urls if url not in exclude] if exclude else route.urls
+        urls = self.misses.serving(route.model, route.urls) if route.model in route.engine.adapters else route.urls
+        urls = [url for url in urls if url not in exclude] if exclude else urls
         if not urls:
             return None
         return self._policy(route, affinity_key is not None).choose(urls, self.inflight.counts, affinity_key)
@@ -190,6 +197,14 @@ class Proxy:
             except BaseException:
                 self._finish(url)
                 raise
+            if response.status == 404 and model in route.engine.adapters:
+                self.misses.missed(model, url)
+                self.metrics.adapter_misses.labels(model).inc()
+                others = attempt < self.settings.connect_retries and any(u not in tried for u in route.urls)
+                if others:
+                    self._close(_Upstream(url, response))
+                    last_error = f"{url} does not serve the adapter {model}"
+                    continue
             return _Upstream(url, response)
         raise upstream_failed(model, last_error)
 

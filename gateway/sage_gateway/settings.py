@@ -61,6 +61,9 @@ class GatewaySettings(BaseSettings):
     max_inflight_requests: int = Field(default=4096, ge=1)
     """Requests in flight at once (streams included); beyond, 503 with Retry-After."""
 
+    adapter_miss_seconds: float = Field(default=10.0, gt=0)
+    """How long a replica that answered 404 for an adapter is passed over for that adapter."""
+
     retry_after_seconds: int = Field(default=5, ge=1)
 
     drain_seconds: float = Field(default=120.0, ge=0)

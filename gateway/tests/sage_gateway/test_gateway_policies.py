@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from sage_gateway.adapter_misses import AdapterMisses
 from sage_gateway.policies import InflightCounter, LeastInflight, PrefixHash
 
 URLS = [f"http://10.0.0.{n}:8000" for n in range(1, 5)]
@@ -84,3 +85,17 @@ def test_prefix_hash_without_a_prefix_is_least_inflight() -> None:
 def test_prefix_hash_refuses_a_factor_that_cannot_bound() -> None:
     with pytest.raises(ValueError, match="above 1"):
         PrefixHash(factor=1.0)
+
+
+def test_adapter_misses_pass_a_replica_over_until_they_expire() -> None:
+    now = [100.0]
+    misses = AdapterMisses(5.0, clock=lambda: now[0])
+    urls = ["http://a", "http://b"]
+    misses.missed("bot", "http://b")
+    assert misses.serving("bot", urls) == ["http://a"]
+    assert misses.serving("other-adapter", urls) == urls
+    misses.missed("bot", "http://a")
+    assert misses.serving("bot", urls) == urls  # none left: ask them all rather than refuse
+    now[0] += 5.0
+    misses.missed("bot", "http://a")
+    assert misses.serving("bot", urls) == ["http://b"]
