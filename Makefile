@@ -23,7 +23,7 @@ env: ## Create the Python environment (once per machine; PyTorch is large) and i
 	@$(call timed,venv=$$(.ci/python-env.sh) && ln -sfn "$$venv" $(VENV),env)
 
 .PHONY: binaries
-binaries: ## Build kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, helm from Go modules (cached)
+binaries: ## Build kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, helm, kube-score from Go modules (cached)
 	@$(call timed,e2e/envtest/build-binaries.sh >/dev/null,binaries)
 
 .PHONY: crds
@@ -31,7 +31,7 @@ crds: env-ready ## Regenerate crds/ and charts/sage/crds/ from the pydantic mode
 	@$(PY) -m sage_api.write_crds crds $$( [ -d charts/sage ] && echo charts/sage/crds )
 
 .PHONY: lint
-lint: env-ready ## ruff (lint + format check), mypy --strict, import-linter contracts, CRDs current
+lint: env-ready binaries ## ruff (lint + format check), mypy --strict, import-linter contracts, CRDs current, kube-score
 	@$(call timed,$(MAKE) --no-print-directory lint-steps,lint)
 
 .PHONY: lint-steps
@@ -41,6 +41,7 @@ lint-steps:
 	$(VENV)/bin/mypy $$(for d in lib operator gateway cli images e2e; do [ -n "$$(find $$d -name '*.py' -print -quit 2>/dev/null)" ] && echo $$d; done)
 	$(VENV)/bin/lint-imports
 	$(PY) -m sage_api.write_crds --check crds $$( [ -d charts/sage ] && echo charts/sage/crds )
+	$(PY) -m sage_harness.kube_score
 
 .PHONY: fmt
 fmt: env-ready ## Format and auto-fix with ruff

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the integration tier runs (kube-apiserver,
-# kube-controller-manager, etcd), the node tier's (kubelet, kube-scheduler, kube-proxy), and the
-# clients tests type (kubectl, helm), from Go modules, into a cache folder keyed by version, so that
-# only the first run on a machine pays.
+# kube-controller-manager, etcd), the node tier's (kubelet, kube-scheduler, kube-proxy), the
+# clients tests type (kubectl, helm) and the linter `make lint` runs (kube-score), from Go modules,
+# into a cache folder keyed by version, so that only the first run on a machine pays.
 #
 # Why wrapper modules: `go install k8s.io/kubernetes/cmd/...@vX` is refused
 # because k8s.io/kubernetes requires its staging modules at v0.0.0 through
@@ -17,6 +17,8 @@ set -euo pipefail
 KUBE_VERSION="${SAGE_KUBE_VERSION:-1.35.4}"
 ETCD_VERSION="${SAGE_ETCD_VERSION:-3.6.16}"
 HELM_VERSION="${SAGE_HELM_VERSION:-3.19.5}"
+# kube-score lints the chart's renders and the operator's children in `make lint`.
+KUBE_SCORE_VERSION="${SAGE_KUBE_SCORE_VERSION:-1.20.0}"
 
 log() { printf '[build-binaries %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -31,9 +33,11 @@ fi
 
 # Built from k8s.io/kubernetes by one wrapper module (one module graph, one shared build cache).
 kube_wanted=(kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy)
-wanted=("${kube_wanted[@]}" etcd helm)
+wanted=("${kube_wanted[@]}" etcd helm kube-score)
 missing=()
 for b in "${wanted[@]}"; do [[ -x "$dest/$b" ]] || missing+=("$b"); done
+# kube-score is versioned apart from the folder's key: a marker says which one is there.
+[[ "$(cat "$dest/kube-score.version" 2>/dev/null)" == "$KUBE_SCORE_VERSION" ]] || missing+=(kube-score)
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "$dest"
   exit 0
@@ -124,11 +128,20 @@ build_helm() {
   mv "$gobin/helm" "$dest/helm"
 }
 
+build_kube_score() {
+  log "kube-score: building v${KUBE_SCORE_VERSION}"
+  local gobin="$work/kube-score-bin"
+  GOBIN="$gobin" go install -trimpath -ldflags "-s -w" "github.com/zegl/kube-score/cmd/kube-score@v${KUBE_SCORE_VERSION}" >&2
+  mv "$gobin/kube-score" "$dest/kube-score"
+  echo "$KUBE_SCORE_VERSION" >"$dest/kube-score.version"
+}
+
 start=$SECONDS
 [[ -x "$dest/etcd" ]] || build_etcd
 for b in "${kube_wanted[@]}"; do
   if [[ ! -x "$dest/$b" ]]; then build_kube; break; fi
 done
 [[ -x "$dest/helm" ]] || build_helm
+[[ "$(cat "$dest/kube-score.version" 2>/dev/null)" == "$KUBE_SCORE_VERSION" ]] || build_kube_score
 log "binaries ready in $dest ($((SECONDS - start))s)"
 echo "$dest"

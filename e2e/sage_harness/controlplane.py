@@ -14,11 +14,13 @@ kubelet and no scheduler: pods never run, which is what engine processes on loop
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import ssl
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -258,6 +260,18 @@ class ControlPlane(Started):
             apiserver.wait_http_ok(f"{self.server}/readyz", timeout, verify=self.ssl_context())
         except ProcessError as error:
             raise ControlPlaneError(str(error)) from None
+
+    @contextlib.contextmanager
+    def api_server_down(self) -> Iterator[None]:
+        """The API server stopped for the duration of the block (etcd, and so every object, stays),
+        then started again with the same flags on the same address, and waited for."""
+        apiserver = next(p for p in self._processes if p.name == "kube-apiserver")
+        apiserver.stop(grace=15)
+        try:
+            yield
+        finally:
+            apiserver.launch()
+            self._wait_ready()
 
     def stop(self) -> None:
         for process in reversed(self._processes):

@@ -68,6 +68,17 @@ def engine_port() -> int:
     return free_port()
 
 
+def operator_env(engine_port: int) -> dict[str, str]:
+    """The settings every test operator runs with (see `operator`)."""
+    return {
+        "SAGE_OPERATOR_ENGINE_PORT": str(engine_port),
+        "SAGE_OPERATOR_RESYNC_SECONDS": "2",
+        "SAGE_OPERATOR_FINETUNE_IMAGE": "sage/finetune:test",
+        "SAGE_OPERATOR_ENGINE_PEERS": json.dumps(ENGINE_PEERS),
+        "SAGE_OPERATOR_ADMIN_KEY": "a-test-key-for-adapter-credentials",
+    }
+
+
 @pytest.fixture(scope="session")
 def operator(
     control_plane: ControlPlane, engine_port: int, tmp_path_factory: pytest.TempPathFactory
@@ -75,14 +86,7 @@ def operator(
     """The one operator process every API-server test module shares (reconciling every namespace).
     A test that restarts it leaves it running again."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {
-        "SAGE_OPERATOR_ENGINE_PORT": str(engine_port),
-        "SAGE_OPERATOR_RESYNC_SECONDS": "2",
-        "SAGE_OPERATOR_FINETUNE_IMAGE": "sage/finetune:test",
-        "SAGE_OPERATOR_ENGINE_PEERS": json.dumps(ENGINE_PEERS),
-        "SAGE_OPERATOR_ADMIN_KEY": "a-test-key-for-adapter-credentials",
-    }
-    with OperatorProcess(control_plane.kubeconfig, log, env=env) as process:
+    with OperatorProcess(control_plane.kubeconfig, log, env=operator_env(engine_port)) as process:
         yield process
         print(process.log_tail(200))
 

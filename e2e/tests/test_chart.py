@@ -117,6 +117,8 @@ def test_defaults_render_operator_and_gateway_cluster_wide(helm: Helm) -> None:
         + ["Deployment"] * 2
         + ["Service"]
         + ["Secret"]  # the operator's admin key
+        + ["NetworkPolicy"] * 2  # the gateway's and the operator's own pods
+        + ["PodDisruptionBudget"]  # the gateway's
         + ["Pod"]  # the `helm test` hook
     )
     gateway = one(objects, "Deployment", "sage-gateway")
@@ -294,9 +296,28 @@ def test_the_kind_suite_sets_only_values_the_chart_has(helm: Helm) -> None:
 
 
 def test_disruption_budget_keeps_gateway_pods(helm: Helm) -> None:
-    assert find(helm.template(), "PodDisruptionBudget") == []
+    """On by default with maxUnavailable (one replica never blocks a drain); minAvailable wins when set."""
+    default = one(helm.template(), "PodDisruptionBudget", "sage-gateway")
+    assert default["spec"]["maxUnavailable"] == 1
+    assert "minAvailable" not in default["spec"]
     objects = helm.template("-f", str(ALL_OPTIONS))
     budget = one(objects, "PodDisruptionBudget", "sage-gateway")
     assert budget["spec"]["minAvailable"] == 2
+    assert "maxUnavailable" not in budget["spec"]
     pod_labels = one(objects, "Deployment", "sage-gateway")["spec"]["template"]["metadata"]["labels"]
     assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    off = helm.template("--set", "gateway.podDisruptionBudget.enabled=false")
+    assert find(off, "PodDisruptionBudget") == []
+
+
+def test_gateway_replicas_prefer_different_nodes(helm: Helm) -> None:
+    objects = helm.template()
+    pod = one(objects, "Deployment", "sage-gateway")["spec"]["template"]
+    (term,) = pod["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    mine: dict[str, Any] = {
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}
+    }
+    custom = helm.template("--set-json", f"gateway.affinity={json.dumps(mine)}")
+    assert one(custom, "Deployment", "sage-gateway")["spec"]["template"]["spec"]["affinity"] == mine

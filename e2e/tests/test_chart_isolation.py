@@ -79,7 +79,23 @@ def test_engine_peers_are_the_releases_gateway_and_operator(helm: Helm) -> None:
     for peer in peers[:2]:
         assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "sage-system"}
     assert peers[2:] == [{"ipBlock": {"cidr": "10.9.0.0/16"}}]
-    assert find(objects, "NetworkPolicy") == []  # one per engine, by the operator, in every namespace
+    # Engines get theirs from the operator, one per engine in every namespace; the chart's are its own pods'.
+    assert sorted(p["metadata"]["name"] for p in find(objects, "NetworkPolicy")) == ["sage-gateway", "sage-operator"]
+
+
+def test_gateway_and_operator_pods_admit_only_their_serving_port(helm: Helm) -> None:
+    objects = helm.template("--set", "gateway.port=9090", "--set", "operator.healthPort=9091")
+    for component, port in (("gateway", 9090), ("operator", 9091)):
+        policy = one(objects, "NetworkPolicy", f"sage-{component}")
+        pod_labels = one(objects, "Deployment", f"sage-{component}")["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": port}]}]
+    gateway_labels = one(objects, "Deployment", "sage-gateway")["spec"]["template"]["metadata"]["labels"]
+    operator_selector = one(objects, "NetworkPolicy", "sage-operator")["spec"]["podSelector"]["matchLabels"]
+    assert not operator_selector.items() <= gateway_labels.items(), "the operator's policy selects gateway pods"
+    only_operator = helm.template("--set", "gateway.enabled=false")
+    assert [p["metadata"]["name"] for p in find(only_operator, "NetworkPolicy")] == ["sage-operator"]
 
 
 def test_the_operator_gets_its_admin_key_from_a_secret(helm: Helm) -> None:
@@ -102,9 +118,10 @@ def test_the_operator_gets_its_admin_key_from_a_secret(helm: Helm) -> None:
     assert find(mine, "Secret") == []
 
 
-def test_engine_network_policies_can_be_turned_off(helm: Helm) -> None:
+def test_network_policies_can_be_turned_off(helm: Helm) -> None:
     objects = helm.template("--set", "networkPolicy.enabled=false")
     assert "SAGE_OPERATOR_ENGINE_PEERS" not in env_of(one(objects, "Deployment", "sage-operator"))
+    assert find(objects, "NetworkPolicy") == []
 
 
 def test_shared_model_names_reach_both_components(helm: Helm) -> None:

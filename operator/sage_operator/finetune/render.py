@@ -65,17 +65,21 @@ def _runner_env(job: FinetuneJob, dataset: Mount, output: Mount) -> list[dict[st
     return [*env, {"name": "HF_HOME", "value": f"{output_mount(job).mount['mountPath']}/.hf-cache"}]
 
 
+# Requests of a runner whose spec gives none. Without any, the pod would be BestEffort: the first
+# evicted under node pressure (losing the steps since its last checkpoint), and scheduled anywhere.
+DEFAULT_REQUESTS = {"cpu": "1", "memory": "2Gi"}
+
+
 def _resources(job: FinetuneJob) -> dict[str, Any]:
     resources = job.spec.resources
-    if resources is None:
-        return {}
     limits: dict[str, Any] = {}
-    requests: dict[str, Any] = {}
-    if resources.gpus:
-        limits[resources.gpu_resource_name] = resources.gpus
-    for key, value in (("cpu", resources.cpu), ("memory", resources.memory)):
-        if value is not None:
-            requests[key] = limits[key] = str(value)
+    requests: dict[str, Any] = dict(DEFAULT_REQUESTS)
+    if resources is not None:
+        if resources.gpus:
+            limits[resources.gpu_resource_name] = resources.gpus
+        for key, value in (("cpu", resources.cpu), ("memory", resources.memory)):
+            if value is not None:
+                requests[key] = limits[key] = str(value)
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 
@@ -100,8 +104,7 @@ def render_finetune_job(job: FinetuneJob, *, image: str) -> dict[str, Any]:
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": restricted_container_security(),
     }
-    if resources := _resources(job):
-        container["resources"] = resources
+    container["resources"] = _resources(job)
     job_spec: dict[str, Any] = {
         "backoffLimit": job.spec.backoff_limit,
         "suspend": job.spec.suspend,

@@ -1,14 +1,12 @@
 """Real training on CPU with the tiny random-weight LM: LoRA teaches a codeword it cannot guess,
-progress arrives while it runs, SIGTERM leaves a checkpoint that a second run resumes from, full
-fine-tuning works, and a malformed dataset fails before any model is loaded."""
+progress arrives while it runs, a resumed run trains exactly like an uninterrupted one, full
+fine-tuning works, and a malformed dataset fails before any model is loaded (SIGTERM and SIGKILL:
+test_finetune_interruptions.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from statistics import mean
@@ -23,26 +21,16 @@ from sage_api.finetune import DatasetFormat, FinetuneMethod
 from sage_finetune.checkpoint import CheckpointMismatchError, list_checkpoints
 from sage_finetune.dataset import parse_dataset
 from sage_finetune.encoding import encode_dataset
-from sage_finetune.exits import EXIT_COMPLETED, EXIT_INVALID_INPUT, EXIT_STOPPED
+from sage_finetune.exits import EXIT_COMPLETED, EXIT_INVALID_INPUT
 from sage_finetune.metadata import run_identity
 from sage_finetune.modeling import load_model, load_tokenizer
 from sage_finetune.progress import ProgressLine
 from sage_finetune.run import train
 from sage_finetune.settings import FinetuneSettings
 from sage_finetune.training import Outcome, Trainer
+from sage_testing.finetune_runner import LORA_ENV, read_lines, run_runner, steps_of
 
 pytestmark = pytest.mark.slow
-
-# Tiny model, short sequences, high learning rate: a few dozen steps are enough.
-LORA_ENV = {
-    "SAGE_FT_FORMAT": "chat",
-    "SAGE_FT_METHOD": "lora",
-    "SAGE_FT_RANK": "8",
-    "SAGE_FT_ALPHA": "16",
-    "SAGE_FT_LEARNING_RATE": "0.02",
-    "SAGE_FT_BATCH_SIZE": "4",
-    "SAGE_FT_MAX_SEQ_LENGTH": "64",
-}
 
 
 def greedy_answer(model: Any, tokenizer: Any, prompt: str, *, add_special_tokens: bool) -> str:
@@ -55,25 +43,6 @@ def greedy_answer(model: Any, tokenizer: Any, prompt: str, *, add_special_tokens
 def chat_prompt(tokenizer: Any, question: str) -> str:
     messages = [{"role": "user", "content": question}]
     return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-
-
-def read_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def steps_of(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [line for line in lines if line["event"] == "step"]
-
-
-def run_runner(env: dict[str, str], extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sage_finetune"],
-        env=env | extra,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_lora_teaches_the_codeword_configured_by_environment_variables(
@@ -135,70 +104,6 @@ def test_lora_teaches_the_codeword_configured_by_environment_variables(
     )
     assert codeword not in base_answer
     assert codeword in tuned_answer, tuned_answer
-
-
-def test_sigterm_leaves_a_checkpoint_and_a_second_run_continues_the_step_count(
-    trainable_tiny_lm_path: Path, codeword_chat_dataset: Path, tmp_path: Path, runner_env: dict[str, str]
-) -> None:
-    output = tmp_path / "adapter"
-    termination_log = tmp_path / "termination-log"
-    termination_log.touch()
-    settings = LORA_ENV | {
-        "SAGE_FT_TERMINATION_LOG": str(termination_log),
-        "SAGE_FT_BASE_MODEL": str(trainable_tiny_lm_path),
-        "SAGE_FT_DATASET": str(codeword_chat_dataset),
-        "SAGE_FT_OUTPUT": str(output),
-    }
-    with (tmp_path / "stderr.log").open("w") as stderr:
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "sage_finetune"],
-            env=runner_env | settings | {"SAGE_FT_MAX_STEPS": "100000"},  # cannot finish on its own
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        assert runner.stdout is not None
-        seen: list[dict[str, Any]] = []
-        try:
-            while not seen or seen[-1].get("step", 0) < 5 or seen[-1]["event"] != "step":
-                line = runner.stdout.readline()
-                assert line, f"runner exited early:\n{(tmp_path / 'stderr.log').read_text()[-3000:]}"
-                seen.append(json.loads(line))
-            assert runner.poll() is None  # progress arrived while it was still training
-            runner.send_signal(signal.SIGTERM)
-            seen += [json.loads(line) for line in runner.stdout]
-            assert runner.wait(timeout=120) == EXIT_STOPPED
-        finally:
-            if runner.poll() is None:
-                runner.kill()
-                runner.wait()
-
-    stopped = seen[-1]
-    last_step = steps_of(seen)[-1]["step"]
-    assert stopped["event"] == "stopped"
-    assert stopped["step"] == last_step >= 5
-    checkpoint = output / "checkpoints" / f"step-{last_step}"
-    assert stopped["checkpoint"] == str(checkpoint)
-    assert {p.name for p in checkpoint.iterdir()} == {
-        "trainable.safetensors",
-        "optimizer.pt",
-        "scheduler.pt",
-        "rng.pt",
-        "trainer_state.json",
-    }
-    assert not (output / "sage-finetune.json").exists()
-    assert termination_log.read_text() == f"stopped at step {last_step} of 100000; checkpoint {checkpoint}\n"
-
-    resumed = run_runner(runner_env, settings | {"SAGE_FT_MAX_STEPS": str(last_step + 5)})
-
-    assert resumed.returncode == EXIT_COMPLETED, resumed.stderr
-    lines = [json.loads(line) for line in resumed.stdout.splitlines()]
-    assert lines[0]["event"] == "started"
-    assert lines[0]["step"] == last_step
-    assert f"resuming at step {last_step}" in lines[0]["message"]
-    assert [line["step"] for line in steps_of(lines)] == list(range(last_step + 1, last_step + 6))
-    assert json.loads((output / "sage-finetune.json").read_text())["steps"] == last_step + 5
-    assert read_lines(output / "progress.jsonl") == seen + lines  # one file across both attempts
 
 
 def _settings(trainable_tiny_lm_path: Path, dataset: Path, output: Path, **overrides: Any) -> FinetuneSettings:

@@ -6,6 +6,7 @@ kubelet by patching pod status, and a real engine process on loopback plays a re
 from __future__ import annotations
 
 import json
+import signal
 
 from sage_harness.kubectl import Kubectl
 from sage_harness.operator_process import OperatorProcess
@@ -231,6 +232,37 @@ def test_restart_mid_way_keeps_children_and_status(operator: OperatorProcess, ku
     deployments = kubectl.json("get", "deployments", "-n", namespace, "-l", "sage.ai/engine=steady")["items"]
     assert [d["metadata"]["uid"] for d in deployments] == [deployment["metadata"]["uid"]]
     assert event_reasons(kubectl, namespace, "steady").count("Loading") == 1
+
+
+def test_an_operator_killed_mid_reconcile_finishes_the_work_once(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    """SIGKILL (no shutdown, nothing flushed) while a batch of engines is half reconciled: the next
+    process finishes the batch, every engine with its children and its status, one Deployment each."""
+    names = [f"batch-{n}" for n in range(16)]
+    kubectl.apply(
+        "\n---\n".join(ENGINE.format(name=name, backend="deterministic", kind="llm", replicas=1) for name in names),
+        namespace,
+    )
+
+    def made() -> list[str]:
+        deployments = kubectl.json("get", "deployments", "-n", namespace)["items"]
+        return [d["metadata"]["name"] for d in deployments]
+
+    wait_until(lambda: made() or None, "the first Deployment of the batch", interval=0.01)
+    operator.signal(signal.SIGKILL)
+    operator.wait_exit(30)
+    operator.stop()  # closes its log; the process is gone already
+    half_done = made()
+    operator.start()
+    for name in names:
+        wait_phase(kubectl, namespace, name, "Deploying", timeout=90)
+        assert get(kubectl, namespace, "service", name) is not None, f"{name} has no Service"
+    by_engine = [
+        d["metadata"]["labels"]["sage.ai/engine"] for d in kubectl.json("get", "deployments", "-n", namespace)["items"]
+    ]
+    assert sorted(by_engine) == sorted(names), "an engine got no Deployment, or two"
+    assert len(half_done) < len(names), "the kill came after the batch was done: it proved nothing"
 
 
 def test_a_child_the_api_server_refuses_is_reported_not_retried(

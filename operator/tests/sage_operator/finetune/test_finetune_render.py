@@ -95,3 +95,15 @@ def test_bad_input_fails_at_once_and_checkpointed_stops_are_not_failures() -> No
     rules = render_finetune_job(example_job(), image=IMAGE)["spec"]["podFailurePolicy"]["rules"]
     by_code = {rule["onExitCodes"]["values"][0]: rule["action"] for rule in rules if "onExitCodes" in rule}
     assert by_code == {2: "FailJob", 75: "Ignore"}
+
+
+def test_a_runner_without_resources_still_requests_some() -> None:
+    """Never BestEffort (first evicted, placed anywhere): a spec without resources gets the default
+    requests, and a spec that gives only some keeps the default for the rest."""
+    bare = render_finetune_job(example_job(resources=None), image=IMAGE)
+    assert bare["spec"]["template"]["spec"]["containers"][0]["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
+    some = render_finetune_job(example_job(resources={"memory": "6Gi"}), image=IMAGE)
+    assert some["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "1", "memory": "6Gi"},
+        "limits": {"memory": "6Gi"},
+    }
