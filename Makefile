@@ -66,6 +66,10 @@ run: ## Run SAGE locally: `sage up examples/local/` (MiniLM embeddings + a chat 
 	@$(MAKE) --no-print-directory env
 	$(PY) -m sage_cli up examples/local/ $(RUN_ARGS)
 
+.PHONY: soak
+soak: env-ready ## Ten minutes of mixed load through the gateway with replica kills; writes docs/perf/soak.md (SOAK_SECONDS=600)
+	$(PY) -m sage_harness.soak --seconds $(or $(SOAK_SECONDS),600) --out docs/perf
+
 .PHONY: devcluster
 devcluster: ## A local kube-apiserver + etcd + controller-manager with the CRDs applied, and a real node (kubelet + containerd)
 	@$(MAKE) --no-print-directory env

@@ -100,7 +100,7 @@ class ManagedProcess:
                 return any_status or status == 200
 
             try:
-                wait_until(answered, f"{self.name}: 200 from {url}", timeout)
+                wait_until(answered, f"{self.name}: 200 from {url}", timeout, fatal=(ProcessError,))
             except WaitTimeout as error:
                 raise self.failure(str(error)) from None
             except ProcessError as error:

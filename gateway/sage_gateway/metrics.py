@@ -50,7 +50,7 @@ class GatewayMetrics:
         )
         self.retries = Counter(
             "sage_gateway_retries",
-            "Requests moved to another replica: a connect failure, or a replica without the adapter asked for.",
+            "Requests moved to another replica: a connect failure, a refusal before any work, or a missing adapter.",
             ["model"],
             registry=self.registry,
         )

@@ -4,8 +4,10 @@ the answer in the client's protocol (see `relay`), keep in-flight counts, and re
 
 A request may move to another replica only before any byte of the response went to the client:
 when connecting fails, when a kept-alive connection turns out to be dead before the response
-started (the replica went away), or when a replica answers 404 for an adapter its engine serves
-(it has not loaded it yet; see adapter_misses). Slow replicas (read timeouts) are not retried.
+started (the replica went away), when a replica answers 404 for an adapter its engine serves
+(it has not loaded it yet; see adapter_misses), or when it refuses the request with a 503 that
+says it did no work (still loading, queue full: sage_wire.errors.REFUSED_BEFORE_START). Slow
+replicas (read timeouts) are not retried.
 
 The upstream client is aiohttp: profiling the gateway with httpx showed httpcore's connection
 pool taking most of the time per request (10-30x slower than aiohttp on the benchmark), and the
@@ -33,6 +35,7 @@ from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable
 from sage_gateway.relay import Relay
 from sage_gateway.settings import GatewaySettings
 from sage_wire.asgi import unless_disconnected
+from sage_wire.envelopes import refused_before_start
 from sage_wire.errors import WireError
 from sage_wire.media import EVENT_STREAM
 
@@ -197,6 +200,12 @@ class Proxy:
             except BaseException:
                 self._finish(url)
                 raise
+            if response.status == 503 and attempt < self.settings.connect_retries:
+                others = any(u not in tried for u in route.urls)
+                if others and refused_before_start(503, await response.read()):  # a small envelope
+                    self._close(_Upstream(url, response))
+                    last_error = f"{url} refused the request before starting it (loading or busy)"
+                    continue
             if response.status == 404 and model in route.engine.adapters:
                 self.misses.missed(model, url)
                 self.metrics.adapter_misses.labels(model).inc()

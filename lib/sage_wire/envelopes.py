@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from sage_wire.errors import WireError
+from sage_wire.errors import REFUSED_BEFORE_START, WireError
 
 
 class Protocol(StrEnum):
@@ -64,6 +64,15 @@ def error_of(content: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return error_in(parsed)
+
+
+def refused_before_start(status: int, content: bytes) -> bool:
+    """Whether an answer is an engine's 503 that did no work on the request (see
+    `errors.REFUSED_BEFORE_START`), so that trying another replica cannot run it twice."""
+    if status != 503:
+        return False
+    error = error_of(content)
+    return error is not None and error.get("code") in REFUSED_BEFORE_START
 
 
 def error_in(payload: Any) -> dict[str, Any] | None:

@@ -33,6 +33,13 @@ def body_too_large(limit: int) -> WireError:
     return WireError(413, f"The request body is larger than the limit of {limit} bytes.", "request_too_large")
 
 
+MODEL_LOADING = "model_loading"
+ENGINE_OVERLOADED = "engine_overloaded"
+REFUSED_BEFORE_START = frozenset({MODEL_LOADING, ENGINE_OVERLOADED})
+"""The codes of an engine's 503s that refuse a request before any work on it (still loading; its
+queue is full): a gateway may send such a request to another replica."""
+
+
 def not_ready(message: str, code: str, retry_after: int | None = None, param: str | None = None) -> WireError:
     """503: the thing exists but cannot serve yet (loading, no ready replica)."""
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sage_wire.errors import WireError, body_too_large, invalid_request, not_ready
+from sage_wire.errors import ENGINE_OVERLOADED, MODEL_LOADING, WireError, body_too_large, invalid_request, not_ready
 
 __all__ = [
     "WireError",
@@ -31,7 +31,7 @@ def model_not_found(name: str, available: list[str]) -> WireError:
 
 
 def loading(reason: str) -> WireError:
-    return not_ready(reason, "model_loading")
+    return not_ready(reason, MODEL_LOADING)
 
 
 def unsupported_route(model: str, route: str) -> WireError:
@@ -55,5 +55,5 @@ def shutting_down() -> WireError:
 
 def queue_full(bound: int) -> WireError:
     return not_ready(
-        f"The engine is busy: {bound} generations are waiting already; retry shortly.", "engine_overloaded", 1
+        f"The engine is busy: {bound} generations are waiting already; retry shortly.", ENGINE_OVERLOADED, 1
     )

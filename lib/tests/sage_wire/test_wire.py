@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from sage_wire.envelopes import Protocol, envelope, error_body, error_of
+from sage_wire.envelopes import Protocol, envelope, error_body, error_of, refused_before_start
 from sage_wire.errors import WireError, body_too_large, not_ready
 from sage_wire.sse import DONE, SSEDecoder, data_event, data_payloads, named_event
 
@@ -60,3 +60,14 @@ def test_decoder_joins_events_split_across_chunks() -> None:
     assert decoder.feed(b'data: {"a"') == []
     assert decoder.feed(b":1}\r\n\r\ndata: x\n") == [b'{"a":1}']
     assert decoder.flush() == [b"x"]
+
+
+def test_only_an_engines_refusal_before_any_work_may_go_elsewhere() -> None:
+    def answer(status: int, code: str) -> tuple[int, bytes]:
+        return status, error_body(WireError(status, "m", code), Protocol.OPENAI)
+
+    assert refused_before_start(*answer(503, "engine_overloaded"))
+    assert refused_before_start(*answer(503, "model_loading"))
+    assert not refused_before_start(*answer(503, "shutting_down"))  # it ran, and outlived the drain
+    assert not refused_before_start(*answer(500, "model_loading"))
+    assert not refused_before_start(503, b"Service Unavailable")  # a proxy's page: who knows
