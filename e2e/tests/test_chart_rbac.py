@@ -38,6 +38,7 @@ OPERATOR_CRDS: Rules = {("apiextensions.k8s.io", "customresourcedefinitions", v)
 OPERATOR_NAMESPACES: Rules = {("", "namespaces", v) for v in ("get", "list", "watch")}
 GATEWAY: Rules = {
     *{("sage.ai", "llmengines", v) for v in ("get", "list", "watch")},
+    *{("sage.ai", "llmengines/scale", v) for v in ("get", "patch")},  # scale from zero, and nothing else
     *{("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")},
 }
 READ = {"get", "list", "watch"}
@@ -101,10 +102,10 @@ def test_a_namespace_list_lets_kopf_follow_namespaces(helm: Helm) -> None:
     assert expand(operator) == OPERATOR_NAMESPACED | OPERATOR_CRDS | OPERATOR_NAMESPACES
 
 
-def test_gateway_cannot_write(helm: Helm) -> None:
+def test_gateway_writes_nothing_but_an_engines_scale(helm: Helm) -> None:
     for values in ([], ["-f", str(ALL_OPTIONS)]):
-        for role in roles(helm.template(*values), "gateway"):
-            assert {verb for _, _, verb in expand(role)} <= READ
+        rules = {rule for role in roles(helm.template(*values), "gateway") for rule in expand(role)}
+        assert {(resource, verb) for _, resource, verb in rules if verb not in READ} == {("llmengines/scale", "patch")}
 
 
 def test_namespaced_install_uses_roles_in_each_watched_namespace(helm: Helm) -> None:

@@ -185,6 +185,14 @@ INSTALLS = {
 }
 
 
+SLEEPY = """
+apiVersion: sage.ai/v1alpha1
+kind: LLMEngine
+metadata: {name: sleepy}
+spec: {model: deterministic, backend: deterministic, replicas: 0, minReplicas: 0, maxReplicas: 1}
+"""
+
+
 @pytest.mark.parametrize("installed", list(INSTALLS.values()), ids=list(INSTALLS), indirect=True)
 def test_operator_and_gateway_work_with_exactly_the_chart_rbac(
     installed: tuple[str, str, list[dict[str, Any]]],
@@ -240,6 +248,16 @@ def test_operator_and_gateway_work_with_exactly_the_chart_rbac(
         models = httpx.get(f"{gateway}/v1/models", headers=headers, timeout=5)
         assert models.status_code == 200, models.text
         run_helm_test_script(objects, gateway)
+        # Scale from zero: the gateway's one write, through llmengines/scale with its own account.
+        kubectl.apply(SLEEPY, engine_ns)
+        wait_until(lambda: "sleepy" in gateway_log.read_text(errors="replace"), "the gateway to see sleepy")
+        body = {"model": "sleepy", "messages": [{"role": "user", "content": "wake up"}]}
+        with contextlib.suppress(httpx.TimeoutException):  # held until a replica is ready: none will be
+            httpx.post(f"{gateway}/v1/chat/completions", json=body, headers=headers, timeout=3)
+        wait_until(
+            lambda: kubectl.json("get", "llmengine", "sleepy", "-n", engine_ns)["spec"]["replicas"] == 1,
+            f"the gateway to scale sleepy to one replica\n{gateway_log.read_text(errors='replace')[-2000:]}",
+        )
         # A FinetuneJob: its Job, and the runner's ServiceAccount + Role + RoleBinding, which the
         # operator may create only because it holds every permission that Role grants.
         kubectl.apply(FINETUNE, engine_ns)

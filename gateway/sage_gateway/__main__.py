@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from pydantic import ValidationError
@@ -85,6 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:
             print(f"sage_gateway: no Kubernetes credentials for discovery: {error}", file=sys.stderr)
             return 2
+    # The gateway's own loggers (discovery, scale-ups, watch errors) at the same level as uvicorn's.
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -8,6 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
@@ -34,6 +35,9 @@ from sage_gateway.settings import GatewaySettings
 from sage_gateway.state import GatewayState
 from sage_runtime.drain import Drain
 from sage_wire.asgi import error_response
+
+if TYPE_CHECKING:
+    from sage_gateway.wake import Waker
 from sage_wire.errors import WireError, internal_error
 from sage_wire.media import JSON
 from sage_wire.openapi import openai_api
@@ -48,6 +52,20 @@ def make_discovery(settings: GatewaySettings, registry: EngineRegistry) -> Disco
     from sage_kube import KubeClient  # noqa: PLC0415
 
     return KubernetesDiscovery(registry, KubeClient.from_env(settings.kubeconfig), settings.namespaces)
+
+
+def make_waker(
+    settings: GatewaySettings, registry: EngineRegistry, metrics: GatewayMetrics, discovery: Discovery
+) -> Waker | None:
+    """Holding for scale-from-zero: with Kubernetes discovery, unless SAGE_GATEWAY_HOLD_SECONDS is 0."""
+    client = getattr(discovery, "client", None)
+    if settings.discovery != "kubernetes" or settings.hold_seconds == 0 or client is None:
+        return None
+    from sage_gateway.wake import KubeScaler, Waker  # noqa: PLC0415 - local mode needs no client
+
+    waker = Waker(registry, KubeScaler(client), metrics, settings.hold_seconds, settings.retry_after_seconds)
+    registry.on_change = waker.notify
+    return waker
 
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -144,7 +162,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         guard = Guard(KeyRing(), metrics, required=settings.auth != "none", limiter=limiter)
         keys = make_keys(settings, guard)
         client = make_client(settings)
-        proxy = Proxy(registry, settings, metrics, client)
+        proxy = Proxy(registry, settings, metrics, client, waker=make_waker(settings, registry, metrics, discovery))
         drain.on_expiry(proxy.end_open_streams)
         buffers = Budget(settings.max_buffered_bytes, "buffered request bytes")
         requests = Budget(settings.max_inflight_requests, "requests in flight")

@@ -21,6 +21,19 @@ def no_ready_replica(model: str, retry_after: int) -> WireError:
     return not_ready(message, "model_not_ready", retry_after, "model")
 
 
+def scale_up_timed_out(model: str, waited: float, retry_after: int) -> WireError:
+    message = (
+        f"The model '{model}' is starting from zero replicas and none was ready within {waited:.0f}s; "
+        f"retry in {retry_after}s."
+    )
+    return not_ready(message, "model_not_ready", retry_after, "model")
+
+
+def paused_for_finetune(model: str, job: str, retry_after: int) -> WireError:
+    message = f"The model '{model}' is paused while the FinetuneJob '{job}' runs; it returns when the job ends."
+    return not_ready(message, "model_paused", retry_after, "model")
+
+
 def upstream_failed(model: str, reason: str) -> WireError:
     return WireError(502, f"Every replica of '{model}' failed: {reason}", "upstream_error")
 

@@ -42,6 +42,25 @@ class GatewayMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self.held_requests = Gauge(
+            "sage_gateway_held_requests",
+            "Requests waiting for an engine that scales from zero to have a ready replica.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.hold_seconds = Histogram(
+            "sage_gateway_hold_duration_seconds",
+            "How long held requests waited for a ready replica (those that got one).",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.scale_ups = Counter(
+            "sage_gateway_scale_ups",
+            "Engines this gateway scaled from zero to one replica for held requests.",
+            ["model"],
+            registry=self.registry,
+        )
         self.upstream_errors = Counter(
             "sage_gateway_upstream_errors",
             "Failed attempts to reach or read from a replica, by reason.",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from starlette.requests import Request
@@ -26,7 +27,13 @@ from starlette.responses import Response, StreamingResponse
 from sage_gateway.adapter_misses import AdapterMisses
 from sage_gateway.auth.keys import KeyPolicy
 from sage_gateway.auth.usage import body_usage
-from sage_gateway.errors import model_not_found, no_ready_replica, upstream_failed, upstream_timeout
+from sage_gateway.errors import (
+    model_not_found,
+    no_ready_replica,
+    paused_for_finetune,
+    upstream_failed,
+    upstream_timeout,
+)
 from sage_gateway.exchange import Exchange
 from sage_gateway.headers import REPLICA
 from sage_gateway.metrics import GatewayMetrics
@@ -38,6 +45,9 @@ from sage_wire.asgi import unless_disconnected
 from sage_wire.envelopes import refused_before_start
 from sage_wire.errors import WireError
 from sage_wire.media import EVENT_STREAM
+
+if TYPE_CHECKING:
+    from sage_gateway.wake import Waker
 
 # Failures that happen before the replica could have started answering.
 RETRYABLE = (
@@ -86,6 +96,8 @@ class Proxy:
     """Streams being relayed (by id of their upstream), which a drain that runs out ends."""
     _cut: set[int] = field(default_factory=set)
     misses: AdapterMisses = field(init=False)
+    waker: Waker | None = None
+    """Holds requests for engines that scale from zero (Kubernetes discovery only)."""
 
     def __post_init__(self) -> None:
         self.misses = AdapterMisses(self.settings.adapter_miss_seconds)
@@ -149,6 +161,31 @@ class Proxy:
             policy = self._policies[key] = make_policy(name, factor=self.settings.bounded_load_factor)
         return policy
 
+    def check(self, model: str, caller: KeyPolicy | None = None) -> Route | Unavailable:
+        """What routes ask before reading further: `resolve`'s 404 and 503, but for a model whose
+        engine will be woken and waited for (scale from zero: Unavailable, to be held), and with
+        a 503 naming the FinetuneJob for a paused one."""
+        try:
+            return self.resolve(model, caller)
+        except WireError as error:
+            found = self.registry.resolve(model)
+            if error.status != 503 or not isinstance(found, Unavailable):
+                raise
+            if found.engine.paused_by:
+                raise paused_for_finetune(model, found.engine.paused_by, self.settings.retry_after_seconds) from None
+            if self.waker is None or not found.engine.scales_from_zero:
+                raise
+            return found
+
+    async def _route(self, model: str, caller: KeyPolicy | None) -> Route:
+        """`resolve`, but a model whose engine scales from zero is held until a replica is ready."""
+        found = self.check(model, caller)
+        if isinstance(found, Route):
+            return found
+        assert self.waker is not None  # check() returns Unavailable only with a waker
+        await self.waker.hold(model, found.engine)
+        return self.resolve(model, caller)
+
     def _pick(self, route: Route, affinity_key: str | None, exclude: set[str]) -> str | None:
         urls = self.misses.serving(route.model, route.urls) if route.model in route.engine.adapters else route.urls
         urls = [url for url in urls if url not in exclude] if exclude else urls
@@ -178,7 +215,7 @@ class Proxy:
         tried: set[str] = set()
         last_error = "no replica answered"
         for attempt in range(self.settings.connect_retries + 1):
-            route = self.resolve(model, caller)
+            route = await self._route(model, caller)
             url = self._pick(route, outbound.affinity_key, tried)
             if url is None:
                 break

@@ -7,7 +7,7 @@ its engine waits for it, an engine without ready endpoints is known but not rout
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -35,6 +35,18 @@ class EngineInfo:
     created: str = ""
     """metadata.creationTimestamp (RFC 3339, sorts as text); "" for static engines. Of engines
     claiming one name, the oldest owns it."""
+    replicas: int | None = None
+    """spec.replicas (None: static engines)."""
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    paused_by: str | None = None
+    """The FinetuneJob that scaled this engine to zero while it runs (annotation sage.ai/paused-by)."""
+
+    @property
+    def scales_from_zero(self) -> bool:
+        """Autoscaled (it has maxReplicas) down to zero (minReplicas: 0): a request for it with no
+        ready replica is held while one starts, rather than refused."""
+        return self.max_replicas is not None and self.min_replicas == 0
 
     @property
     def namespace(self) -> str:
@@ -124,6 +136,8 @@ class EngineRegistry:
     _pooled: dict[str, tuple[str, ...]] = field(default_factory=dict)
     version: int = 0
     """Bumped on every change so that callers can cache what they derive from the registry."""
+    on_change: Callable[[], None] | None = None
+    """Called after every change (the gateway wakes requests held for a replica with it)."""
 
     def upsert_engine(self, engine: EngineInfo) -> None:
         self._engines[engine.key] = engine
@@ -170,6 +184,8 @@ class EngineRegistry:
                     pooled.setdefault(name, {}).update((url, None) for url in self._ready.get(engine.key, ()))
         self._owner = owners
         self._pooled = {name: tuple(sorted(urls)) for name, urls in pooled.items()}
+        if self.on_change is not None:
+            self.on_change()
 
     def owner(self, model: str) -> EngineInfo | None:
         """The engine that owns the name `model`: the oldest claiming it (then by key)."""

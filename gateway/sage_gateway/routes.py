@@ -71,7 +71,7 @@ def _openai(path: str, route: str) -> Handler:
         body = await _read(request, exchange, state)
         with _parsing(state, len(body)):
             fields = routing_fields(body, route, state.settings.prefix_chars)
-            state.proxy.resolve(fields.model, caller)  # 404 / 503 before anything else
+            state.proxy.check(fields.model, caller)  # 404 / 503 before anything else
             exchange.model = fields.model
             exchange.grant = await state.guard.admit(caller, fields.document, Protocol.OPENAI)
             if exchange.grant is not None and route != "embeddings" and (asked := asking_for_usage(fields.document)):
@@ -93,7 +93,7 @@ async def messages(request: Request, exchange: Exchange, state: GatewayState) ->
         parsed = parse_body(body)
         requested = require_model(parsed)
         chat = messages_to_chat(parsed)
-        state.proxy.resolve(requested, caller)
+        state.proxy.check(requested, caller)
         exchange.model = requested
         exchange.grant = await state.guard.admit(caller, parsed, Protocol.ANTHROPIC)
         translated = orjson.dumps(chat)

@@ -65,11 +65,16 @@ class GatewaySettings(BaseSettings):
     """How long a replica that answered 404 for an adapter is passed over for that adapter."""
 
     retry_after_seconds: int = Field(default=5, ge=1)
+    """Retry-After of the 503 a known model without a ready replica gets."""
+
+    hold_seconds: float = Field(default=300.0, ge=0)
+    """Kubernetes discovery: how long a request for an engine that scales from zero (minReplicas: 0
+    with a maxReplicas) waits for a replica to turn ready; the gateway asks for one through the
+    engine's scale subresource. 0 turns holding off (such requests get 503 at once)."""
 
     drain_seconds: float = Field(default=120.0, ge=0)
     """On SIGTERM: how long requests and streams in flight may go on before the rest are ended with
     an error event (the chart's terminationGracePeriodSeconds leaves room for it)."""
-    """Retry-After of the 503 a known model without a ready replica gets."""
 
     prefix_chars: int = Field(default=256, ge=0)
     """Characters of the prompt that the prefix-hash policy hashes."""

@@ -147,13 +147,13 @@ class LLMEngineSpec(SageModel):
     """Number of engine pods. 0 pauses the engine."""
 
     min_replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
-    """Lower bound for autoscaling (0 allows scale to zero). Not acted on yet: SAGE's autoscaler is not released; scale with spec.replicas, kubectl scale or an HPA on the scale subresource."""
+    """Lower bound for autoscaling. 0 with a maxReplicas: scale from zero, where a request for the engine at zero replicas is held by the gateway, which asks for one replica and answers once it is ready. Scaling on load is not acted on yet: scale with spec.replicas, kubectl scale or an HPA on the scale subresource."""
 
     max_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
-    """Upper bound for autoscaling. Not acted on yet (see minReplicas)."""
+    """Upper bound for autoscaling; set, it marks the engine as autoscaled (see minReplicas). Scaling on load is not acted on yet."""
 
     target_inflight_requests: Annotated[int, Field(ge=1, le=100000)] | None = None
-    """Autoscaling target: concurrent requests per replica. Not acted on yet (see minReplicas)."""
+    """Autoscaling target: concurrent requests per replica. Not acted on yet: SAGE's autoscaler on load is not released."""
 
     resources: Resources | None = None
     """GPUs, CPU and memory per pod."""

@@ -41,6 +41,8 @@ LABEL_ENGINE: Final = f"{GROUP}/engine"
 LABEL_FINETUNEJOB: Final = f"{GROUP}/finetunejob"
 
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
+ANNOTATION_PAUSED_BY: Final = f"{GROUP}/paused-by"
+"""On an LLMEngine a FinetuneJob has scaled to zero while it runs: the job's name."""
 
 IMAGE_USER_ID: Final = 10001
 """The uid (and gid) every SAGE image runs as (its Dockerfile's USER); pods run as it and own

@@ -82,10 +82,14 @@ namespaced (a Role per namespace) installs. No wildcard anywhere.
 
 {{- define "sage.gateway.rules" -}}
 # Engines (served names, aliases, adapters, phase) and their Services' EndpointSlices (ready pod
-# addresses): read-only, the gateway never writes to the API.
+# addresses): read-only. Its one write: one replica for an engine at zero that a held request
+# waits for (scale from zero), through the scale subresource and nothing else.
 - apiGroups: ["sage.ai"]
   resources: ["llmengines"]
   verbs: ["get", "list", "watch"]
+- apiGroups: ["sage.ai"]
+  resources: ["llmengines/scale"]
+  verbs: ["get", "patch"]
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
-from sage_api.names import GROUP, LABEL_ENGINE
+from sage_api.names import ANNOTATION_PAUSED_BY, GROUP, LABEL_ENGINE
 from sage_gateway.registry import Endpoint, EngineInfo, PolicyName
 
 ANNOTATION_ROUTING_POLICY = f"{GROUP}/routing-policy"
@@ -60,7 +60,15 @@ def engine_from_object(obj: dict[str, Any]) -> EngineInfo:
         phase=status.get("phase"),
         policy=policy,
         created=str(metadata.get("creationTimestamp") or ""),
+        replicas=_count(spec.get("replicas", 1)),
+        min_replicas=_count(spec.get("minReplicas")),
+        max_replicas=_count(spec.get("maxReplicas")),
+        paused_by=(metadata.get("annotations") or {}).get(ANNOTATION_PAUSED_BY) or None,
     )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def slice_engine_key(obj: dict[str, Any]) -> str | None:

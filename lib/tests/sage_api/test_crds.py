@@ -71,5 +71,7 @@ def test_printer_columns() -> None:
 
 def test_fields_nothing_acts_on_yet_say_so_in_kubectl_explain() -> None:
     spec = llmengine_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    for field in ("minReplicas", "maxReplicas", "targetInflightRequests"):
-        assert "Not acted on yet" in spec[field]["description"], field
+    assert "Not acted on yet" in spec["targetInflightRequests"]["description"]
+    for field in ("minReplicas", "maxReplicas"):  # scale from zero is; scaling on load is not
+        assert "not acted on yet" in spec[field]["description"], field
+    assert "held by the gateway" in spec["minReplicas"]["description"]

@@ -12,7 +12,7 @@ from typing import Any
 from sage_api import names
 from sage_api.common import LabelSelector
 
-PAUSED_BY = f"{names.GROUP}/paused-by"
+PAUSED_BY = names.ANNOTATION_PAUSED_BY
 REPLICAS_BEFORE_PAUSE = f"{names.GROUP}/replicas-before-pause"
 
 
