@@ -38,7 +38,7 @@ lint: env-ready binaries ## ruff (lint + format check), mypy --strict, import-li
 lint-steps:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $$(for d in lib operator gateway cli images e2e; do [ -n "$$(find $$d -name '*.py' -print -quit 2>/dev/null)" ] && echo $$d; done)
+	$(VENV)/bin/mypy $$(for d in lib operator gateway cli client images e2e; do [ -n "$$(find $$d -name '*.py' -print -quit 2>/dev/null)" ] && echo $$d; done)
 	$(VENV)/bin/lint-imports
 	$(PY) -m sage_api.write_crds --check crds $$( [ -d charts/sage ] && echo charts/sage/crds )
 	$(PY) -m sage_harness.kube_score

@@ -11,21 +11,26 @@ from sage_harness.repo import REPO_ROOT
 README = REPO_ROOT / "README.md"
 
 
-def section_commands(title: str, readme: Path = README) -> list[str]:
-    """The command lines of the first ```bash block under the `## title` heading; a line ending
-    in `\\` continues on the next."""
+def section_block(title: str, language: str = "bash", readme: Path = README) -> str:
+    """The first ```language block under the `## title` heading, as written."""
     text = readme.read_text()
     match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
     if match is None:
         msg = f"README.md has no '## {title}' section"
         raise ValueError(msg)
-    block = re.search(r"```bash\n(.*?)```", match.group(1), flags=re.DOTALL)
+    block = re.search(rf"```{re.escape(language)}\n(.*?)```", match.group(1), flags=re.DOTALL)
     if block is None:
-        msg = f"README.md's '{title}' section has no bash block"
+        msg = f"README.md's '{title}' section has no {language} block"
         raise ValueError(msg)
+    return block.group(1)
+
+
+def section_commands(title: str, readme: Path = README) -> list[str]:
+    """The command lines of the first ```bash block under the `## title` heading; a line ending
+    in `\\` continues on the next."""
     commands: list[str] = []
     pending = ""
-    for raw in block.group(1).splitlines():
+    for raw in section_block(title, "bash", readme).splitlines():
         line = strip_comment(raw).rstrip()
         if not line.strip():
             continue
