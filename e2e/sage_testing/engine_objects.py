@@ -4,6 +4,7 @@ engine, read its objects and status, play the kubelet for its pods."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from sage_harness.kubectl import Kubectl
@@ -74,3 +75,33 @@ def event_reasons(kubectl: Kubectl, ns: str, name: str) -> list[str]:
         "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name},involvedObject.kind=LLMEngine"
     )
     return [e["reason"] for e in sorted(events["items"], key=lambda e: e["metadata"]["creationTimestamp"])]
+
+
+SLICE = """\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: {name}
+  labels: {{kubernetes.io/service-name: {engine}, sage.ai/engine: {engine}}}
+addressType: IPv4
+ports: [{{name: http, port: {port}, protocol: TCP}}]
+endpoints:
+- addresses: ["{address}"]
+  conditions: {{ready: {ready}}}
+"""
+
+
+def endpoint_slice(engine: str, address: str, port: int, *, ready: bool = True, name: str | None = None) -> str:
+    """The EndpointSlice the EndpointSlice controller would write for one pod of `engine` (tests
+    without a kubelet play its part); named `<engine>-a` unless told."""
+    state = "true" if ready else "false"
+    return SLICE.format(name=name or f"{engine}-a", engine=engine, port=port, address=address, ready=state)
+
+
+def kubernetes_gateway_env(kubeconfig: Path, namespace: str) -> dict[str, str]:
+    """A gateway process discovering the engines of `namespace` on the test API server."""
+    return {
+        "SAGE_GATEWAY_DISCOVERY": "kubernetes",
+        "SAGE_GATEWAY_KUBECONFIG": str(kubeconfig),
+        "SAGE_GATEWAY_NAMESPACES": namespace,
+    }

@@ -5,6 +5,7 @@ Session fixtures start real things once per run and tear them down even when a t
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from collections.abc import Callable, Iterator
@@ -48,6 +49,17 @@ def control_plane(kube_binaries: Path) -> Iterator[ControlPlane]:
         kubectl = Kubectl(kube_binaries / "kubectl", plane.kubeconfig)
         apply_crds(kubectl, REPO_ROOT / "crds")
         yield plane
+
+
+@contextlib.contextmanager
+def own_control_plane(kube_binaries: Path, namespace: str) -> Iterator[tuple[ControlPlane, Kubectl]]:
+    """A control plane apart from the session's, with the CRDs and `namespace`: for tests that stop
+    its API server, or whose operator must be the only one."""
+    with ControlPlane(kube_binaries) as plane:
+        kubectl = Kubectl(kube_binaries / "kubectl", plane.kubeconfig)
+        apply_crds(kubectl, REPO_ROOT / "crds")
+        kubectl("create", "namespace", namespace)
+        yield plane, kubectl
 
 
 @pytest.fixture(scope="session")

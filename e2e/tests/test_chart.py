@@ -115,7 +115,7 @@ def test_defaults_render_operator_and_gateway_cluster_wide(helm: Helm) -> None:
         + ["ClusterRole"] * 2
         + ["ClusterRoleBinding"] * 2
         + ["Deployment"] * 2
-        + ["Service"]
+        + ["Service"] * 2  # the gateway's, and a headless one naming its pods (the autoscaler reads them)
         + ["Secret"]  # the operator's admin key
         + ["NetworkPolicy"] * 2  # the gateway's and the operator's own pods
         + ["PodDisruptionBudget"]  # the gateway's
@@ -321,3 +321,16 @@ def test_gateway_replicas_prefer_different_nodes(helm: Helm) -> None:
     }
     custom = helm.template("--set-json", f"gateway.affinity={json.dumps(mine)}")
     assert one(custom, "Deployment", "sage-gateway")["spec"]["template"]["spec"]["affinity"] == mine
+
+
+def test_the_operator_reads_every_gateway_pods_load_through_a_headless_service(helm: Helm) -> None:
+    objects = helm.template("--set", "gateway.port=9090")
+    pods = one(objects, "Service", "sage-gateway-pods")
+    assert pods["spec"]["clusterIP"] == "None"
+    gateway = one(objects, "Deployment", "sage-gateway")["spec"]["template"]["metadata"]["labels"]
+    assert pods["spec"]["selector"].items() <= gateway.items()
+    env = env_of(one(objects, "Deployment", "sage-operator"))
+    assert env["SAGE_OPERATOR_GATEWAY_URLS"] == "dns+http://sage-gateway-pods.sage-system.svc:9090"
+    assert (env["SAGE_OPERATOR_AUTOSCALE_SECONDS"], env["SAGE_OPERATOR_AUTOSCALE_WINDOW_SECONDS"]) == ("15", "60")
+    off = env_of(one(helm.template("--set", "operator.autoscaling.enabled=false"), "Deployment", "sage-operator"))
+    assert "SAGE_OPERATOR_GATEWAY_URLS" not in off

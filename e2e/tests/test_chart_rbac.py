@@ -20,6 +20,7 @@ OPERATOR_NAMESPACED: Rules = {
     *{("sage.ai", "llmengines", v) for v in ("get", "list", "watch", "patch")},
     *{("sage.ai", "finetunejobs", v) for v in ("get", "list", "watch")},
     ("sage.ai", "llmengines/status", "patch"),
+    ("sage.ai", "llmengines/scale", "patch"),  # the autoscaler
     ("sage.ai", "finetunejobs/status", "get"),
     ("sage.ai", "finetunejobs/status", "patch"),
     *{("apps", "deployments", v) for v in APPLY},

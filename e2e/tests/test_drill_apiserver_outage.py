@@ -20,14 +20,13 @@ import pytest
 from sage_harness.controlplane import ControlPlane
 from sage_harness.engines import EngineProcess
 from sage_harness.gateway import GatewayProcess
-from sage_harness.kubectl import Kubectl, apply_crds
+from sage_harness.kubectl import Kubectl
 from sage_harness.load import ConstantLoad
 from sage_harness.operator_process import OperatorProcess
 from sage_harness.podnet import PodNetwork
-from sage_harness.repo import REPO_ROOT
 from sage_harness.waiting import wait_until
-from sage_testing.engine_objects import apply_engine, get
-from sage_testing.plugin import operator_env
+from sage_testing.engine_objects import apply_engine, endpoint_slice, get, kubernetes_gateway_env
+from sage_testing.plugin import operator_env, own_control_plane
 
 pytestmark = [pytest.mark.engine, pytest.mark.integration]
 
@@ -41,27 +40,11 @@ metadata: {{name: {name}}}
 spec: {{model: deterministic, backend: deterministic, servedModelName: {name}}}
 """
 
-SLICE = """\
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}
-  labels: {{kubernetes.io/service-name: {engine}, sage.ai/engine: {engine}}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-- addresses: ["{address}"]
-  conditions: {{ready: true}}
-"""
-
 
 @pytest.fixture
 def plane(kube_binaries: Path) -> Iterator[tuple[ControlPlane, Kubectl]]:
-    with ControlPlane(kube_binaries) as control_plane:
-        kubectl = Kubectl(kube_binaries / "kubectl", control_plane.kubeconfig)
-        apply_crds(kubectl, REPO_ROOT / "crds")
-        kubectl("create", "namespace", NAMESPACE)
-        yield control_plane, kubectl
+    with own_control_plane(kube_binaries, NAMESPACE) as made:
+        yield made
 
 
 @pytest.fixture
@@ -79,11 +62,12 @@ def replica(engine_factory: Callable[..., EngineProcess], pod_network: PodNetwor
 def serve(kubectl: Kubectl, engine: str, slice_name: str, address: str, port: int) -> None:
     """An LLMEngine and the EndpointSlice the EndpointSlice controller would write for its ready pod."""
     kubectl.apply(ENGINE.format(name=engine), NAMESPACE)
-    kubectl.apply(SLICE.format(name=slice_name, engine=engine, port=port, address=address), NAMESPACE)
+    kubectl.apply(endpoint_slice(engine, address, port, name=slice_name), NAMESPACE)
 
 
-def answered_by(gateway: GatewayProcess, model: str) -> str | None:
-    body = {"model": model, "messages": [{"role": "user", "content": "who?"}], "max_tokens": 2}
+def answered_by(gateway: GatewayProcess, model: str, text: str = "who?") -> str | None:
+    """The replica that answered (chat routes by prompt prefix: vary `text` to reach others)."""
+    body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 2}
     response = httpx.post(f"{gateway.base_url}/v1/chat/completions", json=body, timeout=30)
     return response.headers.get("x-sage-replica") if response.status_code == 200 else None
 
@@ -95,11 +79,7 @@ def test_an_api_server_outage_loses_no_request_and_no_update(
     tmp_path: Path,
 ) -> None:
     control_plane, kubectl = plane
-    gateway_env = {
-        "SAGE_GATEWAY_DISCOVERY": "kubernetes",
-        "SAGE_GATEWAY_KUBECONFIG": str(control_plane.kubeconfig),
-        "SAGE_GATEWAY_NAMESPACES": NAMESPACE,
-    }
+    gateway_env = kubernetes_gateway_env(control_plane.kubeconfig, NAMESPACE)
     operator_log = tmp_path / "operator.log"
     with (
         OperatorProcess(control_plane.kubeconfig, operator_log, env=operator_env(engine_port)) as operator,
@@ -135,7 +115,7 @@ def test_an_api_server_outage_loses_no_request_and_no_update(
             wait_until(lambda: answered_by(gateway, "fresh"), "the gateway routes the new model", timeout=90)
             second_url = f"{second[0]}:{second[1]}"
             wait_until(
-                lambda: any(second_url in (answered_by(gateway, "echo") or "") for _ in range(4)),
+                lambda: any(second_url in (answered_by(gateway, "echo", f"who {n}?") or "") for n in range(8)),
                 "the gateway sends echo to the replica added after the outage",
                 timeout=90,
             )

@@ -235,6 +235,12 @@ def _add_health_routes(app: FastAPI) -> None:
     async def openapi() -> Response:
         return Response(description, media_type=JSON)
 
+    @app.get("/load")
+    async def load(request: Request) -> Response:
+        """Per engine: in flight, held, and routed since start; the operator's autoscaler reads it."""
+        state: GatewayState = request.app.state.gateway
+        return Response(orjson.dumps({"engines": state.proxy.load()}), media_type=JSON)
+
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         state: GatewayState = request.app.state.gateway

@@ -98,6 +98,9 @@ class Proxy:
     misses: AdapterMisses = field(init=False)
     waker: Waker | None = None
     """Holds requests for engines that scale from zero (Kubernetes discovery only)."""
+    requests_by_engine: dict[str, int] = field(default_factory=dict)
+    """Requests routed (or held) per engine key since start: the operator's autoscaler tells
+    activity between two looks from it (see `load`)."""
 
     def __post_init__(self) -> None:
         self.misses = AdapterMisses(self.settings.adapter_miss_seconds)
@@ -177,9 +180,25 @@ class Proxy:
                 raise
             return found
 
+    def load(self) -> dict[str, dict[str, int]]:
+        """Per engine key: requests in flight on its replicas, requests held for it, and requests
+        routed to it since start (GET /load; read by the operator's autoscaler)."""
+        report: dict[str, dict[str, int]] = {}
+        held = self.waker.held if self.waker is not None else {}
+        for engine in self.registry.engines():
+            inflight = sum(self.inflight.counts.get(url, 0) for url in self.registry.ready_urls(engine.key))
+            report[engine.key] = {
+                "inflight": inflight,
+                "held": held.get(engine.key, 0),
+                "requests": self.requests_by_engine.get(engine.key, 0),
+            }
+        return report
+
     async def _route(self, model: str, caller: KeyPolicy | None) -> Route:
         """`resolve`, but a model whose engine scales from zero is held until a replica is ready."""
         found = self.check(model, caller)
+        key = found.engine.key
+        self.requests_by_engine[key] = self.requests_by_engine.get(key, 0) + 1
         if isinstance(found, Route):
             return found
         assert self.waker is not None  # check() returns Unavailable only with a waker

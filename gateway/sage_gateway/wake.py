@@ -40,6 +40,8 @@ class Waker:
     retry_after: int
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _waking: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
+    """Requests held now, per engine key."""
 
     def notify(self) -> None:
         """The registry changed: every held request looks again."""
@@ -71,6 +73,7 @@ class Waker:
         deadline = started + self.hold_seconds
         held = self.metrics.held_requests.labels(model)
         held.inc()
+        self.held[engine.key] = self.held.get(engine.key, 0) + 1
         try:
             while True:
                 found = self.registry.resolve(model)
@@ -91,6 +94,7 @@ class Waker:
                     await asyncio.wait_for(changed.wait(), min(remaining, 5.0))
         finally:
             held.dec()
+            self.held[engine.key] -= 1
 
 
 @dataclass

@@ -147,13 +147,16 @@ class LLMEngineSpec(SageModel):
     """Number of engine pods. 0 pauses the engine."""
 
     min_replicas: Annotated[int, Field(ge=0, le=1000)] | None = None
-    """Lower bound for autoscaling. 0 with a maxReplicas: scale from zero, where a request for the engine at zero replicas is held by the gateway, which asks for one replica and answers once it is ready. Scaling on load is not acted on yet: scale with spec.replicas, kubectl scale or an HPA on the scale subresource."""
+    """Lower bound for autoscaling (default 1). 0 allows scale to zero after scaleDownDelaySeconds idle; a request for the engine at zero replicas is then held by the gateway, which asks for one replica and answers once it is ready."""
 
     max_replicas: Annotated[int, Field(ge=1, le=1000)] | None = None
-    """Upper bound for autoscaling; set, it marks the engine as autoscaled (see minReplicas). Scaling on load is not acted on yet."""
+    """Upper bound for autoscaling. Set, the operator scales the engine on the load the gateways report (targetInflightRequests); unset, replicas are yours (spec.replicas, kubectl scale, an HPA on the scale subresource)."""
 
     target_inflight_requests: Annotated[int, Field(ge=1, le=100000)] | None = None
-    """Autoscaling target: concurrent requests per replica. Not acted on yet: SAGE's autoscaler on load is not released."""
+    """Autoscaling target: requests in flight per replica (default 8). With maxReplicas set, the operator sets replicas to ceil(average in flight over its window / target) within [minReplicas, maxReplicas]."""
+
+    scale_down_delay_seconds: Annotated[int, Field(ge=0, le=86400)] | None = None
+    """Autoscaling: replicas fall only to the most the last this-many seconds needed (default 300), so that bursty load does not stop and start GPUs."""
 
     resources: Resources | None = None
     """GPUs, CPU and memory per pod."""

@@ -13,6 +13,7 @@ import kopf
 
 from sage_api import names
 from sage_kube import KubeClient, load_config
+from sage_operator.autoscale.loop import AutoscaleLoop
 from sage_operator.core.cache import ObjectCache
 from sage_operator.core.controller import ControllerLoop
 from sage_operator.core.store import KubeStore
@@ -58,8 +59,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     await cache.start()
     engines.loop.start()
     finetunes.loop.start()
+    autoscaler = AutoscaleLoop(
+        store,
+        list(operator_settings.gateway_urls),
+        operator_settings.autoscale_seconds,
+        operator_settings.autoscale_window_seconds,
+    )
+    autoscaler.start()
     memo.kube, memo.engine_client, memo.cache = kube, engine_client, cache
-    memo.engines, memo.finetunes = engines, finetunes
+    memo.engines, memo.finetunes, memo.autoscaler = engines, finetunes, autoscaler
     log.info("sage-operator started (namespaces: %s)", ",".join(operator_settings.namespaces) or "all")
     if operator_settings.admin_key is None:
         log.warning(
@@ -71,6 +79,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    await memo.autoscaler.stop()
     await memo.engines.loop.stop()
     await memo.finetunes.loop.stop()
     await memo.cache.stop()
@@ -85,9 +94,18 @@ def _queue(loop: ControllerLoop, namespace: str | None, name: str, meta: Mapping
 
 @kopf.on.event(names.GROUP, names.VERSION, names.ENGINE_PLURAL)
 def engine_changed(
-    namespace: str | None, name: str, meta: Mapping[str, Any], type: str | None, memo: Any, **_: Any
+    *,
+    namespace: str | None,
+    name: str,
+    meta: Mapping[str, Any],
+    type: str | None,
+    body: Mapping[str, Any],
+    memo: Any,
+    **_: Any,
 ) -> None:
     _queue(memo.engines.loop, namespace, name, meta, type)
+    if namespace:
+        memo.autoscaler.track(namespace, name, body, deleted=type == "DELETED")
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.FINETUNE_PLURAL)

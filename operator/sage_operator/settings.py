@@ -70,6 +70,15 @@ class OperatorSettings(BaseSettings):
         description="Key the engines' adapter-route credentials derive from (the chart keeps one in a Secret); "
         "unset: engines accept adapter changes from anyone who can reach them",
     )
+    gateway_urls: CommaSeparated = Field(
+        default_factory=list,
+        description="Gateways whose GET /load the autoscaler reads: http://host:port, or "
+        "dns+http://headless-service:port for every pod behind a headless Service (empty: no autoscaling on load)",
+    )
+    autoscale_seconds: float = Field(default=15.0, gt=0, description="How often the autoscaler reads the gateways")
+    autoscale_window_seconds: float = Field(
+        default=60.0, gt=0, description="The window the autoscaler averages the requests in flight over"
+    )
     adapter_retry_max_seconds: float = Field(
         default=60.0, gt=0, description="Longest back-off between attempts to load an adapter into a pod"
     )

@@ -10,6 +10,10 @@ namespaced (a Role per namespace) installs. No wildcard anywhere.
 - apiGroups: ["sage.ai"]
   resources: ["llmengines"]
   verbs: ["get", "list", "watch", "patch"]
+# The autoscaler sets replicas through the scale subresource.
+- apiGroups: ["sage.ai"]
+  resources: ["llmengines/scale"]
+  verbs: ["patch"]
 - apiGroups: ["sage.ai"]
   resources: ["finetunejobs"]
   verbs: ["get", "list", "watch"]

@@ -20,6 +20,7 @@ from sage_harness.gateway import GatewayProcess
 from sage_harness.kubectl import Kubectl
 from sage_harness.podnet import PodNetwork
 from sage_harness.waiting import wait_until
+from sage_testing.engine_objects import endpoint_slice, kubernetes_gateway_env
 
 pytestmark = pytest.mark.engine
 
@@ -31,25 +32,9 @@ spec: {{model: deterministic, backend: deterministic, servedModelName: {name}, r
 """
 AUTOSCALED = "minReplicas: 0, maxReplicas: 2"
 
-SLICE = """\
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: {name}-a
-  labels: {{kubernetes.io/service-name: {name}, sage.ai/engine: {name}}}
-addressType: IPv4
-ports: [{{name: http, port: {port}, protocol: TCP}}]
-endpoints:
-- addresses: ["{address}"]
-  conditions: {{ready: true}}
-"""
-
 
 def gateway_for(control_plane: ControlPlane, namespace: str, hold_seconds: float) -> GatewayProcess:
-    env = {
-        "SAGE_GATEWAY_DISCOVERY": "kubernetes",
-        "SAGE_GATEWAY_KUBECONFIG": str(control_plane.kubeconfig),
-        "SAGE_GATEWAY_NAMESPACES": namespace,
+    env = kubernetes_gateway_env(control_plane.kubeconfig, namespace) | {
         "SAGE_GATEWAY_HOLD_SECONDS": str(hold_seconds),
         "SAGE_GATEWAY_RETRY_AFTER_SECONDS": "7",
     }
@@ -112,7 +97,7 @@ def test_held_requests_are_answered_once_one_replica_is_up_after_one_scale_up(
 
     pod = pod_network.add_pod()  # the kubelet's part: the pod runs, and its slice says ready
     engine = engine_factory("deterministic", "sleepy", host=pod.address, wrapper=pod.exec_prefix)
-    kubectl.apply(SLICE.format(name="sleepy", port=engine.port, address=pod.address), namespace)
+    kubectl.apply(endpoint_slice("sleepy", pod.address, engine.port), namespace)
     for client in clients:
         client.join(60)
 

@@ -69,9 +69,9 @@ def test_printer_columns() -> None:
     assert finetune == ["Base", "Phase", "Progress", "Loss", "Age"]
 
 
-def test_fields_nothing_acts_on_yet_say_so_in_kubectl_explain() -> None:
+def test_autoscaling_fields_explain_themselves_in_kubectl_explain() -> None:
     spec = llmengine_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    assert "Not acted on yet" in spec["targetInflightRequests"]["description"]
-    for field in ("minReplicas", "maxReplicas"):  # scale from zero is; scaling on load is not
-        assert "not acted on yet" in spec[field]["description"], field
     assert "held by the gateway" in spec["minReplicas"]["description"]
+    assert "kubectl scale" in spec["maxReplicas"]["description"]
+    assert "ceil(" in spec["targetInflightRequests"]["description"]
+    assert "default 300" in spec["scaleDownDelaySeconds"]["description"]

@@ -102,6 +102,10 @@ class KubeStore:
     ) -> dict[str, Any]:
         return await self.kube.patch(_path(kind, namespace, name), body, patch_type=patch_type)
 
+    async def scale(self, kind: Kind, namespace: str, name: str, replicas: int) -> None:
+        """Sets spec.replicas through the scale subresource."""
+        await self.kube.patch(_path(kind, namespace, name, "scale"), {"spec": {"replicas": replicas}})
+
     async def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> str | None:
         """Writes the status; returns the object's new resourceVersion (None: deleted meanwhile,
         it needs no status)."""
