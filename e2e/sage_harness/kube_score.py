@@ -39,6 +39,11 @@ IGNORED_EVERYWHERE = {
     # Egress is the cluster's to restrict: engines download from a model hub or a mirror, and the
     # gateway and operator call an API server, at addresses the chart cannot know.
     "pod-networkpolicy",
+    # An ephemeral-storage request makes a pod unschedulable on nodes that report no local storage
+    # capacity (kubelet localStorageCapacityIsolation: false, where cAdvisor cannot read the root
+    # filesystem). The chart's pods write only to a /tmp emptyDir with a sizeLimit (and logs); a
+    # model download on engine and fine-tune pods is as large as the model: no limit fits them all.
+    "container-ephemeral-storage-request-and-limit",
 }
 FLAGS = [
     # CPU requests, no CPU limits: CFS throttling adds its period to every request in flight when
@@ -46,9 +51,6 @@ FLAGS = [
     "--ignore-container-cpu-limit",
 ]
 IGNORED_ON_ENGINE_AND_RUNNER_PODS = {
-    # A model downloaded without `spec.cache` is as large as the model (GBs), and no limit fits every
-    # model; a limit below it would evict the pod mid-download, again and again.
-    "container-ephemeral-storage-request-and-limit",
     # transformers, tokenizers and torch write caches under $HOME at load time.
     "container-security-context-readonlyrootfilesystem",
 }

@@ -86,6 +86,8 @@ def test_install_is_accepted_and_uninstall_cleans_up(helm: Helm, kubectl: Kubect
         "Deployment",
         "Service",
         "Secret",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
     }
     for obj in objects:
         live = get(kubectl, obj)

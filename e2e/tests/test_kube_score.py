@@ -30,13 +30,10 @@ def test_an_engine_pod_without_requests_or_readiness_is_reported(kube_binaries: 
     assert result.returncode == 1
 
 
-def test_a_chart_pod_without_its_ephemeral_storage_bounds_is_reported(kube_binaries: Path) -> None:
-    """Ignored on engine and fine-tune pods only (a model download has no fixed size), never on the chart's."""
+def test_a_chart_pod_without_a_memory_limit_is_reported(kube_binaries: Path) -> None:
+    """The chart's pods are scored as strictly as the engines."""
     objects = kube_score.chart_objects(Helm(kube_binaries / "helm"))
     gateway = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("gateway"))
-    resources = gateway["spec"]["template"]["spec"]["containers"][0]["resources"]
-    del resources["requests"]["ephemeral-storage"], resources["limits"]["ephemeral-storage"]
+    del gateway["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
     found = kube_score.findings(kube_score.score(kube_binaries / "kube-score", objects).stdout)
-    name = "sage-gateway/sage-system apps/v1/Deployment"
-    assert f"[CRITICAL] {name}: (gateway) Ephemeral Storage limit is not set" in found
-    assert f"[CRITICAL] {name}: (gateway) Ephemeral Storage request is not set" in found
+    assert "[CRITICAL] sage-gateway/sage-system apps/v1/Deployment: (gateway) Memory limit is not set" in found
