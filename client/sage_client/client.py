@@ -32,6 +32,13 @@ class _Target:
     model: str | None
 
 
+def _chosen(model: str | None, base_url: str, what: str) -> str:
+    if model is None:
+        msg = f"{base_url} lists no {what}; pass model="
+        raise ValueError(msg)
+    return model
+
+
 class UnifiedInferenceClient:
     """One client for a SAGE gateway (or engines): `chat`, `complete`, `embed`, `models`, and
     `achat`, `acomplete`, `aembed`, `amodels` for asyncio. Build it with `create()`."""
@@ -145,18 +152,10 @@ class UnifiedInferenceClient:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def _chat(self, model: str | None) -> str:
-        chosen = model or self.chat_model
-        if chosen is None:
-            msg = f"{self.chat_base_url} lists no model; pass model="
-            raise ValueError(msg)
-        return chosen
+        return _chosen(model or self.chat_model, self.chat_base_url, "model")
 
     def _embedding(self, model: str | None) -> str:
-        chosen = model or self.embedding_model
-        if chosen is None:
-            msg = f"{self.embedding_base_url} lists no embedding model; pass model="
-            raise ValueError(msg)
-        return chosen
+        return _chosen(model or self.embedding_model, self.embedding_base_url, "embedding model")
 
     def close(self) -> None:
         """Close the connections, and stop the control plane this client started (if any)."""

@@ -17,6 +17,8 @@ from typing import Any, Self
 import httpx
 import orjson
 
+from sage_harness.waiting import wait_until
+
 TRUNCATED = "stream ended without [DONE] or an error event"
 
 
@@ -148,9 +150,4 @@ class ConstantLoad:
     def wait_for(self, count: int, timeout: float = 60.0) -> None:
         """Until `count` more requests than now have finished."""
         target = len(self.outcomes()) + count
-        deadline = time.monotonic() + timeout
-        while len(self.outcomes()) < target:
-            if time.monotonic() > deadline:
-                msg = f"load: fewer than {count} requests finished in {timeout:.0f}s"
-                raise AssertionError(msg)
-            time.sleep(0.05)
+        wait_until(lambda: len(self.outcomes()) >= target, f"{count} more requests of the load", timeout)

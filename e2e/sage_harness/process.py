@@ -151,14 +151,26 @@ class ManagedProcess:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
 
-    def peak_rss_bytes(self) -> int:
-        """The process's high-water resident set size (Linux /proc), while it runs."""
+    def _status_kib(self, field: str) -> int:
         assert self.process is not None
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        msg = "VmHWM not found"
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+        msg = f"{field} not found"
         raise RuntimeError(msg)
+
+    def peak_rss_bytes(self) -> int:
+        """The process's high-water resident set size (Linux /proc), while it runs."""
+        return self._status_kib("VmHWM") * 1024
+
+    def rss_bytes(self) -> int:
+        """The process's resident set size now (Linux /proc), while it runs."""
+        return self._status_kib("VmRSS") * 1024
+
+    def open_files(self) -> int:
+        """File descriptors the process holds open now (Linux /proc), while it runs."""
+        assert self.process is not None
+        return len(list(Path(f"/proc/{self.process.pid}/fd").iterdir()))
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far (Linux /proc)."""

@@ -36,14 +36,11 @@ MIX: tuple[Request, ...] = (
 
 
 def read_process(process: ManagedProcess) -> tuple[float, int] | None:
-    """RSS (MB) and open file descriptors of a running process, from /proc."""
+    """RSS (MB) and open file descriptors of a running process; None once it is gone."""
     if process.process is None or not process.running():
         return None
-    pid = process.process.pid
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        status = Path(f"/proc/{pid}/status").read_text().splitlines()
-        rss_kb = int(next(line for line in status if line.startswith("VmRSS:")).split()[1])
-        return rss_kb / 1024, len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    with contextlib.suppress(OSError, RuntimeError):  # it may exit between the check and the read
+        return process.rss_bytes() / 2**20, process.open_files()
     return None
 
 

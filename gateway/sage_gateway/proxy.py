@@ -202,8 +202,7 @@ class Proxy:
         if isinstance(found, Route):
             return found
         assert self.waker is not None  # check() returns Unavailable only with a waker
-        await self.waker.hold(model, found.engine)
-        return self.resolve(model, caller)
+        return await self.waker.hold(model, found.engine)
 
     def _pick(self, route: Route, affinity_key: str | None, exclude: set[str]) -> str | None:
         urls = self.misses.serving(route.model, route.urls) if route.model in route.engine.adapters else route.urls

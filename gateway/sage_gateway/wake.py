@@ -66,9 +66,7 @@ class Waker:
 
     async def hold(self, model: str, engine: EngineInfo) -> Route:
         """The route of `model` once a replica is ready; WireError 503 when the engine is paused
-        by a FinetuneJob or no replica turned ready within the hold time."""
-        if engine.paused_by:
-            raise paused_for_finetune(model, engine.paused_by, self.retry_after)
+        by a FinetuneJob meanwhile or no replica turned ready within the hold time."""
         started = time.monotonic()
         deadline = started + self.hold_seconds
         held = self.metrics.held_requests.labels(model)
