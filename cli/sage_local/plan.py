@@ -23,6 +23,8 @@ class LocalEngine:
     port: int
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    replicas: int = 1
+    """Local mode runs one process per engine; 0 means the manifest asks for it stopped."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -41,44 +43,52 @@ def resolve_model(model: str, manifest: Path) -> str:
 
 def plan_engines(engines: list[LoadedEngine], *, base_port: int, host: str, python: str) -> list[LocalEngine]:
     """Ports are handed out in manifest order from `base_port`."""
-    planned: list[LocalEngine] = []
-    for index, loaded in enumerate(engines):
-        spec = loaded.engine.spec
-        try:
-            check_spec(spec)
-        except ValueError as error:
-            msg = f"{loaded.source}: LLMEngine {loaded.name}: {error}"
-            raise ManifestError(msg) from error
-        backend = resolve_backend(spec)
-        if backend is Backend.VLLM:
-            msg = (
-                f"{loaded.source}: LLMEngine {loaded.name}: spec.backend vllm needs GPUs; local mode runs transformers"
-            )
-            raise ManifestError(msg)
-        port = base_port + index
-        served = served_model_name(spec, loaded.name)
-        model = resolve_model(spec.model, loaded.source)
-        aliases = tuple(spec.aliases or ())
-        argv = [python, "-m", "sage_engine", "--backend", backend.value, "--model", model]
-        argv += ["--served-model-name", served, "--host", host, "--port", str(port)]
-        for alias in aliases:
-            argv += ["--alias", alias]
-        argv += list(spec.args or ())
-        env = {var.name: var.value for var in spec.env or () if var.value is not None}
-        planned.append(
-            LocalEngine(
-                name=loaded.name,
-                served_name=served,
-                aliases=aliases,
-                kind=spec.engine_kind,
-                backend=backend,
-                model=model,
-                port=port,
-                argv=tuple(argv),
-                env=env,
-            )
-        )
-    return planned
+    return [
+        plan_engine(loaded, port=base_port + index, host=host, python=python) for index, loaded in enumerate(engines)
+    ]
+
+
+def plan_engine(loaded: LoadedEngine, *, port: int, host: str, python: str) -> LocalEngine:
+    """One engine's process on `port`; a ManifestError says why it cannot run locally."""
+    spec = loaded.engine.spec
+    try:
+        check_spec(spec)
+    except ValueError as error:
+        msg = f"{loaded.source}: LLMEngine {loaded.name}: {error}"
+        raise ManifestError(msg) from error
+    backend = resolve_backend(spec)
+    if backend is Backend.VLLM:
+        msg = f"{loaded.source}: LLMEngine {loaded.name}: spec.backend vllm needs GPUs; local mode runs transformers"
+        raise ManifestError(msg)
+    served = served_model_name(spec, loaded.name)
+    model = resolve_model(spec.model, loaded.source)
+    aliases = tuple(spec.aliases or ())
+    argv = [python, "-m", "sage_engine", "--backend", backend.value, "--model", model]
+    argv += ["--served-model-name", served, "--host", host, "--port", str(port)]
+    for alias in aliases:
+        argv += ["--alias", alias]
+    argv += list(spec.args or ())
+    env = {var.name: var.value for var in spec.env or () if var.value is not None}
+    return LocalEngine(
+        name=loaded.name,
+        served_name=served,
+        aliases=aliases,
+        kind=spec.engine_kind,
+        backend=backend,
+        model=model,
+        port=port,
+        argv=tuple(argv),
+        env=env,
+        replicas=spec.replicas,
+    )
+
+
+def free_port(taken: set[int], base_port: int) -> int:
+    """The lowest port from `base_port` that no engine of this control plane holds."""
+    port = base_port
+    while port in taken:
+        port += 1
+    return port
 
 
 def example_request(gateway_url: str, engines: list[LocalEngine], *, keyed: bool = False) -> str:

@@ -116,7 +116,8 @@ def local_sage(tiny_lm_path: Path, minilm_path: Path, tmp_path_factory: pytest.T
         "SAGE_STATE_DIR": str(folder / "state"),
     }
     command = [sys.executable, "-m", "sage_cli", "up", "-f", str(folder), "--api-key", LOCAL_KEY,
-               "--port", str(gateway_port), "--engine-base-port", str(engine_base)]  # fmt: skip
+               "--port", str(gateway_port), "--engine-base-port", str(engine_base),
+               "--control-port", str(free_port_run(1))]  # fmt: skip
     with output.open("w") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
     sage = LocalSage(process, f"http://127.0.0.1:{gateway_port}", output, set())

@@ -36,6 +36,9 @@ class SagePorts:
     OPERATOR_HEALTH: Final[int] = 8081
     # The sage-edge aggregator shell.
     EDGE: Final[int] = 8090
+    # Local mode's control plane (`sage up`): the management API `sage llm ...` talks to, on
+    # the loopback address only.
+    CONTROL: Final[int] = 8089
     # Local mode: engine processes get consecutive ports from here.
     LOCAL_ENGINE_BASE: Final[int] = 18000
     # The test node's image hand-over registry (e2e). Fixed, so that buildah's blob cache, which
@@ -53,6 +56,10 @@ class SagePorts:
     @staticmethod
     def edge() -> int:
         return _env_port("SAGE_EDGE_PORT", SagePorts.EDGE)
+
+    @staticmethod
+    def control() -> int:
+        return _env_port("SAGE_CONTROL_PORT", SagePorts.CONTROL)
 
     @staticmethod
     def local_engine_base() -> int:

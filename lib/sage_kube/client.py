@@ -138,12 +138,7 @@ class KubeClient:
             params["labelSelector"] = label_selector
         timeout = httpx.Timeout(timeout_seconds + 30, connect=10)
         async with self._http.stream("GET", path, params=params, headers=self._headers(), timeout=timeout) as response:
-            if response.status_code >= 400:
-                body = (await response.aread()).decode(errors="replace")
-                try:
-                    raise error_for(response.status_code, json.loads(body))
-                except ValueError:
-                    raise error_for(response.status_code, body) from None
+            await _raise_for_stream(response)
             async for line in response.aiter_lines():
                 if not line:
                     continue
@@ -152,3 +147,25 @@ class KubeClient:
                     status = event.get("object") or {}
                     raise error_for(int(status.get("code") or 500), status)
                 yield event
+
+    async def stream_lines(self, path: str, params: dict[str, str] | None = None) -> AsyncIterator[str]:
+        """The lines of a streamed text answer (a pod's log, `follow=true`) until the server ends
+        it; no read timeout, since a followed log may stay quiet for hours."""
+        headers = self._headers() | {"Accept": "application/json, */*"}
+        timeout = httpx.Timeout(None, connect=10)
+        async with self._http.stream("GET", path, params=params, headers=headers, timeout=timeout) as response:
+            await _raise_for_stream(response)
+            async for line in response.aiter_lines():
+                yield line
+
+
+async def _raise_for_stream(response: httpx.Response) -> None:
+    """A streamed request's error Status, raised as its ApiError."""
+    if response.status_code < 400:
+        return
+    body = (await response.aread()).decode(errors="replace")
+    try:
+        payload: dict[str, Any] | str = json.loads(body)
+    except ValueError:
+        payload = body
+    raise error_for(response.status_code, payload if isinstance(payload, dict) else body)

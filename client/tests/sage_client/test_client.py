@@ -31,7 +31,12 @@ pytestmark = pytest.mark.engine
 @pytest.fixture
 def quiet_ports(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Local ports where nothing listens, so that only what a test starts can answer."""
-    ports = {"SAGE_GATEWAY_PORT": free_port(), "SAGE_ENGINE_PORT": free_port(), "SAGE_LOCAL_ENGINE_BASE_PORT": 1}
+    ports = {
+        "SAGE_GATEWAY_PORT": free_port(),
+        "SAGE_ENGINE_PORT": free_port(),
+        "SAGE_CONTROL_PORT": free_port(),
+        "SAGE_LOCAL_ENGINE_BASE_PORT": 1,
+    }
     for name, port in ports.items():
         monkeypatch.setenv(name, str(port))
     monkeypatch.delenv("SAGE_CHAT_BASE_URL", raising=False)
