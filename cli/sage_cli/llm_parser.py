@@ -98,8 +98,11 @@ def add_llm_commands(commands: Any) -> None:
     start.add_argument("model", metavar="MODEL")
     start.add_argument("--engine-kind", default="llm", choices=("llm", "embedding", "finetune"),
                        help="(default: %(default)s)")  # fmt: skip
-    start.add_argument("--backend", choices=("transformers", "sentence-transformers", "vllm"),
-                       help="default: vllm with --gpus, else transformers (embeddings: sentence-transformers)")  # fmt: skip
+    start.add_argument(
+        "--backend",
+        choices=("transformers", "sentence-transformers", "vllm"),
+        help="default: vllm with --gpus, else transformers; sentence-transformers for embeddings",
+    )
     start.add_argument("--name", help="engine name (default: derived from MODEL)")
     start.add_argument("--served-model-name", help="the model name clients ask for (default: the engine name)")
     start.add_argument("--replicas", type=int, default=1, help="(default: %(default)s; local mode runs one)")
