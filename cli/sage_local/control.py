@@ -3,8 +3,8 @@ their pods, and the file that tells the gateway which of them can take requests.
 
 An engine that never became ready is Failed (its manifest or model needs fixing; `sage llm engine
 start` runs it again). One that exits after serving is reported with its exit reason and started
-again with backoff; meanwhile the gateway knows its model without an endpoint and answers 503 with
-Retry-After."""
+again with backoff; it stays Degraded, with that reason, until it serves again, and meanwhile the
+gateway knows its model without an endpoint and answers 503 with Retry-After."""
 
 from __future__ import annotations
 
@@ -189,7 +189,6 @@ class EngineSupervisor:
             self.say(f"EXITED  {state.engine.name}: {state.message} (log: {state.child.log_file})")
             await asyncio.sleep(backoff.delay_seconds)
             state.child = self._child(state.engine)
-            state.phase = EnginePhase.LOADING
 
     async def load_adapter(self, name: str, adapter: str, path: str) -> str:
         """Loads a LoRA adapter into a running engine without restarting it. KeyError if unknown;

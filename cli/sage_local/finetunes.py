@@ -16,6 +16,8 @@ from sage_local.processes import ChildProcess
 from sage_local.supervise import describe_exit
 
 PROGRESS_FILE = "progress.jsonl"
+PROGRESS_KEYS = {field.alias or name for name, field in FinetuneProgress.model_fields.items()}
+"""The keys of a progress line that are status.progress (the lines are camelCase, as the status)."""
 
 
 def runner_argv(request: FinetuneRequest, *, python: str, termination_log: Path) -> list[str]:
@@ -38,7 +40,7 @@ def last_progress(output: Path) -> FinetuneProgress | None:
         for line in reversed(path.read_text().splitlines()):
             with contextlib.suppress(ValueError):
                 fields = json.loads(line)
-                known = {key: value for key, value in fields.items() if key in FinetuneProgress.model_fields}
+                known = {key: value for key, value in fields.items() if key in PROGRESS_KEYS}
                 return FinetuneProgress.model_validate(known)
     return None
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ import httpx
 import openai
 import pytest
 
+from sage_harness.net import free_port_run
+from sage_harness.proc_tree import alive, descendants
 from sage_harness.repo import REPO_ROOT, source_pythonpath
 from sage_harness.waiting import WaitTimeout, wait_until
 
@@ -45,51 +46,6 @@ spec:
   model: ./no-such-model-folder
   backend: transformers
 """
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port_run(length: int) -> int:
-    """The first of `length` consecutive free loopback ports."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1])
-        if base + length < 65535 and all(_port_free(base + i) for i in range(length)):
-            return base
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process whose ancestry leads to `pid` (read from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                parents[int(entry.name)] = int(fields[1])
-            except (OSError, IndexError, ValueError):
-                continue
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @dataclass

@@ -8,16 +8,13 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from sage_harness.net import free_port
-
-SAGE = Path(sys.executable).parent / "sage"
-"""`make env` installs the project editable into the environment, console script included."""
+from sage_harness.sage_script import SAGE, run_sage
 
 
 @pytest.fixture
@@ -40,8 +37,7 @@ def engines_file(tmp_path: Path) -> Path:
 
 
 def sage(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    assert SAGE.is_file(), f"{SAGE} is missing: `make env` installs the sage console script"
-    return subprocess.run([str(SAGE), *args], env=environment, capture_output=True, text=True, timeout=120, check=False)
+    return run_sage(environment, *args, timeout=120)
 
 
 def accepts(port: int) -> bool:
