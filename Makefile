@@ -62,6 +62,9 @@ unit: env-ready ## Only the fast unit tests (no API server, no engine processes)
 	$(PY) -m pytest -m "not integration and not engine and not slow" $(PYTEST_ARGS)
 
 .PHONY: run
+# The chat model is downloaded on first use where the hub answers (offline, its engine says so in
+# one line); tests keep HF_HUB_OFFLINE=1. An HF_HUB_OFFLINE set in the environment wins.
+run: export HF_HUB_OFFLINE := $(if $(filter environment command,$(firstword $(origin HF_HUB_OFFLINE))),$(HF_HUB_OFFLINE),0)
 run: ## Run SAGE locally: `sage up examples/local/` (MiniLM embeddings + a chat model) behind the gateway
 	@$(MAKE) --no-print-directory env
 	$(PY) -m sage_cli up examples/local/ $(RUN_ARGS)

@@ -100,8 +100,9 @@ def add_llm_commands(commands: Any) -> None:
                        help="(default: %(default)s)")  # fmt: skip
     start.add_argument(
         "--backend",
-        choices=("transformers", "sentence-transformers", "vllm"),
-        help="default: vllm with --gpus, else transformers; sentence-transformers for embeddings",
+        choices=("transformers", "sentence-transformers", "vllm", "deterministic"),
+        help="default: vllm with --gpus, else transformers; sentence-transformers for embeddings; "
+        "deterministic is the echo engine of tests",
     )
     start.add_argument("--name", help="engine name (default: derived from MODEL)")
     start.add_argument("--served-model-name", help="the model name clients ask for (default: the engine name)")

