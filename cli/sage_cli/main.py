@@ -7,6 +7,7 @@ import sys
 
 from pydantic import ValidationError
 
+from sage_cli.completion import add_completion_command, bash_script
 from sage_cli.keys import OPTION_OF, add_key_commands, create_key
 from sage_cli.llm_commands import llm_main
 from sage_cli.llm_parser import add_llm_commands
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_llm_commands(commands)
     add_service_commands(commands)
     add_key_commands(commands)
+    add_completion_command(commands)
     return parser
 
 
@@ -55,7 +57,11 @@ def key_main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "completion":
+        print(bash_script(parser), end="")
+        return 0
     if args.command == "key":
         return key_main(args)
     if args.command == "llm":
