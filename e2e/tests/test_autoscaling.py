@@ -1,9 +1,11 @@
 """Autoscaling on load, end to end on a real API server: the operator reads GET /load from the
 gateway, and under constant load an engine (minReplicas 0, maxReplicas 3, target 1 in flight per
 replica) goes to its maximum; when the load stops it falls to zero after its scale-down delay,
-with an Event for each change; the next request is held and wakes it again. An engine without
-maxReplicas is never touched. The test plays the kubelet: one real engine process in a stand-in
-pod, and the EndpointSlice the controller would write for it.
+with an Event for each change and the reason in its condition Scaled (`kubectl get -o wide`:
+SCALING); the next request is held and wakes it again, and the condition says how many wait. An
+engine without maxReplicas, scaled by hand as an HPA would, is never touched. The test plays the
+kubelet: one real engine process in a stand-in pod, and the EndpointSlice the controller would
+write for it.
 
 A control plane of its own: the session's operator (which does not autoscale) must not
 reconcile these engines too."""
@@ -41,7 +43,7 @@ spec: {model: deterministic, backend: deterministic, replicas: 1, minReplicas: 0
 apiVersion: sage.ai/v1alpha1
 kind: LLMEngine
 metadata: {name: manual}
-spec: {model: deterministic, backend: deterministic, replicas: 1}
+spec: {model: deterministic, backend: deterministic, replicas: 1, minReplicas: 0, scaleDownDelaySeconds: 4}
 """
 
 
@@ -61,6 +63,12 @@ def reasons(kubectl: Kubectl, name: str) -> list[str]:
     return [e["reason"] for e in sorted(events, key=lambda e: e["metadata"]["creationTimestamp"])]
 
 
+def scaled(kubectl: Kubectl, name: str) -> dict[str, str]:
+    """The engine's condition Scaled ({} before the autoscaler changed it)."""
+    conditions = (kubectl.json("get", "llmengine", name, "-n", NAMESPACE).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Scaled"), {})
+
+
 def test_load_scales_an_engine_up_to_its_max_then_idle_takes_it_to_zero_and_a_request_wakes_it(
     plane: tuple[ControlPlane, Kubectl],
     engine_factory: Callable[..., EngineProcess],
@@ -78,6 +86,7 @@ def test_load_scales_an_engine_up_to_its_max_then_idle_takes_it_to_zero_and_a_re
         env = operator_env(engine_port) | scaling
         with OperatorProcess(control_plane.kubeconfig, tmp_path / "operator.log", env=env) as operator:
             kubectl.apply(ENGINES, NAMESPACE)
+            kubectl("scale", "llmengine/manual", "--replicas=2", "-n", NAMESPACE)  # as an HPA would
             pod = pod_network.add_pod()
             engine = engine_factory(
                 "deterministic",
@@ -92,13 +101,19 @@ def test_load_scales_an_engine_up_to_its_max_then_idle_takes_it_to_zero_and_a_re
                 wait_until(lambda: replicas(kubectl, "busy") == 3, f"busy at its max\n{operator.log_tail(20)}")
                 load.wait_for(20)
             assert load.failures() == [], load.failures()[:3]
-            assert replicas(kubectl, "manual") == 1
+            assert scaled(kubectl, "busy")["reason"] == "ScaledUp"
 
             # Idle: down after the delay, to zero (minReplicas). The pod goes away with it.
             wait_until(lambda: replicas(kubectl, "busy") == 0, f"busy at zero\n{operator.log_tail(20)}", timeout=60)
             kubectl.apply(endpoint_slice("busy", pod.address, engine.port, ready=False), NAMESPACE)
             assert reasons(kubectl, "busy").count("ScaledUp") >= 1
             assert "ScaledDown" in reasons(kubectl, "busy")
+            wait_until(lambda: scaled(kubectl, "busy").get("reason") == "ScaledToZero", "the Scaled condition")
+            message = scaled(kubectl, "busy")["message"]
+            assert message.startswith("ScaledToZero: idle for 4s: "), message
+            assert message.endswith(" -> 0 replicas"), message
+            wide = kubectl.run("get", "llmengine", "busy", "-n", NAMESPACE, "-o", "wide").stdout
+            assert "ScaledToZero: idle for 4s" in wide
 
             # From zero: the request is held, the gateway asks for a replica, the "pod" turns ready.
             answers: list[httpx.Response] = []
@@ -110,7 +125,11 @@ def test_load_scales_an_engine_up_to_its_max_then_idle_takes_it_to_zero_and_a_re
             )
             held.start()
             wait_until(lambda: replicas(kubectl, "busy") >= 1, "the held request to wake busy")
+            wait_until(lambda: scaled(kubectl, "busy").get("reason") == "ScalingUp", "the wake to be told")
+            assert scaled(kubectl, "busy")["message"] == "ScalingUp: 1 request waiting for a replica to be ready"
             kubectl.apply(endpoint_slice("busy", pod.address, engine.port), NAMESPACE)
             held.join(60)
             assert [a.status_code for a in answers] == [200]
-            assert replicas(kubectl, "manual") == 1
+            # Scaled by hand (or an HPA) and without maxReplicas: never touched, though idle past its delay.
+            assert replicas(kubectl, "manual") == 2
+            assert scaled(kubectl, "manual") == {}

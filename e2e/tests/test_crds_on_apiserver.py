@@ -27,7 +27,7 @@ def test_get_llmengines_prints_the_columns(kubectl: Kubectl, namespace: str) -> 
     assert header.split() == ["NAME", "MODEL", "KIND", "BACKEND", "READY", "PHASE", "AGE"]
     assert row.split()[:3] == ["minilm", "sentence-transformers/all-MiniLM-L6-v2", "embedding"]
     wide = kubectl("get", "llme", "-n", namespace, "-o", "wide").splitlines()[0].split()
-    assert wide[-2:] == ["ENDPOINT", "SERVED"]
+    assert wide[-3:] == ["ENDPOINT", "SERVED", "SCALING"]
     # The category lists both kinds.
     assert "llmengine.sage.ai/minilm" in kubectl("get", "sage", "-n", namespace, "-o", "name")
 

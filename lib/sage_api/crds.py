@@ -110,6 +110,12 @@ _ENGINE_COLUMNS = [
     _AGE,
     _column("Endpoint", ".status.endpoint", priority=1),
     _column("Served", ".status.servedModels", priority=1, description="Names clients can use"),
+    _column(
+        "Scaling",
+        '.status.conditions[?(@.type=="Scaled")].message',
+        priority=1,
+        description="The autoscaler's last change and why",
+    ),
 ]
 _ENGINE_SCALE = {
     "specReplicasPath": ".spec.replicas",

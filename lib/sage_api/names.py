@@ -43,6 +43,9 @@ LABEL_FINETUNEJOB: Final = f"{GROUP}/finetunejob"
 ANNOTATION_SPEC_HASH: Final = f"{GROUP}/spec-hash"
 ANNOTATION_PAUSED_BY: Final = f"{GROUP}/paused-by"
 """On an LLMEngine a FinetuneJob has scaled to zero while it runs: the job's name."""
+ANNOTATION_SCALED: Final = f"{GROUP}/scaled"
+"""On an LLMEngine the autoscaler manages: its last change and why, as JSON {reason, message,
+time}; the operator shows it as the condition `Scaled`."""
 
 IMAGE_USER_ID: Final = 10001
 """The uid (and gid) every SAGE image runs as (its Dockerfile's USER); pods run as it and own

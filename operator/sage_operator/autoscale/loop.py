@@ -25,13 +25,25 @@ import httpx
 from sage_api import names
 from sage_operator.autoscale.decide import Autoscaler, Bounds
 from sage_operator.core.kinds import ENGINE_OWNER, LLM_ENGINE
-from sage_operator.core.metadata import render_event
+from sage_operator.core.metadata import ScaleNote, render_event
 from sage_operator.core.store import KubeStore
 
 log = logging.getLogger(__name__)
 
+SCALED = names.ANNOTATION_SCALED
 DEFAULT_SCALE_DOWN_DELAY = 300.0
 DEFAULT_TARGET = 8
+
+
+def waking_message(engine: Mapping[str, Any], held: int) -> str | None:
+    """What to say of an engine a gateway woke from zero while requests wait for its first replica,
+    once per wake (None when nothing waits, a replica is ready, or it was said already)."""
+    ready = int((engine.get("status") or {}).get("readyReplicas") or 0)
+    desired = int((engine.get("spec") or {}).get("replicas") or 0)
+    note = ScaleNote.of(dict(engine.get("metadata") or {}))
+    if held <= 0 or ready > 0 or desired == 0 or (note is not None and note.reason == "ScalingUp"):
+        return None
+    return f"{held} request{'' if held == 1 else 's'} waiting for a replica to be ready"
 
 
 def bounds_of(spec: Mapping[str, Any]) -> Bounds | None:
@@ -75,13 +87,16 @@ class LoadReadings:
 
     demand: dict[str, float] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
     answered: int = 0
 
     def add(self, report: Mapping[str, Any]) -> None:
         self.answered += 1
         for key, load in (report.get("engines") or {}).items():
-            self.demand[key] = self.demand.get(key, 0.0) + float(load.get("inflight", 0)) + float(load.get("held", 0))
+            held = int(load.get("held", 0))
+            self.demand[key] = self.demand.get(key, 0.0) + float(load.get("inflight", 0)) + held
             self.requests[key] = self.requests.get(key, 0) + int(load.get("requests", 0))
+            self.held[key] = self.held.get(key, 0) + held
 
 
 @dataclass
@@ -140,16 +155,32 @@ class AutoscaleLoop:
             decision = self.autoscaler.decide(key, bounds, current, now)
             if decision is not None:
                 await self._apply(obj, decision.replicas, decision.reason, decision.message)
+            elif waiting := waking_message(obj, readings.held.get(key, 0)):
+                await self._note(obj, "ScalingUp", waiting)
 
     async def _apply(self, obj: dict[str, Any], replicas: int, reason: str, message: str) -> None:
         metadata = obj["metadata"]
-        namespace, name = metadata["namespace"], metadata["name"]
-        await self.store.scale(LLM_ENGINE, namespace, name, replicas)
+        await self.store.scale(LLM_ENGINE, metadata["namespace"], metadata["name"], replicas)
         obj.setdefault("spec", {})["replicas"] = replicas  # until the watch brings the new object
+        await self._note(obj, "ScaledToZero" if replicas == 0 else reason, message, event_reason=reason)
+
+    async def _note(self, obj: dict[str, Any], reason: str, message: str, *, event_reason: str | None = None) -> None:
+        """Says why on the engine (annotation -> condition Scaled) and in an Event."""
+        metadata = obj["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
         log.info("autoscaler: %s/%s %s: %s", namespace, name, reason, message)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        note = ScaleNote(reason, message, now).encode()
+        patched = await self.store.patch(LLM_ENGINE, namespace, name, {"metadata": {"annotations": {SCALED: note}}})
+        obj["metadata"] = patched.get("metadata") or metadata
         event = render_event(
-            ENGINE_OWNER, metadata, event_type="Normal", reason=reason, message=message, now=now, reporter=self.reporter
+            ENGINE_OWNER,
+            metadata,
+            event_type="Normal",
+            reason=event_reason or reason,
+            message=message,
+            now=now,
+            reporter=self.reporter,
         )
         await self.store.post_event(event)
 

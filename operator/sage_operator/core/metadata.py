@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from sage_api import names
@@ -105,3 +107,26 @@ def covers(observed: Any, desired: Any) -> bool:
             and all(covers(seen, wanted) for seen, wanted in zip(observed, desired, strict=True))
         )
     return bool(observed == desired)
+
+
+@dataclass(frozen=True)
+class ScaleNote:
+    """The autoscaler's last change of an engine, kept in its annotation `sage.ai/scaled`."""
+
+    reason: str
+    """ScaledUp, ScaledDown, ScaledToZero or ScalingUp."""
+    message: str
+    time: str
+
+    def encode(self) -> str:
+        return json.dumps({"reason": self.reason, "message": self.message, "time": self.time})
+
+    @staticmethod
+    def of(metadata: dict[str, Any]) -> ScaleNote | None:
+        """The note on an engine's metadata; None when absent or not one."""
+        raw = (metadata.get("annotations") or {}).get(names.ANNOTATION_SCALED)
+        try:
+            fields = json.loads(raw) if raw else None
+            return ScaleNote(str(fields["reason"]), str(fields["message"]), str(fields["time"])) if fields else None
+        except (ValueError, TypeError, KeyError):
+            return None

@@ -27,7 +27,7 @@ from sage_operator.core.kinds import (
     SERVICE,
     SERVICE_ACCOUNT,
 )
-from sage_operator.core.metadata import MANAGED_SELECTOR, render_event
+from sage_operator.core.metadata import MANAGED_SELECTOR, ScaleNote, render_event
 from sage_operator.core.store import ForeignObject, KubeStore
 from sage_operator.engine.adapters import AdapterLoader
 from sage_operator.engine.credentials import admin_token, render_admin_secret
@@ -221,6 +221,7 @@ class EngineReconciler:
             loaded_adapters=loaded or [],
             refused=refused,
             paused_by=(metadata.get("annotations") or {}).get(PAUSED_BY),
+            scaled=ScaleNote.of(metadata),
         )
 
     async def _write_status(

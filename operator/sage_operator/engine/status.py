@@ -8,6 +8,7 @@ from typing import Any
 
 from sage_api.conditions import set_condition
 from sage_api.engine import Backend, EnginePhase
+from sage_operator.core.metadata import ScaleNote
 from sage_operator.engine.render import endpoint_url, selector_string
 from sage_operator.engine.spec import InvalidSpec
 
@@ -60,6 +61,8 @@ class Observed:
     """The FinetuneJob that scaled this engine to zero (annotation sage.ai/paused-by)."""
     name_conflict: str | None = None
     """Which of its model names older engines own (engine.name_claims), if any."""
+    scaled: ScaleNote | None = None
+    """The autoscaler's last change (annotation sage.ai/scaled), if it manages this engine."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,8 @@ def phase_of(observed: Observed) -> tuple[EnginePhase, str, str]:
         message = f"scaled to zero while FinetuneJob {observed.paused_by} trains; its replicas come back when it ends"
         return EnginePhase.PAUSED, "PausedByFinetuneJob", message
     if desired == 0:
-        return EnginePhase.PAUSED, "ScaledToZero", "scaled to zero replicas"
+        why = f": {observed.scaled.message}" if observed.scaled and observed.scaled.reason == "ScaledToZero" else ""
+        return EnginePhase.PAUSED, "ScaledToZero", f"scaled to zero replicas{why}"
     pods = sorted(_live(observed.pods), key=lambda pod: pod["metadata"].get("name", ""))
     failure = replica_failure(observed.deployment) or next(
         (f for pod in pods if not pod_is_ready(pod) and (f := pod_failure(pod))), None
@@ -218,9 +222,23 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
                 now=now,
             )
         )
+    if observed.scaled is not None:
+        status["conditions"].append(scaled_condition(observed.scaled, observed.generation))
     if observed.backend is not None:
         status["backend"] = observed.backend.value
     return status
+
+
+def scaled_condition(note: ScaleNote, generation: int) -> dict[str, Any]:
+    """`Scaled`: the autoscaler's last change and why, since when (kubectl get -o wide: SCALING)."""
+    return {
+        "type": "Scaled",
+        "status": "True",
+        "reason": note.reason,
+        "message": f"{note.reason}: {note.message}",
+        "lastTransitionTime": note.time,
+        "observedGeneration": generation,
+    }
 
 
 def transition_event(previous: dict[str, Any] | None, status: dict[str, Any]) -> Event | None:

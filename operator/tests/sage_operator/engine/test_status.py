@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from sage_api.engine import Backend, LLMEngineStatus
+from sage_api.names import ANNOTATION_SCALED
+from sage_operator.core.metadata import ScaleNote
 from sage_operator.engine.spec import InvalidSpec
 from sage_operator.engine.status import (
     REFUSED_INVALID,
@@ -204,3 +206,28 @@ def test_an_unschedulable_pod_says_which_devices_it_needs() -> None:
     status = compute_status(observe(deployment=deployment(), pods=[unschedulable]), None, T0)
     assert status["conditions"][0]["reason"] == "Unschedulable"
     assert status["message"].startswith("pod p: needs nvidia.com/gpu: 1; 0/1 nodes are available: 1 node(s)")
+
+
+def test_the_autoscalers_last_change_is_the_condition_scaled() -> None:
+    assert [c["type"] for c in compute_status(observe(), None, T0)["conditions"]] == ["Ready", "Progressing"]
+    note = ScaleNote("ScaledToZero", "idle for 300s: 2 -> 0 replicas", T1)
+    status = compute_status(observe(0, deployment=deployment(replicas=0), scaled=note), None, T0)
+    assert status["message"] == "scaled to zero replicas: idle for 300s: 2 -> 0 replicas"
+    (condition,) = [c for c in status["conditions"] if c["type"] == "Scaled"]
+    assert condition == {
+        "type": "Scaled",
+        "status": "True",
+        "reason": "ScaledToZero",
+        "message": "ScaledToZero: idle for 300s: 2 -> 0 replicas",
+        "lastTransitionTime": T1,
+        "observedGeneration": 3,
+    }
+    LLMEngineStatus.model_validate(status)
+
+
+def test_a_scale_note_survives_its_annotation_and_a_bad_one_is_ignored() -> None:
+    note = ScaleNote("ScaledUp", "4.0 requests in flight", T0)
+    assert ScaleNote.of({"annotations": {ANNOTATION_SCALED: note.encode()}}) == note
+    assert ScaleNote.of({"annotations": {ANNOTATION_SCALED: "not json"}}) is None
+    assert ScaleNote.of({"annotations": {ANNOTATION_SCALED: '{"reason": "x"}'}}) is None
+    assert ScaleNote.of({}) is None
