@@ -1,11 +1,12 @@
 """The cluster target against a real kube-apiserver (no operator): what it creates is read back
-with kubectl, and the status the operator would write is set with a status patch."""
+with kubectl, and the status the operator would write is set with a status patch. The API server is
+the module's own, since the session's is reconciled by the shared operator once any test starts it."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,24 @@ from sage_harness.net import free_port
 from sage_harness.waiting import wait_until
 from sage_kube.paths import resource_path
 from sage_testing.engine_objects import get, must_get
+from sage_testing.plugin import own_control_plane
+
+
+@pytest.fixture(scope="module")
+def quiet_plane(kube_binaries: Path) -> Iterator[tuple[ControlPlane, Kubectl]]:
+    """An API server no operator watches (it shadows the session's `control_plane` and `kubectl`)."""
+    with own_control_plane(kube_binaries, "cli-target") as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def control_plane(quiet_plane: tuple[ControlPlane, Kubectl]) -> ControlPlane:
+    return quiet_plane[0]
+
+
+@pytest.fixture(scope="module")
+def kubectl(quiet_plane: tuple[ControlPlane, Kubectl]) -> Kubectl:
+    return quiet_plane[1]
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def test_names_do_not_drift() -> None:
 
 def test_printer_columns() -> None:
     engine = [c["name"] for c in llmengine_crd()["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert engine == ["Model", "Kind", "Backend", "Ready", "Phase", "Age", "Endpoint", "Served"]
+    assert engine == ["Model", "Kind", "Backend", "Ready", "Phase", "Age", "Endpoint", "Served", "Scaling"]
     finetune = [c["name"] for c in finetunejob_crd()["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert finetune == ["Base", "Phase", "Progress", "Loss", "Age"]
 
