@@ -41,7 +41,7 @@ def test_helm_lint_is_clean(helm: Helm, values: list[str]) -> None:
 
 BAD_VALUES = {
     "unknown key": (["--set", "gateway.replica=3"], "replica"),
-    "two standalone operators": (["--set", "operator.replicas=2"], "/operator/replicas"),
+    "more operator standbys than useful": (["--set", "operator.replicas=4"], "/operator/replicas"),
     "unknown backend image": (["--set", "operator.engineImages.perBackend.tgi=x"], "perBackend"),
     "root pods": (["--set", "podSecurityContext.runAsNonRoot=false"], "/podSecurityContext/runAsNonRoot"),
     "port out of range": (["--set", "gateway.port=70000"], "/gateway/port"),
@@ -114,6 +114,7 @@ def test_defaults_render_operator_and_gateway_cluster_wide(helm: Helm) -> None:
         ["ServiceAccount"] * 2
         + ["ClusterRole"] * 2
         + ["ClusterRoleBinding"] * 2
+        + ["Role", "RoleBinding"]  # the operator's leader-election Lease in the release namespace
         + ["Deployment"] * 2
         + ["Service"] * 2  # the gateway's, and a headless one naming its pods (the autoscaler reads them)
         + ["Secret"]  # the operator's admin key

@@ -88,6 +88,8 @@ def test_install_is_accepted_and_uninstall_cleans_up(helm: Helm, kubectl: Kubect
         "Secret",
         "NetworkPolicy",
         "PodDisruptionBudget",
+        "Role",  # the operator's leader Lease
+        "RoleBinding",
     }
     for obj in objects:
         live = get(kubectl, obj)
@@ -104,6 +106,9 @@ def test_install_is_accepted_and_uninstall_cleans_up(helm: Helm, kubectl: Kubect
         assert not can(kubectl, operator, verb, "secrets", elsewhere)
     assert not can(kubectl, operator, "create", "pods", elsewhere)
     assert not can(kubectl, operator, "delete", "llmengines.sage.ai", elsewhere)
+    assert can(kubectl, operator, "patch", "leases.coordination.k8s.io/sage-operator-leader", release_namespace)
+    assert not can(kubectl, operator, "patch", "leases.coordination.k8s.io/kube-scheduler", release_namespace)
+    assert not can(kubectl, operator, "create", "leases.coordination.k8s.io", elsewhere)
     assert can(kubectl, gateway, "watch", "endpointslices.discovery.k8s.io", elsewhere)
     assert can(kubectl, gateway, "list", "llmengines.sage.ai", elsewhere)
     assert not can(kubectl, gateway, "patch", "llmengines.sage.ai", elsewhere)

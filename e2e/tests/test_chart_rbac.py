@@ -43,6 +43,7 @@ GATEWAY: Rules = {
     *{("discovery.k8s.io", "endpointslices", v) for v in ("get", "list", "watch")},
 }
 READ = {"get", "list", "watch"}
+LEADER_ELECTION = "-leader-election"
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +62,37 @@ def expand(role: dict[str, Any]) -> Rules:
 
 
 def roles(objects: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
+    """The component's roles for the resources it manages (the operator's leader Lease apart)."""
     return [
         o
         for o in objects
-        if o["kind"] in {"Role", "ClusterRole"} and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        if o["kind"] in {"Role", "ClusterRole"}
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+        and not o["metadata"]["name"].endswith(LEADER_ELECTION)
     ]
+
+
+def test_the_operator_may_hold_its_own_lease_and_touch_no_other(helm: Helm) -> None:
+    """Operator replicas elect the one that acts on a Lease in the release namespace: the operator
+    may create a Lease, and read and renew only the one the chart names."""
+    objects = helm.template(namespace="ml")
+    (role,) = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith(LEADER_ELECTION)]
+    assert role["metadata"]["namespace"] == "ml"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["sage-operator-leader"],
+            "verbs": ["get", "patch"],
+        },
+    ]
+    (binding,) = [o for o in objects if o["kind"] == "RoleBinding" and o["roleRef"]["name"] == role["metadata"]["name"]]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sage-operator", "namespace": "ml"}]
+    (operator,) = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "sage-operator"]
+    env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["SAGE_OPERATOR_LEADER_LEASE"]["value"] == "ml/sage-operator-leader"
+    assert env["SAGE_OPERATOR_POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 @pytest.mark.parametrize(
@@ -124,13 +151,14 @@ def test_namespaced_install_uses_roles_in_each_watched_namespace(helm: Helm) -> 
     assert {r["metadata"]["namespace"] for r in gateway_roles} == {"sage-system", "ml-team"}
     bindings = [o for o in objects if o["kind"] == "RoleBinding"]
     keys = [b for b in bindings if b["roleRef"]["name"] == "sage-gateway-keys"]
-    assert len(bindings) == 5  # operator and gateway in each namespace, and the key reader
+    assert len(bindings) == 6  # operator and gateway in each namespace, the key reader and the leader Lease
     (key_reader,) = keys
     assert key_reader["metadata"]["namespace"] == "sage-system"  # only the release namespace's APIKeys
     for binding in bindings:
         (subject,) = binding["subjects"]
         assert subject["namespace"] == "sage-system"
-        assert binding["roleRef"]["name"] in {subject["name"], f"{subject['name']}-keys"}
+        suffixes = ("", "-keys", LEADER_ELECTION)
+        assert binding["roleRef"]["name"] in {subject["name"] + suffix for suffix in suffixes}
 
 
 def test_namespaced_install_defaults_to_the_release_namespace(helm: Helm) -> None:

@@ -71,16 +71,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     namespaces = settings.namespaces
     # kopf answers /healthz while its event loop and watches are alive: the liveness probe.
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-    # The settings are read once, here, and reach the handlers in kopf's memo.
+    # The settings are read once, here, and reach the handlers in kopf's memo; the stop flag ends
+    # the operator when it loses its leader Lease.
+    stop_flag = asyncio.Event()
+    memo = kopf.Memo(settings=settings, stop_flag=stop_flag, lost_leadership=False)
     asyncio.run(
         kopf.operator(
             standalone=True,
             clusterwide=not namespaces,
             namespaces=namespaces,
             liveness_endpoint=liveness,
-            memo=kopf.Memo(settings=settings),
+            memo=memo,
+            stop_flag=stop_flag,
         )
     )
+    if memo.lost_leadership:
+        logging.getLogger("sage_operator").error("lost the leader Lease: exiting to come back as a standby")
+        return 1
     return 0
 
 

@@ -5,6 +5,7 @@ label-selected cache, not by kopf (which would watch every pod and Job of the cl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +14,7 @@ import kopf
 
 from sage_api import names
 from sage_kube import KubeClient, load_config
+from sage_kube.lease import LeaseElector
 from sage_operator.autoscale.loop import AutoscaleLoop
 from sage_operator.core.cache import ObjectCache
 from sage_operator.core.controller import ControllerLoop
@@ -54,21 +56,32 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     loader = AdapterLoader(engine_client, operator_settings.engine_port, operator_settings.adapter_retry_max_seconds)
     engines = EngineReconciler(store, cache, loader, operator_settings)
     finetunes = FinetuneReconciler(store, cache, operator_settings)
-    # Reconciling starts once the caches are filled, so that the first status written after a
-    # (re)start is computed from everything that exists.
-    await cache.start()
-    engines.loop.start()
-    finetunes.loop.start()
     autoscaler = AutoscaleLoop(
         store,
         list(operator_settings.gateway_urls),
         operator_settings.autoscale_seconds,
         operator_settings.autoscale_window_seconds,
     )
-    autoscaler.start()
     memo.kube, memo.engine_client, memo.cache = kube, engine_client, cache
     memo.engines, memo.finetunes, memo.autoscaler = engines, finetunes, autoscaler
-    log.info("sage-operator started (namespaces: %s)", ",".join(operator_settings.namespaces) or "all")
+    # Reconciling starts once the caches are filled, so that the first status written after a
+    # (re)start is computed from everything that exists.
+    await cache.start()
+    watched = ",".join(operator_settings.namespaces) or "all"
+    memo.elector = elector = _elector(kube, operator_settings, memo)
+    if elector is None:
+        _act(memo)
+        log.info("sage-operator started (namespaces: %s)", watched)
+    else:
+        elector.start()
+        memo.leading = asyncio.create_task(_act_once_leading(elector, memo), name="sage-operator-leading")
+        log.info(
+            "sage-operator started (namespaces: %s) as %s; it reconciles while it holds Lease %s/%s",
+            watched,
+            elector.identity,
+            elector.namespace,
+            elector.name,
+        )
     if operator_settings.admin_key is None:
         log.warning(
             "SAGE_OPERATOR_ADMIN_KEY is not set: engines accept adapter changes from any caller that reaches them"
@@ -77,12 +90,42 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         log.warning("SAGE_OPERATOR_ENGINE_PEERS is not set: engine pods get no NetworkPolicy")
 
 
+def _elector(kube: KubeClient, settings: OperatorSettings, memo: kopf.Memo) -> LeaseElector | None:
+    """With a leader Lease, one replica acts and the others stand by; losing it ends the process
+    (through kopf's stop flag), which comes back as a standby."""
+    if not settings.leader_lease:
+        return None
+    namespace, name = settings.leader_lease.split("/")
+
+    def lost() -> None:
+        memo.lost_leadership = True
+        memo.stop_flag.set()
+
+    return LeaseElector(kube, namespace, name, settings.pod_name, duration=settings.leader_lease_seconds, on_lost=lost)
+
+
+def _act(memo: kopf.Memo) -> None:
+    memo.engines.loop.start()  # each begins with a full resync: it catches up on what it missed
+    memo.finetunes.loop.start()
+    memo.autoscaler.start()
+
+
+async def _act_once_leading(elector: LeaseElector, memo: kopf.Memo) -> None:
+    await elector.until_leading()
+    log.info("sage-operator leads: reconciling")
+    _act(memo)
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if (leading := memo.get("leading")) is not None:
+        leading.cancel()
     await memo.autoscaler.stop()
     await memo.engines.loop.stop()
     await memo.finetunes.loop.stop()
     await memo.cache.stop()
+    if memo.elector is not None:
+        await memo.elector.stop(release=not memo.get("lost_leadership"))
     await memo.engine_client.aclose()
     await memo.kube.aclose()
 

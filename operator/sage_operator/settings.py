@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -79,6 +80,15 @@ class OperatorSettings(BaseSettings):
     autoscale_window_seconds: float = Field(
         default=60.0, gt=0, description="The window the autoscaler averages the requests in flight over"
     )
+    leader_lease: str | None = Field(
+        default=None,
+        description="namespace/name of the coordination.k8s.io Lease whose holder alone reconciles and autoscales; "
+        "the other replicas stand by with filled caches (unset: this operator acts alone)",
+    )
+    leader_lease_seconds: float = Field(
+        default=15.0, gt=0, description="How long a Lease its holder stopped renewing is respected before a take-over"
+    )
+    pod_name: str = Field(default_factory=socket.gethostname, description="This replica's identity in the Lease")
     adapter_retry_max_seconds: float = Field(
         default=60.0, gt=0, description="Longest back-off between attempts to load an adapter into a pod"
     )
@@ -89,6 +99,14 @@ class OperatorSettings(BaseSettings):
         known = {backend.value for backend in Backend}
         if unknown := sorted(set(value) - known):
             msg = f"unknown backend(s) {unknown} in engine_images; known: {sorted(known)}"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("leader_lease")
+    @classmethod
+    def _namespace_and_name(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("/") != 1 or not all(value.split("/"))):
+            msg = f"leader_lease must be namespace/name, not {value!r}"
             raise ValueError(msg)
         return value
 

@@ -52,6 +52,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-operator" (include "sage.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "sage.operator.leaderLease" -}}
+{{- printf "%s-leader" (include "sage.operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "sage.gateway.fullname" -}}
 {{- printf "%s-gateway" (include "sage.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
