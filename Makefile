@@ -114,6 +114,11 @@ bench-operator: env-ready ## Create 200 LLMEngines at once on a real API server;
 	@$(MAKE) --no-print-directory binaries
 	@$(call timed,$(PY) e2e/bench/operator_bench.py,bench-operator)
 
+.PHONY: bench-autoscale
+bench-autoscale: env-ready ## Real node (root): cold starts from zero and a load step 0 -> N -> 0; docs/perf/autoscaling.md
+	@$(MAKE) --no-print-directory binaries
+	@$(call timed,$(PY) e2e/bench/autoscale_bench.py $(BENCH_ARGS),bench-autoscale)
+
 .PHONY: bench-engine
 bench-engine: env-ready ## Engine embedding throughput vs in-process encode, same run -> docs/perf/engine.md
 	@$(call timed,$(PY) images/engine/bench/engine_bench.py $(BENCH_ARGS),bench-engine)
