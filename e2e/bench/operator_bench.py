@@ -1,15 +1,19 @@
 """Operator benchmark: create N LLMEngines at once against a real kube-apiserver (+ controller
 manager) and measure how long until every one has its Deployment and Service, and until every
-status is written; plus the operator's peak RSS. Runs the same load with 1 worker and with the
-default worker count, side by side, interleaved over several rounds (the machine is shared: the
-median of each configuration is reported), and writes docs/perf/operator.md.
+status is written; the operator's peak RSS; its CPU while nothing changes; and, after a restart,
+whether every status is still right without being rewritten. Runs each configuration (worker
+counts, and with --baseline REF the operator of an earlier commit beside this one) side by side,
+interleaved over several rounds (the machine is shared: the median of each is reported), and
+writes docs/perf/operator.md.
 
-Usage: python e2e/bench/operator_bench.py [--engines 200] [--rounds 3] [--out docs/perf/operator.md]
+Usage: python e2e/bench/operator_bench.py [--engines 200] [--rounds 3] [--workers 1 8]
+       [--baseline REF] [--out docs/perf/operator.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import ssl
@@ -27,7 +31,7 @@ from sage_api.names import API_VERSION as API
 from sage_harness.controlplane import ControlPlane, locate_binaries
 from sage_harness.kubectl import Kubectl
 from sage_harness.operator_process import OperatorProcess
-from sage_harness.repo import REPO_ROOT
+from sage_harness.repo import REPO_ROOT, source_pythonpath
 from sage_harness.waiting import wait_until
 from sage_kube import resource_path
 from sage_operator.settings import OperatorSettings
@@ -40,14 +44,29 @@ spec: {{model: deterministic, backend: deterministic, replicas: 1}}
 """
 
 
+@dataclass(frozen=True)
+class Configuration:
+    label: str
+    workers: int
+    source: Path
+    """The checkout whose operator runs."""
+
+
 @dataclass
 class Result:
+    label: str
     workers: int
     engines: int
     children_seconds: float
     status_seconds: float
     peak_rss_mib: float
     operator_cpu_seconds: float
+    idle_cpu_percent: float
+    """Operator CPU while nothing changes, in % of one core, over a window holding a resync."""
+    restart_rewrites: int
+    """Engines whose object changed after an operator restart (their status was already right)."""
+    restart_phases: int
+    """Engines with a phase once the restarted operator has resynced."""
 
 
 class Counter:
@@ -72,24 +91,66 @@ class Counter:
     def statuses(self) -> int:
         return sum(1 for item in self.items(API, "llmengines") if (item.get("status") or {}).get("phase"))
 
+    def versions(self) -> dict[str, str]:
+        return {item["metadata"]["name"]: item["metadata"]["resourceVersion"] for item in self.items(API, "llmengines")}
 
-def run_once(plane: ControlPlane, kubectl: Kubectl, *, workers: int, engines: int, workdir: Path, run: int) -> Result:
+
+def idle_cpu_percent(operator: OperatorProcess, seconds: float) -> float:
+    before = operator.cpu_seconds()
+    time.sleep(seconds)
+    return 100 * (operator.cpu_seconds() - before) / seconds
+
+
+def settle(operator: OperatorProcess, quiet_cpu_seconds: float = 0.05, every: float = 2.0) -> None:
+    """Until the operator spends next to no CPU between two looks (its start-up resync is done)."""
+    last = operator.cpu_seconds()
+    while True:
+        time.sleep(every)
+        now = operator.cpu_seconds()
+        if now - last < quiet_cpu_seconds:
+            return
+        last = now
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> int:
+    """How many objects of `before` have another resourceVersion (or are gone) in `after` (pure)."""
+    return sum(1 for name, version in before.items() if after.get(name) != version)
+
+
+def fresh_control_plane() -> contextlib.AbstractContextManager[ControlPlane]:
+    """A control plane per run: the previous run's thousands of objects are not garbage-collected
+    under the next one's measurement."""
+    return ControlPlane(locate_binaries())
+
+
+def run_once(config: Configuration, *, engines: int, workdir: Path, run: int, idle: float) -> Result:
+    with fresh_control_plane() as plane:
+        kubectl = Kubectl(locate_binaries() / "kubectl", plane.kubeconfig)
+        kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "llmengines.sage.ai")
+        return measure(plane, kubectl, config, engines=engines, workdir=workdir, run=run, idle=idle)
+
+
+def measure(
+    plane: ControlPlane, kubectl: Kubectl, config: Configuration, *, engines: int, workdir: Path, run: int, idle: float
+) -> Result:
+    workers, label = config.workers, config.label
     namespace = f"bench-{run}-w{workers}"
     kubectl("create", "namespace", namespace)
     manifest = "".join(ENGINE.format(index=i, namespace=namespace) for i in range(engines))
-    env = {"SAGE_OPERATOR_WORKERS": str(workers)}
+    env = {"SAGE_OPERATOR_WORKERS": str(workers), "PYTHONPATH": source_pythonpath(config.source)}
     log = workdir / f"operator-{run}-w{workers}.log"
     with OperatorProcess(plane.kubeconfig, log, env=env, args=("-n", namespace)) as operator:
         counter = Counter(plane, namespace)
         wait_until(lambda: "sage-operator started" in operator.log_tail(), "the operator to start")
         cpu_before = operator.cpu_seconds()
-        print(f"[workers={workers}] creating {engines} LLMEngines at once", flush=True)
+        print(f"[{label}] creating {engines} LLMEngines at once", flush=True)
         start = time.monotonic()
         kubectl("apply", "--server-side", "-f", "-", stdin=manifest)
 
         def children_ready() -> bool:
             done = counter.children()
-            print(f"[workers={workers}]   {done}/{engines} engines have Deployment + Service", flush=True)
+            print(f"[{label}]   {done}/{engines} engines have Deployment + Service", flush=True)
             return done >= engines
 
         wait_until(children_ready, "every Deployment and Service", timeout=1800, interval=0.5)
@@ -98,24 +159,37 @@ def run_once(plane: ControlPlane, kubectl: Kubectl, *, workers: int, engines: in
         status = time.monotonic() - start
         rss = operator.peak_rss_bytes() / 2**20
         cpu = operator.cpu_seconds() - cpu_before
-    kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
-    return Result(workers, engines, children, status, rss, cpu)
+        time.sleep(5)  # the last status echoes arrive
+        print(f"[{label}] idle for {idle:.0f}s", flush=True)
+        idle_cpu = idle_cpu_percent(operator, idle)
+        versions = counter.versions()
+        print(f"[{label}] restarting the operator", flush=True)
+        operator.restart()
+        settle(operator)  # its first resync reconciles every engine
+        wait_until(lambda: counter.statuses() >= engines, "every status after the restart", timeout=600)
+        rewrites = changed(versions, counter.versions())
+        phases = counter.statuses()
+    return Result(label, workers, engines, children, status, rss, cpu, idle_cpu, rewrites, phases)
 
 
-def median_of(results: list[Result], workers: int) -> Result:
-    mine = [r for r in results if r.workers == workers]
+def median_of(results: list[Result], label: str) -> Result:
+    mine = [r for r in results if r.label == label]
     return Result(
-        workers,
+        label,
+        mine[0].workers,
         mine[0].engines,
         statistics.median(r.children_seconds for r in mine),
         statistics.median(r.status_seconds for r in mine),
         max(r.peak_rss_mib for r in mine),
         statistics.median(r.operator_cpu_seconds for r in mine),
+        statistics.median(r.idle_cpu_percent for r in mine),
+        max(r.restart_rewrites for r in mine),
+        min(r.restart_phases for r in mine),
     )
 
 
-def write_report(results: list[Result], configurations: tuple[int, ...], out: Path) -> None:
-    medians = [median_of(results, workers) for workers in configurations]
+def write_report(results: list[Result], configurations: tuple[Configuration, ...], out: Path, idle: float) -> None:
+    medians = [median_of(results, config.label) for config in configurations]
     slow, fast = medians[0], medians[-1]
     rounds = len(results) // len(configurations)
     lines = [
@@ -124,41 +198,56 @@ def write_report(results: list[Result], configurations: tuple[int, ...], out: Pa
         f"`make bench-operator`: {fast.engines} LLMEngines (deterministic backend) created with one",
         "`kubectl apply --server-side` against a real kube-apiserver + etcd + kube-controller-manager",
         "(garbage collector, Deployment and ReplicaSet controllers running, so every Deployment also gets",
-        "a ReplicaSet and a pod), all on the same machine as the operator. The operator runs as",
+        "a ReplicaSet and a pod), all on the same machine as the operator, a fresh one for each run. The",
+        "operator runs as",
         "`python -m sage_operator` and is measured from the apply until every engine has both children,",
-        "and until every engine has a status. Peak RSS is the operator process's VmHWM.",
+        "and until every engine has a status. Peak RSS is the operator process's VmHWM. Then nothing",
+        f"changes for {idle:.0f} s (a resync falls in it) and the operator's CPU is read; then it is restarted",
+        "and, once it has reconciled everything again, the engines are counted: with a phase, and whose",
+        "object it wrote although nothing had changed (0 is right).",
         "",
         f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs shared with the control plane",
         f"(and with whatever else runs); Python {platform.python_version()}. Operator CPU is the process's",
         f"user + system time during the run. {rounds} interleaved rounds per configuration; the table shows",
         "medians (peak RSS: the maximum), every run is listed below it.",
         "",
-        "| workers | engines | all Deployments + Services (s) | all statuses written (s) | operator CPU (s) "
-        "| operator peak RSS (MiB) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| operator | engines | all Deployments + Services (s) | all statuses written (s) | operator CPU (s) "
+        f"| operator peak RSS (MiB) | idle CPU over {idle:.0f} s (% of a core) | after a restart: engines with "
+        "a phase / objects rewritten |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     lines += [
-        f"| {r.workers} | {r.engines} | {r.children_seconds:.1f} | {r.status_seconds:.1f} | "
-        f"{r.operator_cpu_seconds:.1f} | {r.peak_rss_mib:.0f} |"
+        f"| {r.label} | {r.engines} | {r.children_seconds:.1f} | {r.status_seconds:.1f} | "
+        f"{r.operator_cpu_seconds:.1f} | {r.peak_rss_mib:.0f} | {r.idle_cpu_percent:.1f} | "
+        f"{r.restart_phases} / {r.restart_rewrites} |"
         for r in medians
     ]
+    lines += ["", "Aims: every child in 30 s at 1,000 engines, peak RSS 200 MiB, idle CPU about 0, nothing rewritten."]
+    if len(medians) > 1:
+        lines += [
+            "",
+            f"Speed-up of {fast.label} over {slow.label} (medians, same run): "
+            f"{slow.children_seconds / fast.children_seconds:.2f}x to all children, "
+            f"{slow.status_seconds / fast.status_seconds:.2f}x to all statuses.",
+        ]
+    per_engine = ", ".join(f"{1000 * r.operator_cpu_seconds / r.engines:.0f} ms ({r.label})" for r in medians)
     lines += [
         "",
-        f"Speed-up of {fast.workers} workers over 1 (medians, same run): "
-        f"{slow.children_seconds / fast.children_seconds:.2f}x to all children, "
-        f"{slow.status_seconds / fast.status_seconds:.2f}x to all statuses.",
-        f"Operator CPU per engine: {1000 * slow.operator_cpu_seconds / slow.engines:.0f} ms with 1 worker, "
-        f"{1000 * fast.operator_cpu_seconds / fast.engines:.0f} ms with {fast.workers}.",
+        f"Operator CPU per engine while creating: {per_engine}.",
         "",
         "Reading it: the operator's own CPU is a small share of the wall time; the rest is the API server,",
-        "etcd and the controller manager creating 200 Deployments, ReplicaSets and pods on the same CPUs,",
+        f"etcd and the controller manager creating {fast.engines} Deployments, ReplicaSets and pods on the same",
+        "CPUs,",
         "and the spread between runs shows how much other load the machine carried. One worker coalesces",
         "more (a key queued many times while it waits is reconciled once), so it spends less operator CPU;",
         "more workers react sooner when the API server has spare capacity.",
         "",
-        "Every run, in order (workers: seconds to all children / to all statuses):",
+        "Every run, in order (seconds to all children / to all statuses, idle CPU):",
         "",
-        *[f"- {r.workers}: {r.children_seconds:.1f} / {r.status_seconds:.1f}" for r in results],
+        *[
+            f"- {r.label}: {r.children_seconds:.1f} / {r.status_seconds:.1f}, {r.idle_cpu_percent:.1f} %"
+            for r in results
+        ],
         "",
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,27 +255,43 @@ def write_report(results: list[Result], configurations: tuple[int, ...], out: Pa
     print("\n".join(lines))
 
 
+def configurations_of(workers: list[int] | None, baseline: Path | None, ref: str | None) -> tuple[Configuration, ...]:
+    counts = workers or [1, OperatorSettings().workers]
+    ours = [Configuration(f"{count} workers", count, REPO_ROOT) for count in counts]
+    if baseline is None:
+        return tuple(ours)
+    theirs = [Configuration(f"{ref}, {count} workers", count, baseline) for count in counts]  # ref: a short sha
+    return (*theirs, *[Configuration(f"this commit, {c.workers} workers", c.workers, c.source) for c in ours])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engines", type=int, default=200, help="LLMEngines created at once")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per configuration")
+    parser.add_argument("--idle-seconds", type=float, default=90, help="the idle window (holds a resync)")
+    parser.add_argument("--workers", type=int, nargs="+", help="worker counts to compare (default: 1 and the default)")
+    parser.add_argument("--baseline", metavar="REF", help="also run the operator of this git commit, side by side")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "perf" / "operator.md")
     args = parser.parse_args()
-    default_workers = OperatorSettings().workers
-    with tempfile.TemporaryDirectory(prefix="sage-bench-") as folder, ControlPlane(locate_binaries()) as plane:
-        kubectl = Kubectl(locate_binaries() / "kubectl", plane.kubeconfig)
-        kubectl("apply", "-f", str(REPO_ROOT / "crds"))
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "llmengines.sage.ai")
-        configurations = (1, default_workers)
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sage-bench-")))
+        baseline = None
+        if args.baseline:
+            baseline = folder / "baseline"
+            git = ["git", "-C", str(REPO_ROOT), "worktree"]
+            subprocess.run([*git, "add", "--detach", str(baseline), args.baseline], check=True, capture_output=True)
+            stack.callback(subprocess.run, [*git, "remove", "--force", str(baseline)], check=False)
+        sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", args.baseline or "HEAD"],
+                             check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+        configurations = configurations_of(args.workers, baseline, sha)
         results: list[Result] = []
         for round_index in range(args.rounds):
             order = configurations if round_index % 2 == 0 else configurations[::-1]
-            for workers in order:
-                run = len(results)
+            for config in order:
                 results.append(
-                    run_once(plane, kubectl, workers=workers, engines=args.engines, workdir=Path(folder), run=run)
+                    run_once(config, engines=args.engines, workdir=folder, run=len(results), idle=args.idle_seconds)
                 )
-    write_report(results, configurations, args.out)
+    write_report(results, configurations, args.out, args.idle_seconds)
 
 
 if __name__ == "__main__":

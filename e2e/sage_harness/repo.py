@@ -12,8 +12,9 @@ SOURCE_FOLDERS: tuple[str, ...] = tuple(_PROJECT["tool"]["setuptools"]["packages
 TEST_FOLDERS: tuple[str, ...] = tuple(_PROJECT["tool"]["pytest"]["ini_options"]["testpaths"])
 
 
-def source_pythonpath() -> str:
-    """PYTHONPATH for child processes: this checkout's packages first, then the caller's path."""
-    ours = [str(REPO_ROOT / folder) for folder in SOURCE_FOLDERS]
+def source_pythonpath(root: Path = REPO_ROOT) -> str:
+    """PYTHONPATH for child processes: this checkout's packages (or those of the checkout at
+    `root`) first, then the caller's path."""
+    ours = [str(root / folder) for folder in SOURCE_FOLDERS]
     existing = os.environ.get("PYTHONPATH")
     return os.pathsep.join([*ours, existing] if existing else ours)

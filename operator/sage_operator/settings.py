@@ -41,7 +41,10 @@ class OperatorSettings(BaseSettings):
     default_cpu: str = Field(default="1", description="CPU request of an engine pod whose spec sets none")
     default_memory: str = Field(default="2Gi", description="Memory request of an engine pod whose spec sets none")
     resync_seconds: float = Field(
-        default=60.0, gt=0, description="Every engine is reconciled at least this often (drift safety net)"
+        default=600.0,
+        gt=0,
+        description="Every engine is reconciled at least this often, from the caches (the safety net; "
+        "changes and drift of children arrive by watch)",
     )
     workers: int = Field(default=8, ge=1, le=256, description="Engines reconciled concurrently")
     engine_port: int = Field(

@@ -41,6 +41,10 @@ class ObjectCache:
                 for scope in self._scopes
             ]  # fmt: skip
 
+    def keep(self, kind: Kind) -> None:
+        """Keep every object of `kind` (no label, no callback of its own): for reads."""
+        self.watch(kind, lambda _: None)
+
     def _dispatch(self, kind: Kind) -> Callable[[EventType, dict[str, Any]], None]:
         def changed(_: EventType, obj: dict[str, Any]) -> None:
             for callback in self._callbacks[kind]:
@@ -69,6 +73,10 @@ class ObjectCache:
         """The cached object a rendered manifest describes."""
         metadata = manifest["metadata"]
         return self.get(kind_of(manifest), metadata["namespace"], metadata["name"])
+
+    def all(self, kind: Kind) -> list[dict[str, Any]]:
+        """Every cached object of `kind`, in every watched namespace."""
+        return [obj for informer in self._informers[kind] for obj in informer.cache.values()]
 
     def list(self, kind: Kind, namespace: str, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """The cached objects of `kind` in `namespace` carrying every label of `labels`."""

@@ -102,6 +102,9 @@ class EngineReconciler:
         metadata = obj.get("metadata") or {}
         namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
         current = self.cache.get(LLM_ENGINE, namespace, name)  # None once it is deleted
+        # Reconciles read the engine from this cache: it is queued once the cache holds the change
+        # (kopf's event for it may come first; the echo of a status write is skipped either way).
+        self.loop.changed(namespace, name, metadata.get("resourceVersion"), deleted=current is None)
         for other in self.names.update(f"{namespace}/{name}", current):
             self.loop.enqueue(*other.split("/", 1))
 
@@ -116,11 +119,12 @@ class EngineReconciler:
             self.loop.enqueue(namespace, engine)
 
     async def _all_keys(self) -> list[Key]:
-        return [(item["metadata"]["namespace"], item["metadata"]["name"]) for item in await self.store.list(LLM_ENGINE)]
+        """Every engine the cache holds: a resync reads no list from the API server."""
+        return [(item["metadata"]["namespace"], item["metadata"]["name"]) for item in self.cache.all(LLM_ENGINE)]
 
     async def reconcile(self, key: Key) -> None:
         namespace, name = key
-        body = await self.store.get(LLM_ENGINE, namespace, name)
+        body = self.cache.get(LLM_ENGINE, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return  # owner references let the garbage collector remove the children
         metadata = body["metadata"]

@@ -45,6 +45,7 @@ class FinetuneReconciler:
         for kind in (JOB, ROLE, ROLE_BINDING):
             cache.watch(kind, self._child_changed, label=names.LABEL_FINETUNEJOB)
         cache.watch(SERVICE_ACCOUNT, self._child_changed, label=MANAGED_SELECTOR)  # the engines' too
+        cache.keep(LLM_ENGINE)  # the resync finds paused engines here
 
     def _child_changed(self, obj: dict[str, Any]) -> None:
         metadata = obj.get("metadata") or {}
@@ -58,7 +59,7 @@ class FinetuneReconciler:
         keys = [
             (item["metadata"]["namespace"], item["metadata"]["name"]) for item in await self.store.list(FINETUNE_JOB)
         ]
-        for engine in await self.store.list(LLM_ENGINE):
+        for engine in self.cache.all(LLM_ENGINE):
             metadata = engine["metadata"]
             if paused_by := (metadata.get("annotations") or {}).get(PAUSED_BY):
                 keys.append((metadata["namespace"], paused_by))
