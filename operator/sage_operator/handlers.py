@@ -135,8 +135,10 @@ def _queue(loop: ControllerLoop, namespace: str | None, name: str, meta: Mapping
         loop.changed(namespace, name, meta.get("resourceVersion"), deleted=kind == "DELETED")
 
 
+# The event handlers are coroutines: kopf runs a plain function in a thread pool, and the queues
+# they feed belong to the event loop (and a thread hop per event costs more than the handler).
 @kopf.on.event(names.GROUP, names.VERSION, names.ENGINE_PLURAL)
-def engine_changed(
+async def engine_changed(
     *,
     namespace: str | None,
     name: str,
@@ -152,7 +154,7 @@ def engine_changed(
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.FINETUNE_PLURAL)
-def finetunejob_changed(
+async def finetunejob_changed(
     namespace: str | None, name: str, meta: Mapping[str, Any], type: str | None, memo: Any, **_: Any
 ) -> None:
     _queue(memo.finetunes.loop, namespace, name, meta, type)

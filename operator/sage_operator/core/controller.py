@@ -33,7 +33,7 @@ class ControllerLoop:
         self._all_keys = all_keys
         self._resync_seconds = resync_seconds
         self._reconcile = reconcile
-        self.queue: WorkQueue[Key] = WorkQueue(self._reconcile_unless_terminating, workers=workers)
+        self.queue: WorkQueue[Key] = WorkQueue(self._reconcile_unless_terminating, workers=workers, told=(ApiError,))
         self._resync_task: asyncio.Task[None] | None = None
         self._own_writes: dict[Key, str] = {}
         """The resourceVersion each object got from our last status write."""

@@ -20,8 +20,12 @@ class WorkQueue(Generic[K]):
         workers: int,
         base_backoff: float = 0.5,
         max_backoff: float = 60.0,
+        told: tuple[type[Exception], ...] = (),
     ) -> None:
+        """`told`: failures whose message says it all (e.g. the API server's answer), logged in one
+        line; any other failure is logged with its traceback."""
         self._work = work
+        self._told = told
         self._workers = workers
         self._base_backoff = base_backoff
         self._max_backoff = max_backoff
@@ -75,11 +79,16 @@ class WorkQueue(Generic[K]):
                 await self._work(key)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as error:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(self._base_backoff * 2 ** (failures - 1), self._max_backoff)
-                log.exception("reconciling %s failed (attempt %d); retrying in %.1fs", key, failures, delay)
+                if isinstance(error, self._told):
+                    log.warning(
+                        "reconciling %s failed (attempt %d): %s; retrying in %.1fs", key, failures, error, delay
+                    )
+                else:
+                    log.exception("reconciling %s failed (attempt %d); retrying in %.1fs", key, failures, delay)
                 self.add_after(key, delay)
             else:
                 self._failures.pop(key, None)

@@ -57,8 +57,10 @@ from sage_operator.finetune.preemption import PAUSED_BY
 from sage_operator.finetune.serving import finetune_adapters
 from sage_operator.settings import OperatorSettings
 
-# API answers that mean "not like this": 400 bad request, 403 forbidden (e.g. a ResourceQuota), 422 invalid.
-REFUSALS = frozenset({400, 403, 422})
+# API answers that mean "not like this": 400 bad request, 403 forbidden (e.g. a ResourceQuota), 422 invalid;
+# and 500, which admission gives when a webhook it must call cannot be reached, or a Service finds no
+# free cluster IP: said in the status too, and retried.
+REFUSALS = frozenset({400, 403, 422, 500})
 FOREIGN_RECHECK_SECONDS = 30.0
 log = logging.getLogger(__name__)
 

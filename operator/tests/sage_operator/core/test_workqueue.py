@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from sage_operator.core.workqueue import WorkQueue
 
@@ -78,3 +81,32 @@ async def test_a_failing_key_is_retried_until_it_succeeds() -> None:
         assert record.started == ["k", "k", "k"]
     finally:
         await queue.stop()
+
+
+class Refused(Exception):
+    """Stands for an answer whose message says it all (the operator passes sage_kube's ApiError)."""
+
+
+async def test_told_failures_are_one_line_and_others_keep_their_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    record = Recorder()
+    failures = [Refused("500 InternalError: no free cluster IP"), RuntimeError("a bug")]
+
+    async def work(key: str) -> None:
+        await record.note(record.started, key)
+        if failures:
+            raise failures.pop(0)
+        await record.note(record.finished, key)
+
+    queue: WorkQueue[str] = WorkQueue(work, workers=1, base_backoff=0.01, max_backoff=0.05, told=(Refused,))
+    queue.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="sage_operator.core.workqueue"):
+            queue.add("k")
+            await record.until(lambda: record.finished == ["k"])
+    finally:
+        await queue.stop()
+    told, other = caplog.records
+    assert "no free cluster IP" in told.getMessage()
+    assert told.exc_info is None
+    assert other.exc_info is not None
+    assert "a bug" in str(other.exc_info[1])

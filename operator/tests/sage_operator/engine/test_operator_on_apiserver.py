@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+from typing import Any
 
 from sage_harness.kubectl import Kubectl
 from sage_harness.operator_process import OperatorProcess
@@ -327,3 +328,38 @@ def test_pods_refused_by_a_quota_fail_the_engine_saying_why(
     kubectl("delete", "resourcequota", "no-pods", "-n", namespace)
     wait_until(lambda: engine_pods(kubectl, namespace, "refused"), "the pod once the quota is gone", 60)
     wait_phase(kubectl, namespace, "refused", "Deploying", timeout=90)
+
+
+def test_a_webhook_that_cannot_be_called_is_said_in_the_status_and_retried(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    """Admission answers 500 when a webhook it must call is down (a policy engine's pods gone): the
+    engine says so instead of waiting silently, and gets its children once the webhook is removed."""
+    webhook = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": f"unreachable-{namespace}"},
+        "webhooks": [{
+            "name": "services.unreachable.sage.test",
+            "clientConfig": {"url": "https://127.0.0.1:9/validate"},  # nothing listens on the discard port
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["services"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 2,
+        }],
+    }  # fmt: skip
+    kubectl.apply(json.dumps(webhook))
+    try:
+        apply_engine(kubectl, namespace, "guarded")
+
+        def refused() -> dict[str, Any] | None:
+            status = engine_status(kubectl, namespace, "guarded")
+            return status if "failed calling webhook" in str(status.get("message")) else None
+
+        status = wait_until(refused, "the webhook's failure in the status")
+        assert status["phase"] == "Pending"
+        assert "services.unreachable.sage.test" in status["message"]
+        assert get(kubectl, namespace, "service", "guarded") is None
+    finally:
+        kubectl("delete", "validatingwebhookconfiguration", f"unreachable-{namespace}")
+    wait_until(lambda: get(kubectl, namespace, "service", "guarded"), "the Service once the webhook is gone", 90)
+    wait_phase(kubectl, namespace, "guarded", "Deploying", timeout=60)
