@@ -7,7 +7,7 @@ interleaved over several rounds (the machine is shared: the median of each is re
 writes docs/perf/operator.md.
 
 Usage: python e2e/bench/operator_bench.py [--engines 200] [--rounds 3] [--workers 1 8]
-       [--baseline REF] [--out docs/perf/operator.md]
+       [--baseline REF] [--resync-seconds S] [--idle-seconds 90] [--out docs/perf/operator.md]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import platform
 import ssl
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ class Configuration:
     workers: int
     source: Path
     """The checkout whose operator runs."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Settings of its own (e.g. another resync period)."""
 
 
 @dataclass
@@ -87,6 +90,9 @@ class Counter:
 
     def children(self) -> int:
         return min(len(self.items("apps/v1", "deployments")), len(self.items("v1", "services")))
+
+    def pods(self) -> int:
+        return len(self.items("v1", "pods"))
 
     def statuses(self) -> int:
         return sum(1 for item in self.items(API, "llmengines") if (item.get("status") or {}).get("phase"))
@@ -138,7 +144,7 @@ def measure(
     namespace = f"bench-{run}-w{workers}"
     kubectl("create", "namespace", namespace)
     manifest = "".join(ENGINE.format(index=i, namespace=namespace) for i in range(engines))
-    env = {"SAGE_OPERATOR_WORKERS": str(workers), "PYTHONPATH": source_pythonpath(config.source)}
+    env = {"SAGE_OPERATOR_WORKERS": str(workers), "PYTHONPATH": source_pythonpath(config.source), **dict(config.env)}
     log = workdir / f"operator-{run}-w{workers}.log"
     with OperatorProcess(plane.kubeconfig, log, env=env, args=("-n", namespace)) as operator:
         counter = Counter(plane, namespace)
@@ -148,9 +154,13 @@ def measure(
         start = time.monotonic()
         kubectl("apply", "--server-side", "-f", "-", stdin=manifest)
 
+        shown = [-1]
+
         def children_ready() -> bool:
             done = counter.children()
-            print(f"[{label}]   {done}/{engines} engines have Deployment + Service", flush=True)
+            if done != shown[0]:  # progress when it moves, not on every poll
+                print(f"[{label}]   {done}/{engines} engines have Deployment + Service", flush=True)
+                shown[0] = done
             return done >= engines
 
         wait_until(children_ready, "every Deployment and Service", timeout=1800, interval=0.5)
@@ -159,7 +169,10 @@ def measure(
         status = time.monotonic() - start
         rss = operator.peak_rss_bytes() / 2**20
         cpu = operator.cpu_seconds() - cpu_before
-        time.sleep(5)  # the last status echoes arrive
+        # The controller manager goes on making ReplicaSets and pods, and the operator writes the
+        # statuses that name them: the idle window and the restart start once all of that is done.
+        wait_until(lambda: counter.pods() >= engines, "every engine's pod", timeout=1800, interval=1)
+        settle(operator)
         print(f"[{label}] idle for {idle:.0f}s", flush=True)
         idle_cpu = idle_cpu_percent(operator, idle)
         versions = counter.versions()
@@ -201,15 +214,18 @@ def write_report(results: list[Result], configurations: tuple[Configuration, ...
         "a ReplicaSet and a pod), all on the same machine as the operator, a fresh one for each run. The",
         "operator runs as",
         "`python -m sage_operator` and is measured from the apply until every engine has both children,",
-        "and until every engine has a status. Peak RSS is the operator process's VmHWM. Then nothing",
-        f"changes for {idle:.0f} s (a resync falls in it) and the operator's CPU is read; then it is restarted",
-        "and, once it has reconciled everything again, the engines are counted: with a phase, and whose",
-        "object it wrote although nothing had changed (0 is right).",
+        "and until every engine has a status. Peak RSS is the operator process's VmHWM. Then, once every",
+        f"engine has its pod and the operator is quiet, nothing changes for {idle:.0f} s and the operator's CPU",
+        "is read (an operator resyncs every SAGE_OPERATOR_RESYNC_SECONDS, its default or the row's); then",
+        "it is restarted and, once it has reconciled everything again, the engines are counted: with a",
+        "phase, and whose object it wrote although nothing had changed (0 is right).",
+        "",
+        f"This run: `python e2e/bench/operator_bench.py {' '.join(sys.argv[1:])}`.",
         "",
         f"Machine: {platform.machine()}, {len(os.sched_getaffinity(0))} CPUs shared with the control plane",
         f"(and with whatever else runs); Python {platform.python_version()}. Operator CPU is the process's",
-        f"user + system time during the run. {rounds} interleaved rounds per configuration; the table shows",
-        "medians (peak RSS: the maximum), every run is listed below it.",
+        f"user + system time during the run. Rounds per configuration, interleaved: {rounds}; the table",
+        "shows medians (peak RSS: the maximum), every run is listed below it.",
         "",
         "| operator | engines | all Deployments + Services (s) | all statuses written (s) | operator CPU (s) "
         f"| operator peak RSS (MiB) | idle CPU over {idle:.0f} s (% of a core) | after a restart: engines with "
@@ -235,12 +251,15 @@ def write_report(results: list[Result], configurations: tuple[Configuration, ...
         "",
         f"Operator CPU per engine while creating: {per_engine}.",
         "",
-        "Reading it: the operator's own CPU is a small share of the wall time; the rest is the API server,",
-        f"etcd and the controller manager creating {fast.engines} Deployments, ReplicaSets and pods on the same",
-        "CPUs,",
-        "and the spread between runs shows how much other load the machine carried. One worker coalesces",
-        "more (a key queued many times while it waits is reconciled once), so it spends less operator CPU;",
-        "more workers react sooner when the API server has spare capacity.",
+        f"Reading it: until every child existed, the operator ({fast.label}) used "
+        f"{fast.operator_cpu_seconds / fast.children_seconds:.0%} of one core",
+        f"({fast.operator_cpu_seconds:.0f} s of CPU in {fast.children_seconds:.0f} s); the rest of the machine went"
+        f" to the API server, etcd and the controller manager creating {fast.engines} Deployments, ReplicaSets"
+        " and pods.",
+        "Both sides share two CPUs, so the operator's CPU per engine and the API server's work bound",
+        "the time together, and the spread between runs shows how much other load the machine carried.",
+        "The idle column is what a resync costs: from the caches (this commit) against lists and reads",
+        "from the API server (before), at the same period and at each one's default.",
         "",
         "Every run, in order (seconds to all children / to all statuses, idle CPU):",
         "",
@@ -255,13 +274,19 @@ def write_report(results: list[Result], configurations: tuple[Configuration, ...
     print("\n".join(lines))
 
 
-def configurations_of(workers: list[int] | None, baseline: Path | None, ref: str | None) -> tuple[Configuration, ...]:
+def configurations_of(
+    workers: list[int] | None, baseline: Path | None, ref: str | None, resync: float | None
+) -> tuple[Configuration, ...]:
+    """The baseline's first (ref: a short sha), then this commit's, with `resync` before the defaults."""
     counts = workers or [1, OperatorSettings().workers]
     ours = [Configuration(f"{count} workers", count, REPO_ROOT) for count in counts]
+    if resync is not None:
+        setting = (("SAGE_OPERATOR_RESYNC_SECONDS", f"{resync:g}"),)
+        ours = [Configuration(f"{c.label}, resync {resync:g} s", c.workers, c.source, setting) for c in ours] + ours
     if baseline is None:
         return tuple(ours)
-    theirs = [Configuration(f"{ref}, {count} workers", count, baseline) for count in counts]  # ref: a short sha
-    return (*theirs, *[Configuration(f"this commit, {c.workers} workers", c.workers, c.source) for c in ours])
+    theirs = [Configuration(f"{ref}, {count} workers", count, baseline) for count in counts]
+    return (*theirs, *[Configuration(f"this commit, {c.label}", c.workers, c.source, c.env) for c in ours])
 
 
 def main() -> None:
@@ -271,6 +296,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=90, help="the idle window (holds a resync)")
     parser.add_argument("--workers", type=int, nargs="+", help="worker counts to compare (default: 1 and the default)")
     parser.add_argument("--baseline", metavar="REF", help="also run the operator of this git commit, side by side")
+    parser.add_argument("--resync-seconds", type=float, help="also run this commit with this resync period")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "perf" / "operator.md")
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
@@ -283,7 +309,7 @@ def main() -> None:
             stack.callback(subprocess.run, [*git, "remove", "--force", str(baseline)], check=False)
         sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", args.baseline or "HEAD"],
                              check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
-        configurations = configurations_of(args.workers, baseline, sha)
+        configurations = configurations_of(args.workers, baseline, sha, args.resync_seconds)
         results: list[Result] = []
         for round_index in range(args.rounds):
             order = configurations if round_index % 2 == 0 else configurations[::-1]

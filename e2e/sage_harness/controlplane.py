@@ -32,6 +32,9 @@ from sage_harness.process import ManagedProcess, ProcessError
 from sage_harness.repo import REPO_ROOT
 
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "envtest" / "build-binaries.sh"
+# Room for 4,094 Services (the operator benchmark makes one per engine, 1,000 of them); the first
+# address is the `kubernetes` Service, which the serving certificate names.
+SERVICE_RANGE = "10.0.0.0/20"
 
 
 # Controllers worth having without nodes: garbage collection (owner references), Deployments ->
@@ -191,7 +194,7 @@ class ControlPlane(Started):
             *self._address_flags(),
             f"--tls-cert-file={certs / 'serving.crt'}", f"--tls-private-key-file={certs / 'serving.key'}",
             f"--client-ca-file={certs / 'ca.crt'}",
-            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+            f"--service-cluster-ip-range={SERVICE_RANGE}", "--allow-privileged=true",
             *self._node_flags(),
             "--service-account-issuer=https://kubernetes.default.svc",
             f"--service-account-key-file={certs / 'sa.pub'}",
