@@ -9,8 +9,14 @@ from sage_wire.errors import WireError, invalid_request, not_ready
 __all__ = ["WireError", "invalid_request", "model_not_found", "no_ready_replica", "upstream_error", "upstream_failed"]
 
 
+LISTED_MODELS = 20
+"""Names a 404 lists at most: past that, a count (a gateway may route for a thousand engines)."""
+
+
 def model_not_found(model: str, known: list[str]) -> WireError:
-    listing = ", ".join(known) if known else "none (no engine is registered)"
+    listing = ", ".join(known[:LISTED_MODELS]) if known else "none (no engine is registered)"
+    if len(known) > LISTED_MODELS:
+        listing += f" and {len(known) - LISTED_MODELS} more (GET /v1/models lists them)"
     return WireError(
         404, f"The model '{model}' does not exist. Available models: {listing}.", "model_not_found", "model"
     )

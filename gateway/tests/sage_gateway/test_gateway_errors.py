@@ -17,6 +17,13 @@ def test_not_found_names_the_models_and_not_ready_says_when_to_retry() -> None:
     assert (error.status, error.headers, error.code) == (503, {"Retry-After": "9"}, "model_not_ready")
 
 
+def test_not_found_lists_twenty_names_and_counts_the_rest() -> None:
+    message = model_not_found("x", [f"e{index:04d}" for index in range(1000)]).message
+    assert "e0019" in message
+    assert "e0020" not in message
+    assert "and 980 more (GET /v1/models lists them)" in message
+
+
 def test_an_upstream_envelope_keeps_its_fields() -> None:
     body = orjson.dumps(
         {"error": {"message": "too long", "type": "invalid_request_error", "code": "ctx", "param": "p"}}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 from sage_gateway.registry import Endpoint, EngineInfo, EngineRegistry, PolicyName, Route, Unavailable, Unknown
 
 QWEN = EngineInfo("ml/qwen", "qwen", aliases=("chat",), adapters=("support-bot",))
@@ -147,3 +149,27 @@ def test_default_policy_follows_the_engine_kind_and_can_be_overridden() -> None:
     assert MINILM.routing_policy is PolicyName.LEAST_INFLIGHT
     pinned = EngineInfo("ml/x", "x", policy=PolicyName.LEAST_INFLIGHT)
     assert pinned.routing_policy is PolicyName.LEAST_INFLIGHT
+
+
+def test_listing_many_engines_rebuilds_the_index_once_on_the_first_lookup() -> None:
+    registry = EngineRegistry()
+    with patch.object(registry, "_rebuild", wraps=registry._rebuild) as rebuild:
+        for index in range(1000):
+            registry.upsert_engine(EngineInfo(f"ml/e{index}", f"e{index}"))
+            registry.set_endpoints(f"ml/e{index}", "s", [Endpoint(f"http://10.1.{index // 250}.{index % 250}:8000")])
+        assert (rebuild.call_count, registry.version) == (0, 2000)
+        assert registry.ready_urls("ml/e999") == ("http://10.1.3.249:8000",)
+        assert isinstance(registry.resolve("e0"), Route)
+        assert rebuild.call_count == 1
+        registry.remove_engine("ml/e0")
+        assert isinstance(registry.resolve("e0"), Unknown)
+        assert rebuild.call_count == 2
+
+
+def test_a_change_is_seen_by_the_callback_it_wakes() -> None:
+    registry = EngineRegistry()
+    seen: list[object] = []
+    registry.on_change = lambda: seen.append(registry.resolve("qwen"))
+    registry.upsert_engine(QWEN)
+    registry.set_endpoints("ml/qwen", "s", [Endpoint("http://a:1")])
+    assert seen == [Unavailable("qwen", QWEN), Route("qwen", QWEN, ("http://a:1",))]
