@@ -114,6 +114,11 @@ bench-operator: env-ready ## Create 200 LLMEngines at once on a real API server;
 	@$(MAKE) --no-print-directory binaries
 	@$(call timed,$(PY) e2e/bench/operator_bench.py,bench-operator)
 
+.PHONY: bench-discovery
+bench-discovery: env-ready ## Real API server (root): 1,000 engines; endpoint ready -> routable by every gateway; docs/perf/discovery.md
+	@$(MAKE) --no-print-directory binaries
+	@$(call timed,$(PY) e2e/bench/discovery_bench.py $(or $(BENCH_ARGS),--engines 1000 --gateways 2 --rounds 20),bench-discovery)
+
 .PHONY: bench-autoscale
 bench-autoscale: env-ready ## Real node (root): cold starts from zero and a load step 0 -> N -> 0; docs/perf/autoscaling.md
 	@$(MAKE) --no-print-directory binaries

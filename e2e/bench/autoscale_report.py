@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sage_harness.stats import percentile
+
 Object = Mapping[str, Any]
 PHASES = (
     ("request → scale patch", "the gateway holds the request and patches llmengines/scale 0 → 1"),
@@ -153,11 +155,6 @@ class Request:
 
 def in_flight(requests: Sequence[Request], at: float) -> int:
     return sum(1 for r in requests if r.sent <= at < r.finished)
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 @dataclass(frozen=True)
