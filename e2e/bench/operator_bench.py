@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import os
 import platform
-import ssl
 import statistics
 import subprocess
 import sys
@@ -76,9 +75,7 @@ class Counter:
     """Counts children and statuses with plain API lists (cheaper than kubectl on a busy machine)."""
 
     def __init__(self, plane: ControlPlane, namespace: str) -> None:
-        context = ssl.create_default_context(cafile=str(plane.certs / "ca.crt"))
-        context.load_cert_chain(plane.certs / "admin.crt", plane.certs / "admin.key")
-        self.http = httpx.Client(base_url=plane.server, verify=context, timeout=30)
+        self.http = httpx.Client(base_url=plane.server, verify=plane.ssl_context(), timeout=30)
         self.namespace = namespace
 
     def items(self, api_version: str, plural: str) -> list[dict[str, Any]]:

@@ -148,7 +148,8 @@ async def engine_changed(
     memo: Any,
     **_: Any,
 ) -> None:
-    _queue(memo.engines.loop, namespace, name, meta, type)
+    # The engine's reconcile is queued by the operator's own engine cache, which it reads from,
+    # once that cache holds the change (EngineReconciler._engine_changed): not here as well.
     if namespace:
         memo.autoscaler.track(namespace, name, body, deleted=type == "DELETED")
 

@@ -104,8 +104,8 @@ class EngineReconciler:
         metadata = obj.get("metadata") or {}
         namespace, name = str(metadata.get("namespace")), str(metadata.get("name"))
         current = self.cache.get(LLM_ENGINE, namespace, name)  # None once it is deleted
-        # Reconciles read the engine from this cache: it is queued once the cache holds the change
-        # (kopf's event for it may come first; the echo of a status write is skipped either way).
+        # Reconciles read the engine from this cache, so it is queued here, once the cache holds
+        # the change (the echo of our own status write is skipped).
         self.loop.changed(namespace, name, metadata.get("resourceVersion"), deleted=current is None)
         for other in self.names.update(f"{namespace}/{name}", current):
             self.loop.enqueue(*other.split("/", 1))

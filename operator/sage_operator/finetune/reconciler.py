@@ -45,7 +45,8 @@ class FinetuneReconciler:
         for kind in (JOB, ROLE, ROLE_BINDING):
             cache.watch(kind, self._child_changed, label=names.LABEL_FINETUNEJOB)
         cache.watch(SERVICE_ACCOUNT, self._child_changed, label=MANAGED_SELECTOR)  # the engines' too
-        cache.keep(LLM_ENGINE)  # the resync finds paused engines here
+        for kind in (FINETUNE_JOB, LLM_ENGINE):
+            cache.keep(kind)  # the resync finds the jobs and the paused engines here
 
     def _child_changed(self, obj: dict[str, Any]) -> None:
         metadata = obj.get("metadata") or {}
@@ -56,9 +57,7 @@ class FinetuneReconciler:
     async def _all_keys(self) -> list[Key]:
         """Every FinetuneJob, and every name an engine is paused by (a job deleted while the
         operator was down still gives its engines back)."""
-        keys = [
-            (item["metadata"]["namespace"], item["metadata"]["name"]) for item in await self.store.list(FINETUNE_JOB)
-        ]
+        keys = [(item["metadata"]["namespace"], item["metadata"]["name"]) for item in self.cache.all(FINETUNE_JOB)]
         for engine in self.cache.all(LLM_ENGINE):
             metadata = engine["metadata"]
             if paused_by := (metadata.get("annotations") or {}).get(PAUSED_BY):
