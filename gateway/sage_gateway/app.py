@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiohttp
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +32,7 @@ from sage_gateway.registry import EngineRegistry
 from sage_gateway.routes import ROUTES
 from sage_gateway.settings import GatewaySettings
 from sage_gateway.state import GatewayState
+from sage_gateway.upstream import UpstreamPool
 from sage_runtime.drain import Drain
 from sage_wire.asgi import error_response
 
@@ -107,22 +107,14 @@ def make_limiter(settings: GatewaySettings, metrics: GatewayMetrics) -> Limiter:
     return RedisLimiter(redis, metrics, prefix=settings.redis_prefix)
 
 
-def make_client(settings: GatewaySettings) -> aiohttp.ClientSession:
-    """One connection pool to every replica. No automatic decompression: bodies pass through as
-    the replica sent them, with their content-encoding."""
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=settings.pool_timeout + settings.connect_timeout,
-        sock_connect=settings.connect_timeout,
-        sock_read=settings.read_timeout,
-    )
-    connector = aiohttp.TCPConnector(limit=settings.max_connections, limit_per_host=0, keepalive_timeout=30)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
-        trust_env=False,
+def make_client(settings: GatewaySettings) -> UpstreamPool:
+    """One connection pool to every replica. Bodies pass through as the replica sent them, with
+    their content-encoding: nothing is decompressed."""
+    return UpstreamPool(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        pool_timeout=settings.pool_timeout,
+        max_connections=settings.max_connections,
     )
 
 
