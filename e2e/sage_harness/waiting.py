@@ -3,6 +3,7 @@ what was last seen when it never does (a wait, never a timing assertion)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -40,3 +41,16 @@ def wait_until(
             msg = f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"
             raise WaitTimeout(msg)
         time.sleep(interval)
+
+
+async def wait_until_async(check: Callable[[], T | None], what: str, within: float = 60, interval: float = 0.05) -> T:
+    """`wait_until` for a condition that code in this event loop makes true (it must keep running)."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            msg = f"timed out after {within:.0f}s waiting for {what}; last: {result!r}"
+            raise WaitTimeout(msg)
+        await asyncio.sleep(interval)

@@ -238,6 +238,21 @@ def test_pods_run_non_root_with_requests(helm: Helm, values: list[str]) -> None:
             assert {"cpu", "memory"} <= set(container["resources"]["requests"])
 
 
+@pytest.mark.parametrize(
+    ("args", "workers"),
+    [
+        ([], "1"),  # no CPU limit and a 100m request
+        (["--set", "gateway.resources.limits.cpu=2500m"], "2"),
+        (["--set", "gateway.resources.limits.cpu=4"], "4"),
+        (["--set", "gateway.resources.requests.cpu=3"], "3"),  # no limit: the request
+        (["--set", "gateway.resources.limits.cpu=4", "--set", "gateway.workers=2"], "2"),
+    ],
+)
+def test_gateway_workers_follow_the_cpu_limit(helm: Helm, args: list[str], workers: str) -> None:
+    gateway = one(helm.template(*args), "Deployment", "sage-gateway")
+    assert env_of(gateway)["SAGE_GATEWAY_WORKERS"] == workers
+
+
 def test_gateway_has_a_readiness_probe_on_readyz(helm: Helm) -> None:
     (container,) = one(helm.template(), "Deployment", "sage-gateway")["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}

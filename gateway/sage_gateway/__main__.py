@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
+import tempfile
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from sage_gateway.settings import GatewaySettings
+from sage_gateway.workers import MULTIPROCESS_DIR
+
+if TYPE_CHECKING:
+    from sage_gateway.workers.shared import WorkerCounts
 
 
 def _settings_help() -> str:
@@ -39,6 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--static-engines-file", help="static discovery: YAML/JSON file listing engines and URLs")
     parser.add_argument("--namespaces", help="kubernetes discovery: comma-separated namespaces (default: all)")
     parser.add_argument("--auth", choices=["none", "api-keys"], help="require API keys (SAGE_GATEWAY_AUTH)")
+    parser.add_argument("--workers", type=int, help="worker processes sharing the port (SAGE_GATEWAY_WORKERS)")
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     return parser.parse_args(argv)
 
@@ -54,10 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sage_gateway: invalid settings:\n{error}", file=sys.stderr)
         return 2
 
-    import uvicorn  # noqa: PLC0415 - keep --help fast
-
-    from sage_gateway.app import create_app  # noqa: PLC0415
-
+    if settings.workers > 1:
+        # Before anything imports the metrics: each worker then records into files there.
+        os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="sage-gateway-metrics-")
     if settings.discovery == "static":
         from sage_gateway.discovery.static import load_static  # noqa: PLC0415
         from sage_gateway.registry import EngineRegistry  # noqa: PLC0415
@@ -91,7 +99,29 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per API call otherwise
-    app = create_app(settings)
+    if settings.workers == 1:
+        serve(settings)
+        return 0
+    from sage_gateway.workers.supervisor import Supervisor  # noqa: PLC0415
+
+    def serve_worker(counts: WorkerCounts, sock: socket.socket) -> None:
+        serve(settings, counts, sock)
+
+    metrics_dir = os.environ[MULTIPROCESS_DIR]
+    return Supervisor(settings.workers, settings.host, settings.port, serve_worker, metrics_dir).run()
+
+
+def serve(settings: GatewaySettings, counts: WorkerCounts | None = None, sock: socket.socket | None = None) -> None:
+    """One gateway process (the only one, or a worker given the shared counts and socket)."""
+    import uvicorn  # noqa: PLC0415 - keep --help fast
+
+    from sage_gateway.app import create_app  # noqa: PLC0415
+    from sage_gateway.metrics import record_for_every_worker  # noqa: PLC0415
+    from sage_runtime.draining_server import DrainingServer  # noqa: PLC0415
+
+    if counts is not None:
+        record_for_every_worker()
+    app = create_app(settings, counts)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -104,10 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         # The drain ends what is still open at drain_seconds; uvicorn's own cut comes after that.
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
     )
-    from sage_runtime.draining_server import DrainingServer  # noqa: PLC0415
-
-    DrainingServer(config, app.state.drain).run()
-    return 0
+    DrainingServer(config, app.state.drain).run(sockets=[sock] if sock is not None else None)
 
 
 if __name__ == "__main__":

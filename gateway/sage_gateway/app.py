@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from sage_gateway.routes import ROUTES
 from sage_gateway.settings import GatewaySettings
 from sage_gateway.state import GatewayState
 from sage_gateway.upstream import UpstreamPool
+from sage_gateway.workers.shared import SharedInflight, SharedTally, WorkerCounts
 from sage_runtime.drain import Drain
 from sage_wire.asgi import error_response
 
@@ -118,6 +120,14 @@ def make_client(settings: GatewaySettings) -> UpstreamPool:
     )
 
 
+def share_routing_state(proxy: Proxy, worker: WorkerCounts) -> None:
+    """Counts every worker must agree on: in flight per replica, held and routed per engine."""
+    proxy.inflight = SharedInflight(worker)
+    proxy.requests_by_engine = SharedTally(worker, "routed ")
+    if proxy.waker is not None:
+        proxy.waker.held = SharedTally(worker, "held ")
+
+
 async def _run_discovery(state: GatewayState, source: Discovery, what: str) -> None:
     try:
         await source.run()
@@ -139,8 +149,9 @@ class GatewayApp(FastAPI):
         await self._dispatcher(scope, receive, send)
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    """The gateway app. Discovery starts with the app's lifespan (a bad static list fails there)."""
+def create_app(settings: GatewaySettings | None = None, worker: WorkerCounts | None = None) -> FastAPI:
+    """The gateway app. Discovery starts with the app's lifespan (a bad static list fails there).
+    `worker`: this process is one of several workers, which share these counts."""
     settings = settings or GatewaySettings()
     drain = Drain(settings.drain_seconds)
 
@@ -155,6 +166,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         keys = make_keys(settings, guard)
         client = make_client(settings)
         proxy = Proxy(registry, settings, metrics, client, waker=make_waker(settings, registry, metrics, discovery))
+        if worker is not None:
+            share_routing_state(proxy, worker)
         drain.on_expiry(proxy.end_open_streams)
         buffers = Budget(settings.max_buffered_bytes, "buffered request bytes")
         requests = Budget(settings.max_inflight_requests, "requests in flight")
@@ -166,6 +179,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         renew = getattr(limiter, "renew_forever", None)
         if renew is not None:
             tasks.append(asyncio.create_task(renew(), name="sage-gateway-lease-renewal"))
+        # What exists now lives as long as the app: out of the collector's way, so that its full
+        # passes (every few hundred requests) do not walk tens of thousands of long-lived objects.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

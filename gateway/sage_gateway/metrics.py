@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from sage_gateway.workers import MULTIPROCESS_DIR
+
+
+def record_for_every_worker() -> None:
+    """In one worker of several (MULTIPROCESS_DIR set): keep metric values in that folder's files,
+    which `render` on any worker sums. prometheus_client picks where values live when it is first
+    imported, which can be before the folder was set."""
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -41,12 +53,14 @@ class GatewayMetrics:
             "Requests in flight per replica endpoint.",
             ["endpoint"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.held_requests = Gauge(
             "sage_gateway_held_requests",
             "Requests waiting for an engine that scales from zero to have a ready replica.",
             ["model"],
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.hold_seconds = Histogram(
             "sage_gateway_hold_duration_seconds",
@@ -108,6 +122,7 @@ class GatewayMetrics:
             "sage_gateway_shared_limits_up",
             "1 while the rate-limit counters shared through Redis answer; 0 while this replica limits on its own.",
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
         self.shared_limits_fallbacks = Counter(
             "sage_gateway_shared_limits_fallbacks",
@@ -140,4 +155,9 @@ class GatewayMetrics:
             self.inflight.remove(endpoint)
 
     def render(self) -> bytes:
+        folder = os.environ.get(MULTIPROCESS_DIR)
+        if folder:
+            every_worker = CollectorRegistry()
+            MultiProcessCollector(every_worker, path=folder)  # type: ignore[no-untyped-call]
+            return generate_latest(every_worker)
         return generate_latest(self.registry)

@@ -28,9 +28,40 @@ class RoutingPolicy(Protocol):
         ...
 
 
+class Inflight(Protocol):
+    """Requests in flight per replica URL: this process's own (`InflightCounter`), or every
+    worker's of a gateway with several (`workers.shared.SharedInflight`)."""
+
+    @property
+    def counts(self) -> Mapping[str, int]: ...
+
+    def start(self, url: str) -> None: ...
+
+    def finish(self, url: str) -> None: ...
+
+
+class Tally(Protocol):
+    """A count per key (an engine's held or routed requests): this process's or all workers'."""
+
+    def add(self, key: str, delta: int = 1) -> None: ...
+
+    def get(self, key: str, default: int = 0) -> int: ...
+
+
+@dataclass
+class LocalTally:
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, key: str, delta: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + delta
+
+    def get(self, key: str, default: int = 0) -> int:
+        return self.counts.get(key, default)
+
+
 @dataclass
 class InflightCounter:
-    """Requests in flight per replica URL."""
+    """Requests in flight per replica URL (in this process)."""
 
     counts: dict[str, int] = field(default_factory=dict)
 

@@ -35,7 +35,7 @@ from sage_gateway.errors import (
 from sage_gateway.exchange import Exchange
 from sage_gateway.headers import REPLICA
 from sage_gateway.metrics import GatewayMetrics
-from sage_gateway.policies import InflightCounter, RoutingPolicy, make_policy
+from sage_gateway.policies import Inflight, InflightCounter, LocalTally, RoutingPolicy, Tally, make_policy
 from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable, Unknown
 from sage_gateway.relay import Relay
 from sage_gateway.settings import GatewaySettings
@@ -79,7 +79,7 @@ class Proxy:
     settings: GatewaySettings
     metrics: GatewayMetrics
     client: UpstreamPool
-    inflight: InflightCounter = field(default_factory=InflightCounter)
+    inflight: Inflight = field(default_factory=InflightCounter)
     _policies: dict[tuple[str, PolicyName], RoutingPolicy] = field(default_factory=dict)
     _metrics_version: int = -1
     _streams: dict[int, _Upstream] = field(default_factory=dict)
@@ -88,7 +88,7 @@ class Proxy:
     misses: AdapterMisses = field(init=False)
     waker: Waker | None = None
     """Holds requests for engines that scale from zero (Kubernetes discovery only)."""
-    requests_by_engine: dict[str, int] = field(default_factory=dict)
+    requests_by_engine: Tally = field(default_factory=LocalTally)
     """Requests routed (or held) per engine key since start: the operator's autoscaler tells
     activity between two looks from it (see `load`)."""
 
@@ -174,7 +174,7 @@ class Proxy:
         """Per engine key: requests in flight on its replicas, requests held for it, and requests
         routed to it since start (GET /load; read by the operator's autoscaler)."""
         report: dict[str, dict[str, int]] = {}
-        held = self.waker.held if self.waker is not None else {}
+        held: Tally = self.waker.held if self.waker is not None else LocalTally()
         for engine in self.registry.engines():
             inflight = sum(self.inflight.counts.get(url, 0) for url in self.registry.ready_urls(engine.key))
             report[engine.key] = {
@@ -188,7 +188,7 @@ class Proxy:
         """`resolve`, but a model whose engine scales from zero is held until a replica is ready."""
         found = self.check(model, caller)
         key = found.engine.key
-        self.requests_by_engine[key] = self.requests_by_engine.get(key, 0) + 1
+        self.requests_by_engine.add(key)
         if isinstance(found, Route):
             return found
         assert self.waker is not None  # check() returns Unavailable only with a waker

@@ -36,6 +36,11 @@ class GatewaySettings(BaseSettings):
     kubeconfig: str | None = None
     """kubernetes discovery: a kubeconfig path; default: $KUBECONFIG, ~/.kube/config, or in-cluster."""
 
+    workers: int = Field(default=1, ge=1, le=64)
+    """Worker processes serving the one port, each with its own event loop (one per CPU the gateway
+    may use; the chart derives it from the CPU limit). Routing state they must agree on (requests
+    in flight per replica, held and routed requests per engine) is shared; each runs discovery."""
+
     host: str = "0.0.0.0"
     port: int = Field(default_factory=SagePorts.gateway)
 

@@ -19,6 +19,7 @@ from typing import Protocol
 from sage_api.names import ENGINE_PLURAL, GROUP, VERSION
 from sage_gateway.errors import model_not_found, paused_for_finetune, scale_up_timed_out
 from sage_gateway.metrics import GatewayMetrics
+from sage_gateway.policies import LocalTally, Tally
 from sage_gateway.registry import EngineInfo, EngineRegistry, Route, Unknown
 from sage_kube import ApiError, KubeClient, resource_path
 
@@ -40,8 +41,8 @@ class Waker:
     retry_after: int
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _waking: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    held: dict[str, int] = field(default_factory=dict)
-    """Requests held now, per engine key."""
+    held: Tally = field(default_factory=LocalTally)
+    """Requests held now, per engine key (with several workers: all workers')."""
 
     def notify(self) -> None:
         """The registry changed: every held request looks again."""
@@ -71,7 +72,7 @@ class Waker:
         deadline = started + self.hold_seconds
         held = self.metrics.held_requests.labels(model)
         held.inc()
-        self.held[engine.key] = self.held.get(engine.key, 0) + 1
+        self.held.add(engine.key)
         try:
             while True:
                 found = self.registry.resolve(model)
@@ -92,7 +93,7 @@ class Waker:
                     await asyncio.wait_for(changed.wait(), min(remaining, 5.0))
         finally:
             held.dec()
-            self.held[engine.key] -= 1
+            self.held.add(engine.key, -1)
 
 
 @dataclass

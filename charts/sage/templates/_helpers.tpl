@@ -98,6 +98,25 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{/* The gateway's auth mode: gateway.auth.mode, else apiKeys whenever the Ingress is enabled. */}}
+{{/* Gateway worker processes: gateway.workers, else one per whole CPU of the container's CPU
+limit (its request when it has no limit), at least one. */}}
+{{- define "sage.gateway.workers" -}}
+{{- $gw := .Values.gateway -}}
+{{- if $gw.workers -}}
+{{- $gw.workers -}}
+{{- else -}}
+{{- $resources := $gw.resources | default dict -}}
+{{- $cpu := dig "limits" "cpu" (dig "requests" "cpu" "" $resources) $resources | toString -}}
+{{- $cores := 1 -}}
+{{- if hasSuffix "m" $cpu -}}
+{{- $cores = div (atoi (trimSuffix "m" $cpu)) 1000 -}}
+{{- else if $cpu -}}
+{{- $cores = int (floor (float64 $cpu)) -}}
+{{- end -}}
+{{- max 1 $cores -}}
+{{- end -}}
+{{- end }}
+
 {{- define "sage.gateway.authMode" -}}
 {{- $mode := .Values.gateway.auth.mode -}}
 {{- if not $mode -}}

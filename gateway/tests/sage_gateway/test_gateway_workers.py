@@ -1,0 +1,127 @@
+"""Several workers serving one gateway: the counts they share (across real forked processes), and
+a real gateway with two workers whose `/load` and `/metrics` agree whichever worker answers."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sage_gateway.workers.shared import SharedCounts, SharedInflight, SharedTally
+from sage_harness.gateway import GatedUpstream, GatewayProcess
+from sage_harness.waiting import wait_until_async
+
+
+def test_every_worker_reads_the_counts_all_workers_wrote() -> None:
+    shared = SharedCounts(workers=3, width=64)
+    children = []
+    for index in (1, 2):
+        pid = os.fork()
+        if pid == 0:  # a worker: adds to its own rows, in its own process
+            counts = shared.for_worker(index)
+            for _ in range(index * 5):
+                counts.add("http://10.0.0.7:8000", 1)
+            counts.add("ns/engine", index)
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        assert os.waitpid(pid, 0)[1] == 0
+    mine = shared.for_worker(0)
+    mine.add("http://10.0.0.7:8000", 2)
+    assert mine.count("http://10.0.0.7:8000") == 2 + 5 + 10
+    assert mine.count("ns/engine") == 3
+    assert mine.count("http://10.0.0.9:8000") in (0, 3, 17)  # at most a collision's overcount
+    mine.reset()
+    assert mine.count("http://10.0.0.7:8000") == 15  # the others' counts stay
+
+
+def test_keys_sharing_a_cell_in_one_row_are_told_apart_by_the_other() -> None:
+    counts = SharedCounts(workers=1, width=8).for_worker(0)
+    names = (f"http://10.0.0.{i}:8000" for i in itertools.count())
+    first = next(names)
+    other = next(
+        n
+        for n in names
+        if counts.columns(n)[0] == counts.columns(first)[0] and counts.columns(n)[1] != counts.columns(first)[1]
+    )
+    counts.add(first, 4)
+    assert counts.count(other) == 0
+    assert counts.count(first) == 4
+
+
+def test_shared_inflight_and_tallies_count_like_the_local_ones() -> None:
+    worker = SharedCounts(workers=2, width=256).for_worker(1)
+    inflight = SharedInflight(worker)
+    inflight.start("http://a:8000")
+    inflight.start("http://a:8000")
+    inflight.start("http://b:8000")
+    inflight.finish("http://a:8000")
+    assert (inflight.counts.get("http://a:8000", 0), inflight.counts.get("http://b:8000", 0)) == (1, 1)
+    inflight.finish("http://a:8000")
+    assert sorted(inflight.counts) == ["http://b:8000"]  # this worker's own in-flight URLs
+    held = SharedTally(worker, "held ")
+    routed = SharedTally(worker, "routed ")
+    held.add("ns/e")
+    routed.add("ns/e", 3)
+    assert (held.get("ns/e"), routed.get("ns/e")) == (1, 3)
+
+
+def worker_pids(gateway: GatewayProcess) -> set[int]:
+    assert gateway.process is not None
+    children = Path(f"/proc/{gateway.process.pid}/task/{gateway.process.pid}/children").read_text()
+    return {int(pid) for pid in children.split()}
+
+
+@pytest.fixture
+def two_workers(gated_upstream: GatedUpstream) -> GatewayProcess:
+    gated_upstream.reset()
+    engines = json.dumps([{"name": "gated", "urls": [gated_upstream.base_url]}])
+    env = {"SAGE_GATEWAY_DISCOVERY": "static", "SAGE_GATEWAY_STATIC_ENGINES": engines, "SAGE_GATEWAY_WORKERS": "2"}
+    return GatewayProcess(env=env)
+
+
+async def load_of_gated(gateway: GatewayProcess) -> dict[str, int]:
+    async with httpx.AsyncClient(timeout=10) as fresh:  # a new connection: any worker may answer
+        report: dict[str, int] = (await fresh.get(f"{gateway.base_url}/load")).json()["engines"]["gated"]
+        return report
+
+
+async def test_two_workers_agree_on_load_and_metrics_and_survive_a_worker_crash(
+    two_workers: GatewayProcess, gated_upstream: GatedUpstream
+) -> None:
+    with two_workers as gateway:
+        assert len(worker_pids(gateway)) == 2
+        body = {"model": "gated", "hold": True, "messages": [{"role": "user", "content": "hi"}]}
+
+        async def one() -> int:
+            async with httpx.AsyncClient(timeout=30) as client:  # its own connection
+                return (await client.post(f"{gateway.base_url}/v1/chat/completions", json=body)).status_code
+
+        held = [asyncio.create_task(one()) for _ in range(6)]
+        await wait_until_async(lambda: len(gated_upstream.seen_headers) == 6, within=20, what="six requests upstream")
+        reports = [await load_of_gated(gateway) for _ in range(8)]
+        assert {report["inflight"] for report in reports} == {6}  # whichever worker answered
+        assert {report["requests"] for report in reports} == {6}
+        gated_upstream.release.set()
+        assert await asyncio.gather(*held) == [200] * 6
+        assert (await load_of_gated(gateway))["inflight"] == 0
+
+        async with httpx.AsyncClient(timeout=10) as fresh:
+            metrics = (await fresh.get(f"{gateway.base_url}/metrics")).text
+        assert 'sage_gateway_requests_total{model="gated",route="chat",status="200"} 6.0' in metrics
+
+        victim = sorted(worker_pids(gateway))[0]
+        os.kill(victim, signal.SIGKILL)
+        await wait_until_async(
+            lambda: len(worker_pids(gateway) - {victim}) == 2, within=20, what="the worker started again"
+        )
+        assert all([await one() == 200 for _ in range(4)])  # released already: answered at once
+        assert gateway.process is not None
+        gateway.process.send_signal(signal.SIGTERM)
+        assert gateway.process.wait(timeout=30) == 0
