@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from sage_gateway.adapter_misses import AdapterMisses
 from sage_gateway.auth.keys import KeyPolicy
@@ -40,7 +40,7 @@ from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable
 from sage_gateway.relay import Relay
 from sage_gateway.settings import GatewaySettings
 from sage_gateway.upstream import NotStarted, ReadTimeout, UpstreamError, UpstreamPool, UpstreamResponse
-from sage_wire.asgi import unless_disconnected
+from sage_wire.asgi import RelayedStream, unless_disconnected
 from sage_wire.envelopes import refused_before_start
 from sage_wire.errors import WireError
 from sage_wire.media import EVENT_STREAM
@@ -128,7 +128,7 @@ class Proxy:
         if self.settings.expose_replica:
             headers[REPLICA] = upstream.url
         if streaming:
-            return StreamingResponse(self._relay(upstream, exchange, relay), response.status, headers)
+            return RelayedStream(self._relay(upstream, exchange, relay), response.status, headers)
         try:
             content = await self._read(upstream, exchange.model)
         finally:
