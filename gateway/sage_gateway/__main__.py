@@ -131,6 +131,10 @@ def serve(settings: GatewaySettings, counts: WorkerCounts | None = None, sock: s
         loop="uvloop",
         http="httptools",
         timeout_keep_alive=75,
+        # The gateway never reads the client's address, so X-Forwarded-* need no rewriting per
+        # request; and it does not name its server software.
+        proxy_headers=False,
+        server_header=False,
         # The drain ends what is still open at drain_seconds; uvicorn's own cut comes after that.
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
     )

@@ -168,6 +168,7 @@ def create_app(settings: GatewaySettings | None = None, worker: WorkerCounts | N
         proxy = Proxy(registry, settings, metrics, client, waker=make_waker(settings, registry, metrics, discovery))
         if worker is not None:
             share_routing_state(proxy, worker)
+        metrics.read_inflight_from(proxy.inflight_by_endpoint)
         drain.on_expiry(proxy.end_open_streams)
         buffers = Budget(settings.max_buffered_bytes, "buffered request bytes")
         requests = Budget(settings.max_inflight_requests, "requests in flight")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from sage_gateway.workers import MULTIPROCESS_DIR
 
@@ -18,6 +21,21 @@ def record_for_every_worker() -> None:
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
+class InflightCollector(Collector):
+    """`sage_gateway_inflight_requests{endpoint}`, read from the proxy's own counts at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[tuple[str, int]]] = list
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "sage_gateway_inflight_requests", "Requests in flight per replica endpoint.", labels=["endpoint"]
+        )
+        for endpoint, count in self.source():
+            family.add_metric([endpoint], count)
+        yield family
+
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -25,7 +43,6 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 class GatewayMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     _request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(default_factory=dict)
-    _inflight_children: dict[str, Gauge] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.requests = Counter(
@@ -48,13 +65,8 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.inflight = Gauge(
-            "sage_gateway_inflight_requests",
-            "Requests in flight per replica endpoint.",
-            ["endpoint"],
-            registry=self.registry,
-            multiprocess_mode="livesum",
-        )
+        self._inflight = InflightCollector()
+        self.registry.register(self._inflight)
         self.held_requests = Gauge(
             "sage_gateway_held_requests",
             "Requests waiting for an engine that scales from zero to have a ready replica.",
@@ -141,23 +153,17 @@ class GatewayMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    def inflight_of(self, endpoint: str) -> Gauge:
-        child = self._inflight_children.get(endpoint)
-        if child is None:
-            child = self._inflight_children[endpoint] = self.inflight.labels(endpoint)
-        return child
-
-    def forget_endpoints(self, keep: set[str]) -> None:
-        """Drop the in-flight series of replicas that are gone, so that pod churn does not grow
-        the label set forever."""
-        for endpoint in [endpoint for endpoint in self._inflight_children if endpoint not in keep]:
-            del self._inflight_children[endpoint]
-            self.inflight.remove(endpoint)
+    def read_inflight_from(self, source: Callable[[], Iterable[tuple[str, int]]]) -> None:
+        """Where `sage_gateway_inflight_requests` comes from at each scrape: (endpoint, requests in
+        flight) for every known replica. Read then, not counted per request: the proxy keeps
+        these counts anyway (across all workers), and replicas that are gone simply drop out."""
+        self._inflight.source = source
 
     def render(self) -> bytes:
         folder = os.environ.get(MULTIPROCESS_DIR)
         if folder:
             every_worker = CollectorRegistry()
             MultiProcessCollector(every_worker, path=folder)  # type: ignore[no-untyped-call]
+            every_worker.register(self._inflight)  # already counted over every worker
             return generate_latest(every_worker)
         return generate_latest(self.registry)

@@ -81,7 +81,6 @@ class Proxy:
     client: UpstreamPool
     inflight: Inflight = field(default_factory=InflightCounter)
     _policies: dict[tuple[str, PolicyName], RoutingPolicy] = field(default_factory=dict)
-    _metrics_version: int = -1
     _streams: dict[int, _Upstream] = field(default_factory=dict)
     """Streams being relayed (by id of their upstream), which a drain that runs out ends."""
     _cut: set[int] = field(default_factory=set)
@@ -203,14 +202,14 @@ class Proxy:
 
     def _start(self, url: str) -> None:
         self.inflight.start(url)
-        self.metrics.inflight_of(url).inc()
 
     def _finish(self, url: str) -> None:
         self.inflight.finish(url)
-        self.metrics.inflight_of(url).dec()
-        if self.registry.version != self._metrics_version:  # replicas changed since last time
-            self._metrics_version = self.registry.version
-            self.metrics.forget_endpoints(self.registry.all_ready_urls() | set(self.inflight.counts))
+
+    def inflight_by_endpoint(self) -> list[tuple[str, int]]:
+        """Requests in flight on every ready replica, and on any still busy that went away."""
+        counts = self.inflight.counts
+        return [(url, counts.get(url, 0)) for url in sorted(self.registry.all_ready_urls() | set(counts))]
 
     def _failed(self, url: str, error: BaseException) -> None:
         self.metrics.upstream_errors.labels(url, type(error).__name__).inc()

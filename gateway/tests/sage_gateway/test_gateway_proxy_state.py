@@ -17,13 +17,16 @@ def test_series_of_departed_replicas_are_dropped() -> None:
     registry.set_endpoints("ml/echo", "s", [Endpoint("http://a:1"), Endpoint("http://b:1")])
     metrics = GatewayMetrics()
     proxy = Proxy(registry, GatewaySettings(discovery="static"), metrics, client=cast(Any, None))
+    metrics.read_inflight_from(proxy.inflight_by_endpoint)
     for url in ("http://a:1", "http://b:1"):
         proxy._start(url)
-        proxy._finish(url)
-    assert b'endpoint="http://b:1"' in metrics.render()
-    registry.set_endpoints("ml/echo", "s", [Endpoint("http://a:1")])
-    proxy._start("http://a:1")
+    assert b'sage_gateway_inflight_requests{endpoint="http://b:1"} 1.0' in metrics.render()
     proxy._finish("http://a:1")
+    registry.set_endpoints("ml/echo", "s", [Endpoint("http://a:1")])
+    rendered = metrics.render()
+    assert b'sage_gateway_inflight_requests{endpoint="http://a:1"} 0.0' in rendered
+    assert b'endpoint="http://b:1"} 1.0' in rendered  # gone from the slice, still busy: still counted
+    proxy._finish("http://b:1")
     rendered = metrics.render()
     assert b'endpoint="http://a:1"' in rendered
     assert b'endpoint="http://b:1"' not in rendered
