@@ -218,8 +218,7 @@ class UpstreamConnection(asyncio.Protocol):
         response, self._response = self._response, None
         if response is None:
             return  # the end of a 1xx
-        self._started = None
-        self._cancel_timer()
+        self._started = None  # the read timer stays: it stops by itself on an idle connection
         keep = self._parser.should_keep_alive()
         response._end()
         if keep and not self.closed:
@@ -236,7 +235,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._received_any = False
         self._started = started = self._loop.create_future()
         self._last_data = self._loop.time()
-        self._timer = self._loop.call_later(self._read_timeout, self._check_read_timeout)
+        if self._timer is None:  # one timer per connection, not one per request (see _check_read_timeout)
+            self._timer = self._loop.call_later(self._read_timeout, self._check_read_timeout)
         if len(body) <= 16384:
             self._transport.write(head + body)
         else:
@@ -283,6 +283,8 @@ class UpstreamConnection(asyncio.Protocol):
         )
 
     def _check_read_timeout(self) -> None:
+        """Armed by the first request on an idle connection and re-armed while requests go on:
+        fails the exchange once the replica has sent nothing for the whole read timeout."""
         self._timer = None
         if self.closed or (self._started is None and self._response is None):
             return

@@ -187,6 +187,26 @@ async def test_a_silent_replica_times_out_and_its_connection_is_closed() -> None
         assert client.open_connections == 0
 
 
+async def test_the_read_timeout_counts_from_each_request_on_a_kept_alive_connection() -> None:
+    async def slow_second(number: int, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        if number == 2:
+            await asyncio.sleep(0.25)  # within the timeout of its own request, past the first's
+        elif number == 3:
+            await asyncio.sleep(30)
+        return await echo(number, body, writer)
+
+    async with replica(slow_second) as upstream:
+        client = pool(read_timeout=0.4)
+        assert (await client.post(upstream.url, "/", b"1", {})).status == 200
+        await asyncio.sleep(0.25)
+        second = await client.post(upstream.url, "/", b"2", {})
+        assert await second.read() == b'{"n":2,"echo":2}'
+        with pytest.raises(ReadTimeout):
+            await client.post(upstream.url, "/", b"3", {})
+        assert upstream.connections == 1
+        assert client.open_connections == 0
+
+
 async def test_an_answer_cut_off_mid_body_is_broken() -> None:
     async def cut(number: int, body: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
