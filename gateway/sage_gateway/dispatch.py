@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sage_gateway.exchange import CLIENT_CLOSED, Exchange
-from sage_gateway.headers import request_id_of
+from sage_gateway.headers import plain_headers, request_id_of
 from sage_gateway.routes import RouteSpec
 from sage_gateway.state import GatewayState
 from sage_wire.asgi import ClientGone, error_response
@@ -49,7 +49,8 @@ class Dispatcher:
 
     async def _answer(self, route: RouteSpec, request: Request) -> Response:
         state: GatewayState = request.app.state.gateway
-        exchange = Exchange(route.name, request_id_of(request.headers), state.metrics)
+        headers = plain_headers(request.scope["headers"])
+        exchange = Exchange(route.name, request_id_of(headers), state.metrics, headers)
         try:
             if request.method != route.method:
                 message = f"{request.method} {route.path}: use {route.method}."

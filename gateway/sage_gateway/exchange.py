@@ -24,6 +24,8 @@ class Exchange:
     """The route's metric name: chat, completions, embeddings, messages, models."""
     request_id: str
     metrics: GatewayMetrics
+    headers: dict[str, str] = field(default_factory=dict)
+    """The request's headers, lower-case names (headers.plain_headers)."""
     started: float = field(default_factory=time.perf_counter)
     model: str = UNKNOWN_MODEL
     finished: bool = False

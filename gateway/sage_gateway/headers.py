@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from sage_wire.media import REQUEST_ID
 
@@ -89,6 +89,18 @@ def response_headers(headers: Mapping[str, str], request_id: str) -> dict[str, s
 _ID_PREFIX = uuid.uuid4().hex[:16]
 """This process's: ids from two gateways (or workers) never collide."""
 _id_numbers = itertools.count(1)
+
+
+def plain_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """An ASGI request's headers (lower-case names, as the server gives them) as a dict; a repeated
+    header's values joined with ", " as HTTP allows. Built once per request: every later look-up
+    is a dict's."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in raw:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
 
 
 def request_id_of(headers: Mapping[str, str]) -> str:

@@ -48,7 +48,7 @@ async def _read(request: Request, exchange: Exchange, state: GatewayState) -> by
         state.buffers.take(size)
         exchange.held_bytes += size
 
-    return await read_body(request, state.settings.max_body_bytes, hold)
+    return await read_body(request, state.settings.max_body_bytes, exchange.headers.get("content-length"), hold)
 
 
 @contextlib.contextmanager
@@ -67,7 +67,7 @@ def _openai(path: str, route: str) -> Handler:
     keys required, a stream is asked for its usage, which the client sees only if it asked)."""
 
     async def handle(request: Request, exchange: Exchange, state: GatewayState) -> Response:
-        caller = state.guard.caller(request.headers)  # 401 before the body is read
+        caller = state.guard.caller(exchange.headers)  # 401 before the body is read
         body = await _read(request, exchange, state)
         with _parsing(state, len(body)):
             fields = routing_fields(body, route, state.settings.prefix_chars)
@@ -78,7 +78,7 @@ def _openai(path: str, route: str) -> Handler:
                 body, exchange.strip_usage = asked, True
             affinity_key = fields.affinity_key
             del fields  # the parsed document: only the body's bytes go on
-        headers = forward_headers(request.headers, exchange.request_id, keep_credentials=caller is None)
+        headers = forward_headers(exchange.headers, exchange.request_id, keep_credentials=caller is None)
         outbound = Outbound(path, body, headers, affinity_key)
         return await state.proxy.forward(request, exchange, outbound, OPENAI_PASSTHROUGH)
 
@@ -87,7 +87,7 @@ def _openai(path: str, route: str) -> Handler:
 
 async def messages(request: Request, exchange: Exchange, state: GatewayState) -> Response:
     """The Anthropic Messages API, served by translating to chat completions and back."""
-    caller = state.guard.caller(request.headers)
+    caller = state.guard.caller(exchange.headers)
     body = await _read(request, exchange, state)
     with _parsing(state, len(body)):
         parsed = parse_body(body)
@@ -99,7 +99,7 @@ async def messages(request: Request, exchange: Exchange, state: GatewayState) ->
         translated = orjson.dumps(chat)
         affinity_key = chat_prefix(chat["messages"], state.settings.prefix_chars)
         del parsed, chat
-    headers = translated_request_headers(request.headers, exchange.request_id)
+    headers = translated_request_headers(exchange.headers, exchange.request_id)
     outbound = Outbound("/v1/chat/completions", translated, headers, affinity_key)
     relay = AnthropicMessages(requested, f"msg_{uuid.uuid4().hex}")
     return await state.proxy.forward(request, exchange, outbound, relay)
@@ -108,7 +108,7 @@ async def messages(request: Request, exchange: Exchange, state: GatewayState) ->
 async def models(request: Request, exchange: Exchange, state: GatewayState) -> Response:
     """Served names, aliases and adapters of the engines that have a ready replica (with keys
     required: only those the caller's key may use)."""
-    caller = state.guard.caller(request.headers)
+    caller = state.guard.caller(exchange.headers)
     data: list[dict[str, Any]] = [
         {
             "id": entry.id,

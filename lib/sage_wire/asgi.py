@@ -20,12 +20,14 @@ class ClientGone(Exception):
     """The client disconnected before its request was read or answered."""
 
 
-async def read_body(request: Request, limit: int, on_chunk: Callable[[int], None] | None = None) -> bytes:
+async def read_body(
+    request: Request, limit: int, content_length: str | None, on_chunk: Callable[[int], None] | None = None
+) -> bytes:
     """The request body, or a 413 as soon as it is known to exceed `limit` bytes (declared in
-    Content-Length or actually sent); ClientGone when the client hangs up meanwhile. `on_chunk`
-    is told the size of each chunk as it arrives (and may refuse it by raising)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    `content_length`, the request's Content-Length header, or actually sent); ClientGone when the
+    client hangs up meanwhile. `on_chunk` is told the size of each chunk as it arrives (and may
+    refuse it by raising)."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise body_too_large(limit)
     chunks: list[bytes] = []
     size = 0

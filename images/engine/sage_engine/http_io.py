@@ -26,4 +26,6 @@ def engine_state(request: Request) -> EngineState:
 
 
 async def request_body(request: Request) -> bytes:
-    return await read_body(request, engine_state(request).settings.max_body_bytes)
+    return await read_body(
+        request, engine_state(request).settings.max_body_bytes, request.headers.get("content-length")
+    )
