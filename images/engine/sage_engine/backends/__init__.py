@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from sage_api.paths import cache_dir
 from sage_engine.backends.base import Backend
 from sage_engine.settings import EngineSettings
 
@@ -21,6 +22,11 @@ def load_backend(settings: EngineSettings) -> Backend:
 
         log.warning("backend 'deterministic' is a TEST backend: hash embeddings and an echo chat, no model")
         return DeterministicBackend(settings.model, settings.dimensions, settings.token_seconds)
+    if settings.backend == "sentence-transformers" and settings.embedding_runtime == "onnx":
+        from sage_engine.backends.onnx_backend import load_onnx_backend  # noqa: PLC0415 (imports onnxruntime)
+
+        cache = settings.onnx_cache or cache_dir() / "onnx"
+        return load_onnx_backend(settings.model, settings.threads_per_embedding_worker(), cache)
     if settings.backend == "sentence-transformers":
         from sage_engine.backends.sentence_transformers_backend import (  # noqa: PLC0415 (imports torch)
             SentenceTransformersBackend,
