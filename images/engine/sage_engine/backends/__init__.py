@@ -26,7 +26,8 @@ def load_backend(settings: EngineSettings) -> Backend:
         from sage_engine.backends.onnx_backend import load_onnx_backend  # noqa: PLC0415 (imports onnxruntime)
 
         cache = settings.onnx_cache or cache_dir() / "onnx"
-        return load_onnx_backend(settings.model, settings.threads_per_embedding_worker(), cache)
+        per_worker = settings.threads_per_embedding_worker()
+        return load_onnx_backend(settings.model, per_worker, cache, settings.resolved_threads())
     if settings.backend == "sentence-transformers":
         from sage_engine.backends.sentence_transformers_backend import (  # noqa: PLC0415 (imports torch)
             SentenceTransformersBackend,

@@ -4,12 +4,15 @@ Tokenization, batching and chunking are the sentence-transformers backend's own;
 `Encoder` differs: an ONNX Runtime session on the model's cached export (`onnx_export`). The torch
 model is loaded to read its tokenizer and modules, to export on a cache miss, and to check the
 export on every load: an export whose vectors are not torch's (cosine below 0.9999) is refused.
-After loading only the tokenizer and the session are kept.
+After loading only the tokenizer and the sessions are kept.
 
 Every batch worker calls the one session (`run` is thread-safe), each run on the worker's share
-of the container's CPUs (intra-op threads). The graph is optimised at ORT_ENABLE_ALL; its
-portable part (ORT_ENABLE_EXTENDED: the fusions, not the CPU-specific layouts) is saved in the
-cache, so that later loads start from the optimised graph.
+of the container's CPUs (intra-op threads); a batch that runs alone (a lone client) takes a second
+session on all of them, so that one client's latency is that of the whole container.
+
+The graph is optimised at ORT_ENABLE_ALL; its portable part (ORT_ENABLE_EXTENDED: the fusions,
+not the CPU-specific layouts) is saved in the cache, so that later loads start from the optimised
+graph.
 """
 
 from __future__ import annotations
@@ -42,16 +45,21 @@ CHECK_TEXTS = (*PROBE_TEXTS, "hi", "Kubernetes restarts containers that fail the
 
 
 class OnnxEncoder:
-    """One ONNX Runtime session; feeds it the token tensors its graph takes."""
+    """ONNX Runtime sessions on one graph: `shared` with a worker's share of the CPUs, and `whole`
+    with all of them for a batch that runs alone (a lone client: its latency is all there is).
+    Feeds each the token tensors its graph takes."""
 
-    def __init__(self, session: ort.InferenceSession) -> None:
-        self.session = session
-        self.input_names = [tensor.name for tensor in session.get_inputs()]
+    def __init__(self, shared: ort.InferenceSession, whole: ort.InferenceSession | None = None) -> None:
+        self.shared, self.whole = shared, whole or shared
+        self.input_names = [tensor.name for tensor in shared.get_inputs()]
 
-    def __call__(self, input_ids: TokenMatrix, attention_mask: TokenMatrix) -> npt.NDArray[np.float32]:
+    def __call__(
+        self, input_ids: TokenMatrix, attention_mask: TokenMatrix, *, alone: bool = False
+    ) -> npt.NDArray[np.float32]:
         tensors = {"input_ids": input_ids, "attention_mask": attention_mask}
         feeds = {name: tensors.get(name, np.zeros_like(input_ids)) for name in self.input_names}
-        output: npt.NDArray[np.float32] = self.session.run(None, feeds)[0]
+        session = self.whole if alone else self.shared
+        output: npt.NDArray[np.float32] = session.run(None, feeds)[0]
         return output
 
 
@@ -98,13 +106,18 @@ def check_against_torch(model: SentenceTransformer, encoder: Encoder, limit: int
     return cosine
 
 
-def load_onnx_backend(spec: str, threads: int, cache_root: Path) -> SentenceTransformersBackend:
-    """The backend of `spec` computing with ONNX Runtime on `threads` intra-op threads per worker."""
+def load_onnx_backend(
+    spec: str, threads: int, cache_root: Path, all_threads: int | None = None
+) -> SentenceTransformersBackend:
+    """The backend of `spec` computing with ONNX Runtime on `threads` intra-op threads per worker,
+    and `all_threads` for a batch that runs alone (a second session, when that is more)."""
     resolved = resolve_model(spec)
     model = load_model(resolved, threads)
     input_names, _ = tensor_features(model)
     export = cached_export(model, model_folder(resolved), cache_root, input_names)
-    encoder = OnnxEncoder(open_session(export, threads))
+    shared = open_session(export, threads)
+    whole = open_session(export, all_threads) if all_threads and all_threads > threads else None
+    encoder = OnnxEncoder(shared, whole)
     cosine = check_against_torch(model, encoder, int(model.max_seq_length or 512))
     log.info("onnx: %s; lowest cosine to torch on the check texts %.6f", export.graph, cosine)
     return SentenceTransformersBackend(model, encoder)

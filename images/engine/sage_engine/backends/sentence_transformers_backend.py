@@ -24,9 +24,12 @@ from sage_engine.generation import SamplingParams
 
 
 class Encoder(Protocol):
-    """Padded token ids and their attention mask -> one sentence embedding per row."""
+    """Padded token ids and their attention mask -> one sentence embedding per row; `alone`: the
+    batch may use every thread (see `Backend.embed`)."""
 
-    def __call__(self, input_ids: TokenMatrix, attention_mask: TokenMatrix) -> npt.NDArray[np.float32]: ...
+    def __call__(
+        self, input_ids: TokenMatrix, attention_mask: TokenMatrix, *, alone: bool = False
+    ) -> npt.NDArray[np.float32]: ...
 
 
 def tensor_features(model: SentenceTransformer) -> tuple[list[str], dict[str, Any]]:
@@ -45,7 +48,10 @@ class TorchEncoder:
         self.model = model
         self.names, self.extras = tensor_features(model)
 
-    def __call__(self, input_ids: TokenMatrix, attention_mask: TokenMatrix) -> npt.NDArray[np.float32]:
+    def __call__(
+        self, input_ids: TokenMatrix, attention_mask: TokenMatrix, *, alone: bool = False
+    ) -> npt.NDArray[np.float32]:
+        # `alone` changes nothing here: torch's thread count is the process's, not a call's.
         ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
         tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
         features = {name: tensors[name] for name in self.names if name in tensors} | self.extras
@@ -100,12 +106,12 @@ class SentenceTransformersBackend:
                 ids[index] = list(row)
         return ids
 
-    def embed(self, items: list[EmbeddingItem]) -> EmbeddingBatch:
+    def embed(self, items: list[EmbeddingItem], *, alone: bool = False) -> EmbeddingBatch:
         ids = self._token_ids(items)
         counts = [len(row) for row in ids]
         vectors = np.zeros((len(items), self.dimensions), dtype=np.float32)
         for chunk in length_sorted_chunks(counts, self.limit):
-            vectors[chunk] = self.encoder(*padded([ids[i] for i in chunk], self.pad_id))
+            vectors[chunk] = self.encoder(*padded([ids[i] for i in chunk], self.pad_id), alone=alone)
         return EmbeddingBatch(vectors, counts)
 
     # --- not an LLM ---------------------------------------------------------------------

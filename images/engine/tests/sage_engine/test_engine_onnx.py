@@ -15,7 +15,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from sage_engine.backends.embedding_batches import length_sorted_chunks, padded
-from sage_engine.backends.onnx_backend import lowest_cosine
+from sage_engine.backends.onnx_backend import OnnxEncoder, load_onnx_backend, lowest_cosine
 from sage_engine.backends.onnx_export import GRAPH_FILE, cached_export, model_files_digest
 from sage_engine.backends.sentence_transformers_backend import load_model, tensor_features
 from sage_engine.cli import parse_settings
@@ -102,6 +102,20 @@ def test_export_is_reused_until_the_model_files_change(
     assert moved.folder != first.folder
     assert (moved.folder / GRAPH_FILE).is_file()
     assert first.graph.stat().st_mtime_ns == written
+
+
+@pytest.mark.slow
+def test_a_lone_batch_runs_on_all_threads_with_the_same_vectors(minilm_path: Path, tmp_path: Path) -> None:
+    backend = load_onnx_backend(str(minilm_path), threads=1, cache_root=tmp_path, all_threads=2)
+    encoder = backend.encoder
+    assert isinstance(encoder, OnnxEncoder)
+    assert encoder.whole is not encoder.shared
+    assert encoder.whole.get_session_options().intra_op_num_threads == 2
+    assert encoder.shared.get_session_options().intra_op_num_threads == 1
+    alone = backend.embed(list(SENTENCES), alone=True)
+    shared = backend.embed(list(SENTENCES))
+    assert alone.token_counts == shared.token_counts
+    assert np.abs(alone.vectors - shared.vectors).max() < 1e-5
 
 
 # --- a real engine process ---------------------------------------------------------------------
