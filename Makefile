@@ -125,7 +125,7 @@ bench-autoscale: env-ready ## Real node (root): cold starts from zero and a load
 	@$(call timed,$(PY) e2e/bench/autoscale_bench.py $(BENCH_ARGS),bench-autoscale)
 
 .PHONY: bench-engine
-bench-engine: env-ready ## Engine embedding throughput vs in-process encode, same run -> docs/perf/engine.md
+bench-engine: env-ready ## Engine embeddings, torch and onnx, vs in-process limits and infinity-emb (BENCH_ARGS=--install-peers) -> docs/perf/engine.md
 	@$(call timed,$(PY) images/engine/bench/engine_bench.py $(BENCH_ARGS),bench-engine)
 
 .PHONY: bench-gateway

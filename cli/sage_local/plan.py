@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sage_api.defaults import check_spec, resolve_backend, served_model_name
+from sage_api.defaults import check_spec, embedding_flags, resolve_backend, served_model_name
 from sage_api.engine import Backend, EngineKind
 from sage_local.manifests import LoadedEngine, ManifestError
 
@@ -67,6 +67,7 @@ def plan_engine(loaded: LoadedEngine, *, port: int, host: str, python: str) -> L
     argv += ["--served-model-name", served, "--host", host, "--port", str(port)]
     for alias in aliases:
         argv += ["--alias", alias]
+    argv += embedding_flags(spec)
     argv += list(spec.args or ())
     env = {var.name: var.value for var in spec.env or () if var.value is not None}
     return LocalEngine(

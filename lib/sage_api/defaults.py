@@ -32,6 +32,14 @@ def resolve_backend(spec: LLMEngineSpec) -> Backend:
     return Backend.VLLM if gpus > 0 else Backend.TRANSFORMERS
 
 
+def embedding_flags(spec: LLMEngineSpec) -> list[str]:
+    """The `python -m sage_engine` flags of spec.embedding (none when it is unset, so that engines
+    without it keep their command line, and their pods)."""
+    if spec.embedding is None:
+        return []
+    return ["--embedding-runtime", spec.embedding.runtime.value]
+
+
 def served_model_name(spec: LLMEngineSpec, engine_name: str) -> str:
     return spec.served_model_name or engine_name
 
@@ -51,3 +59,6 @@ def check_spec(spec: LLMEngineSpec) -> None:
         raise InvalidSpec("spec.resources.gpus", "the vllm backend needs at least one GPU; use transformers on CPU")
     if spec.adapters and spec.engine_kind is EngineKind.EMBEDDING:
         raise InvalidSpec("spec.adapters", "LoRA adapters apply to llm engines only")
+    if spec.embedding and backend is not Backend.SENTENCE_TRANSFORMERS:
+        msg = "embedding options apply to embedding engines on the sentence-transformers backend"
+        raise InvalidSpec("spec.embedding", msg)

@@ -58,6 +58,20 @@ def _backend_fits_kind_rule() -> dict[str, str]:
     )
 
 
+class EmbeddingRuntime(StrEnum):
+    """What computes an embedding model's vectors inside the sentence-transformers backend."""
+
+    TORCH = "torch"
+    ONNX = "onnx"
+
+
+class EmbeddingOptions(SageModel):
+    """How an embedding engine computes its vectors."""
+
+    runtime: EmbeddingRuntime = EmbeddingRuntime.TORCH
+    """torch runs the sentence-transformers model as it is; onnx exports it once to ONNX (cached on the engine's disk, keyed by a hash of the model's files) and runs it with ONNX Runtime, with vectors equal to torch's (cosine >= 0.9999); docs/perf/engine.md compares the two."""
+
+
 class EnginePhase(StrEnum):
     """Where an engine is in its life."""
 
@@ -123,6 +137,11 @@ class LLMEngineSpec(SageModel):
             "LoRA adapters apply to llm engines only",
             ".adapters",
         ),
+        cel_rule(
+            "!has(self.embedding) || (self.engineKind == 'embedding' && (!has(self.backend) || self.backend == 'sentence-transformers'))",
+            "embedding options apply to embedding engines on the sentence-transformers backend",
+            ".embedding",
+        ),
     )
 
     model: Annotated[
@@ -169,6 +188,9 @@ class LLMEngineSpec(SageModel):
 
     env: Annotated[list[EnvVar], Field(max_length=128)] | None = None
     """Extra environment variables for the engine container."""
+
+    embedding: EmbeddingOptions | None = None
+    """Embedding engines on the sentence-transformers backend: how vectors are computed (runtime: torch or onnx)."""
 
     adapters: (
         Annotated[

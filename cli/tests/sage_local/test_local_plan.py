@@ -110,3 +110,10 @@ def test_example_request_prefers_an_embedding_engine() -> None:
     request = example_request("http://127.0.0.1:9", planned)
     assert "/v1/embeddings" in request
     assert '"model": "minilm"' in request
+
+
+def test_embedding_runtime_is_passed_to_the_engine(tmp_path: Path) -> None:
+    spec = "{model: m, engineKind: embedding, embedding: {runtime: onnx}}"
+    loaded, _ = load_engines([write(tmp_path, "e.yaml", ENGINE.format(name="e", spec=spec))], environ={})
+    (planned,) = plan_engines(loaded, base_port=20000, host="127.0.0.1", python="py")
+    assert planned.argv[planned.argv.index("--embedding-runtime") + 1] == "onnx"

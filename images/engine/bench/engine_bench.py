@@ -1,24 +1,32 @@
-"""Embedding throughput of the engine server next to the in-process limit, measured in one run.
+"""Embedding throughput of the engine server next to the in-process limits, measured in one run.
 
     make bench-engine            (or: python images/engine/bench/engine_bench.py --seconds 10)
+    make bench-engine BENCH_ARGS=--install-peers     (installs infinity-emb once, then compares)
 
-1. The server (`python -m sage_engine`, all-MiniLM-L6-v2) under closed-loop load: single-text
-   requests at concurrency 1, 8 and 32, and 16-text requests at concurrency 4.
-2. The limit: `SentenceTransformer.encode` in this process, batched (64), on the same CPU budget
-   as the server, the better of two layouts: one encode loop with all torch threads, or one loop
-   per embedding worker with threads/workers torch threads each (the server's layout). Measured
-   right before and right after each server row (the server idle meanwhile), so a shared
-   machine's changing load hits both sides of each ratio alike.
+1. The servers (`python -m sage_engine`, all-MiniLM-L6-v2), one per runtime (torch, onnx), and
+   infinity-emb's optimum (ONNX Runtime) engine when installed (`sage_harness.infinity`), under
+   closed-loop load: single-text requests at concurrency 1, 8 and 32, and 16-text requests at
+   concurrency 4. Each scenario's rounds go round the servers in turn, so a shared machine's
+   changing load hits them alike.
+2. The limits: each runtime in this process, batched (64), on the same CPU budget as the
+   servers, the better of two layouts: one loop on all threads, or one loop per embedding worker
+   on threads/workers threads each (the server's layout). torch's is `SentenceTransformer.encode`,
+   onnx's SAGE's ONNX backend called directly. Measured right before and right after each round
+   (the servers idle meanwhile).
+3. One client's floor: single texts encoded one after the other in-process (on all threads, and
+   on a worker's share), beside the servers' concurrency-1 rows.
 
 The load generator is a minimal keep-alive HTTP/1.1 client on asyncio streams, so the CPU it
 takes from the (shared) machine stays small. Prints texts/s, p50/p99 latency and the ratio to the
-limit, and writes the table to docs/perf/engine.md. Not a test: nothing here asserts a timing.
+limit, and writes the table and the figures the issue asks about to docs/perf/engine.md. Not a
+test: nothing here asserts a timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import os
 import platform
@@ -26,14 +34,19 @@ import statistics
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnxruntime as ort
 import orjson
 import torch
 from sentence_transformers import SentenceTransformer
 
+from sage_api.paths import cache_dir
+from sage_engine.backends.onnx_backend import load_onnx_backend
+from sage_harness import infinity
 from sage_harness.engines import EngineProcess
 from sage_harness.models import minilm_folder
 from sage_harness.repo import REPO_ROOT
@@ -61,6 +74,8 @@ def corpus(size: int) -> list[str]:
 
 
 BATCH = 64
+SERVED_NAME = infinity.SERVED_NAME
+PEER_NAME = "infinity-emb onnx (optimum)"
 
 
 @dataclass(frozen=True)
@@ -79,11 +94,11 @@ class Result:
     texts_per_second: float
     p50_ms: float
     p99_ms: float
-    limit: float  # in-process texts/s measured around each round (median)
-    ratio: float  # median over rounds of server / limit around that round
+    limit: float | None  # in-process texts/s measured around each round (median); None for in-process rows
+    ratio: float | None  # median over rounds of server / limit around that round
 
 
-def summarise(name: str, runs: list[Run], limits: list[float]) -> Result:
+def summarise(name: str, runs: list[Run], limits: list[float] | None) -> Result:
     latencies = sorted(latency for run in runs for latency in run.latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     return Result(
@@ -91,32 +106,90 @@ def summarise(name: str, runs: list[Run], limits: list[float]) -> Result:
         statistics.median(run.texts_per_second for run in runs),
         statistics.median(latencies) * 1000,
         p99 * 1000,
-        statistics.median(limits),
-        statistics.median(run.texts_per_second / limit for run, limit in zip(runs, limits, strict=True)),
+        statistics.median(limits) if limits else None,
+        statistics.median(run.texts_per_second / limit for run, limit in zip(runs, limits, strict=True))
+        if limits
+        else None,
     )
 
 
-def encode_loop(model: SentenceTransformer, texts: list[str], seconds: float) -> int:
-    """Texts encoded in `seconds` of batched `encode` over the corpus."""
-    done, start = 0, time.perf_counter()
+@dataclass(frozen=True)
+class InProcess:
+    """A runtime called in this process: `encode` on all threads, `encode_per_worker` on a
+    worker's share; `use_all` / `use_share` set the thread counts before each layout runs."""
+
+    name: str
+    encode: Callable[[list[str]], object]
+    encode_per_worker: Callable[[list[str]], object]
+    use_all: Callable[[], None]
+    use_share: Callable[[], None]
+
+
+def torch_runtime(model: SentenceTransformer, threads: int, workers: int) -> InProcess:
+    def encode(texts: list[str]) -> object:
+        return model.encode(texts, batch_size=BATCH)
+
+    return InProcess(
+        "torch",
+        encode,
+        encode,
+        lambda: torch.set_num_threads(threads),
+        lambda: torch.set_num_threads(max(1, threads // workers)),
+    )
+
+
+def onnx_runtime(folder: Path, threads: int, workers: int) -> InProcess:
+    """SAGE's ONNX backend itself (tokenizer, chunks, session), one per thread layout."""
+    cache = cache_dir() / "onnx"
+    whole = load_onnx_backend(str(folder), threads, cache)
+    share = load_onnx_backend(str(folder), max(1, threads // workers), cache)
+    return InProcess(
+        "onnx",
+        lambda texts: whole.embed(list(texts)),
+        lambda texts: share.embed(list(texts)),
+        lambda: None,
+        lambda: None,
+    )
+
+
+def encode_loop(encode: Callable[[list[str]], object], texts: list[str], seconds: float) -> int:
+    """Texts encoded in `seconds` of batches of BATCH over the corpus (the clock is read after
+    every batch: a busy machine must not stretch a limit's time to whole passes of the corpus)."""
+    done, start, offset = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
-        for offset in range(0, len(texts), BATCH):
-            model.encode(texts[offset : offset + BATCH], batch_size=BATCH)
-            done += len(texts[offset : offset + BATCH])
+        batch = texts[offset : offset + BATCH]
+        encode(batch)
+        done += len(batch)
+        offset = (offset + BATCH) % len(texts)
     return done
 
 
-def in_process_limit(model: SentenceTransformer, texts: list[str], seconds: float, threads: int, workers: int) -> float:
-    """The better of one loop on `threads` torch threads and `workers` loops sharing them."""
-    torch.set_num_threads(threads)
+def in_process_limit(runtime: InProcess, texts: list[str], seconds: float, workers: int) -> float:
+    """The better of one loop on all threads and `workers` loops on a share each."""
+    runtime.use_all()
     start = time.perf_counter()
-    single = encode_loop(model, texts, seconds / 2) / (time.perf_counter() - start)
-    torch.set_num_threads(max(1, threads // workers))
+    single = encode_loop(runtime.encode, texts, seconds / 2) / (time.perf_counter() - start)
+    runtime.use_share()
     start = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        done = sum(pool.map(lambda _: encode_loop(model, texts, seconds / 2), range(workers)))
+        done = sum(pool.map(lambda _: encode_loop(runtime.encode_per_worker, texts, seconds / 2), range(workers)))
     parallel = done / (time.perf_counter() - start)
     return max(single, parallel)
+
+
+def one_at_a_time(runtime: InProcess, texts: list[str], seconds: float, *, share: bool) -> Run:
+    """Single texts encoded one after the other, on all threads or on a worker's share: the floor
+    of one client's latency (on a busy machine one thread can beat two that wait for each other)."""
+    (runtime.use_share if share else runtime.use_all)()
+    encode = runtime.encode_per_worker if share else runtime.encode
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    index = 0
+    while (now := time.perf_counter()) < stop_at:
+        encode([texts[index % len(texts)]])
+        latencies.append(time.perf_counter() - now)
+        index += 1
+    return Run(len(latencies) / seconds, latencies)
 
 
 class KeepAliveClient:
@@ -154,7 +227,8 @@ class KeepAliveClient:
 async def closed_loop(port: int, texts: list[str], per_request: int, concurrency: int, seconds: float) -> Run:
     """`concurrency` clients each send a request as soon as their previous one returns."""
     bodies = [
-        orjson.dumps({"input": texts[i : i + per_request]}) for i in range(0, len(texts) - per_request + 1, per_request)
+        orjson.dumps({"model": SERVED_NAME, "input": texts[i : i + per_request]})
+        for i in range(0, len(texts) - per_request + 1, per_request)
     ]
     latencies: list[float] = []
     stop_at = time.perf_counter() + seconds
@@ -176,8 +250,90 @@ async def closed_loop(port: int, texts: list[str], per_request: int, concurrency
     return Run(len(latencies) * per_request / (stop_at - measure_from), latencies)
 
 
+SCENARIOS = [(1, 1), (1, 8), (1, 32), (16, 4)]
+PEER_SCENARIOS = [(1, 1), (1, 32), (16, 4)]
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under test, and the in-process runtime whose limit its rows are read against."""
+
+    name: str
+    port: int
+    runtime: str
+    scenarios: list[tuple[int, int]]
+
+
 def scenario_name(per_request: int, concurrency: int) -> str:
-    return f"server: {per_request} text{'s' if per_request > 1 else ''}/request, concurrency {concurrency}"
+    return f"{per_request} text{'s' if per_request > 1 else ''}/request, concurrency {concurrency}"
+
+
+def measure_servers(
+    servers: list[Server], runtimes: dict[str, InProcess], texts: list[str], args: argparse.Namespace
+) -> list[Result]:
+    """Every scenario, its rounds interleaved across the servers, each round between two limits."""
+    results = []
+    for per_request, concurrency in SCENARIOS:
+        subjects = [server for server in servers if (per_request, concurrency) in server.scenarios]
+        runs: dict[str, list[Run]] = {server.name: [] for server in subjects}
+        limits: dict[str, list[float]] = {server.name: [] for server in subjects}
+        for round_number in range(1, args.rounds + 1):
+            for server in subjects:
+                runtime = runtimes[server.runtime]
+                before = in_process_limit(runtime, texts, args.seconds / 2, args.workers)
+                run = asyncio.run(closed_loop(server.port, texts, per_request, concurrency, args.seconds))
+                after = in_process_limit(runtime, texts, args.seconds / 2, args.workers)
+                runs[server.name].append(run)
+                limits[server.name].append((before + after) / 2)
+                print(
+                    f"[bench] {server.name}, {scenario_name(per_request, concurrency)}, round {round_number}: "
+                    f"{run.texts_per_second:.0f} texts/s, {runtime.name} limit {before:.0f}/{after:.0f} "
+                    f"before/after ({run.texts_per_second / limits[server.name][-1]:.0%})",
+                    file=sys.stderr,
+                )
+        for server in subjects:
+            name = f"{server.name}: {scenario_name(per_request, concurrency)}"
+            results.append(summarise(name, runs[server.name], limits[server.name]))
+    return results
+
+
+def one_at_a_time_name(runtime: str, share: bool) -> str:
+    layout = "a worker's share of the threads" if share else "all threads"
+    return f"in-process {runtime}: 1 text at a time, {layout}"
+
+
+def measure_one_at_a_time(runtimes: dict[str, InProcess], texts: list[str], args: argparse.Namespace) -> list[Result]:
+    results = []
+    for runtime in runtimes.values():
+        for share in (False, True):
+            runs = [one_at_a_time(runtime, texts, args.seconds / 2, share=share) for _ in range(args.rounds)]
+            results.append(summarise(one_at_a_time_name(runtime.name, share), runs, None))
+            print(f"[bench] {results[-1].name}: {results[-1].p50_ms:.1f} ms p50", file=sys.stderr)
+    return results
+
+
+def findings(results: list[Result]) -> list[str]:
+    """The figures the issue asks about, read off the rows."""
+    by_name = {row.name: row for row in results}
+    lines = []
+    for runtime in ("torch", "onnx"):
+        floors = [by_name.get(one_at_a_time_name(runtime, share)) for share in (False, True)]
+        served = by_name.get(f"SAGE {runtime}: {scenario_name(1, 1)}")
+        alone = min((row for row in floors if row), key=lambda row: row.p50_ms, default=None)
+        if alone and served:
+            lines.append(
+                f"- One client, {runtime}: server p50 {served.p50_ms:.1f} ms, in-process one text at a time "
+                f"{alone.p50_ms:.1f} ms (the faster layout): {served.p50_ms - alone.p50_ms:+.1f} ms."
+            )
+    for per_request, concurrency in PEER_SCENARIOS:
+        ours = by_name.get(f"SAGE onnx: {scenario_name(per_request, concurrency)}")
+        peer = by_name.get(f"{PEER_NAME}: {scenario_name(per_request, concurrency)}")
+        if ours and peer:
+            lines.append(
+                f"- {scenario_name(per_request, concurrency)}: SAGE onnx {ours.texts_per_second:.0f} texts/s, "
+                f"{PEER_NAME} {peer.texts_per_second:.0f}: {ours.texts_per_second / peer.texts_per_second:.2f}x."
+            )
+    return lines
 
 
 def render(results: list[Result], *, threads: int, workers: int, seconds: float, rounds: int, load: str) -> str:
@@ -185,17 +341,20 @@ def render(results: list[Result], *, threads: int, workers: int, seconds: float,
         f"Generated by `make bench-engine` (`images/engine/bench/engine_bench.py`) on "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; all rows measured in one run. "
         f"Model: all-MiniLM-L6-v2 (sentence-transformers), short sentences (~15 tokens). torch "
-        f"{torch.__version__}, {threads} torch thread(s) in the server ({workers} embedding worker(s)) and "
-        f"in-process, Python {platform.python_version()}, {available_cpus()} CPUs. Each row: {rounds} rounds "
-        f"of {seconds:.0f} s, medians of the rounds (p50/p99 over all requests)."
+        f"{torch.__version__}, onnxruntime {ort.__version__}, {threads} thread(s) in each server ({workers} "
+        f"embedding worker(s)) and in-process, Python {platform.python_version()}, {available_cpus()} CPUs. "
+        f"Each row: {rounds} rounds of {seconds:.0f} s, the servers' rounds interleaved, medians of the rounds "
+        "(p50/p99 over all requests)."
     )
     limit = (
-        f"The limit is in-process `SentenceTransformer.encode` in batches of {BATCH} on the same threads, "
-        "the better of one loop on all threads and one loop per worker, measured right before and right "
-        "after each round while the server idles; each round's ratio uses the limit around it. The "
-        f"machine is shared with other work (load average during the run: {load}), so absolute numbers "
-        "move between runs and between rounds; the ratio is the figure to read. "
-        "Aim: >= 85 % of the limit at concurrency 32."
+        f"The limit is the same runtime in-process in batches of {BATCH} on the same threads, the better of "
+        "one loop on all threads and one loop per worker, measured right before and right after each round "
+        "while the servers idle; each round's ratio uses the limit around it. torch's limit is "
+        "`SentenceTransformer.encode`; onnx's is SAGE's ONNX backend called directly (tokenizer, chunks of 32, "
+        f"ONNX Runtime); {PEER_NAME} is read against the onnx limit. The machine is shared with other work "
+        f"(load average during the run: {load}), so absolute numbers move between runs and rounds; the "
+        "ratios are the figures to read. Aims: >= 85 % of the limit at concurrency 32; SAGE onnx >= 1.1x "
+        f"{PEER_NAME} in the same run; one client's p50 within 1 ms of in-process one text at a time."
     )
     lines = [
         "# Engine embedding throughput",
@@ -208,19 +367,44 @@ def render(results: list[Result], *, threads: int, workers: int, seconds: float,
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in results:
+        limit_cell = "" if row.limit is None else f"{row.limit:.0f}"
+        ratio_cell = "" if row.ratio is None else f"{row.ratio:.0%}"
         lines.append(
             f"| {row.name} | {row.texts_per_second:.0f} | {row.p50_ms:.1f} | {row.p99_ms:.1f} "
-            f"| {row.limit:.0f} | {row.ratio:.0%} |"
+            f"| {limit_cell} | {ratio_cell} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *findings(results)]) + "\n"
+
+
+def start_servers(stack: contextlib.ExitStack, folder: Path, args: argparse.Namespace) -> list[Server]:
+    workers = ("--embedding-workers", str(args.workers))
+    servers = []
+    for runtime in ("torch", "onnx"):
+        flags = (*workers, "--embedding-runtime", runtime)
+        engine = EngineProcess(
+            "sentence-transformers", str(folder), served_model_name=SERVED_NAME, threads=args.threads, extra_args=flags
+        )
+        stack.enter_context(engine)
+        servers.append(Server(f"SAGE {runtime}", engine.port, runtime, SCENARIOS))
+    if args.install_peers:
+        infinity.ensure_installed()
+    if infinity.installed():
+        peer = stack.enter_context(infinity.InfinityProcess(infinity.model_copy(folder), batch_size=BATCH))
+        servers.append(Server(PEER_NAME, peer.port, "onnx", PEER_SCENARIOS))
+    else:
+        print(f"[bench] {PEER_NAME} is not installed (--install-peers installs it): no peer rows", file=sys.stderr)
+    return servers
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=6.0, help="measuring time per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per row (medians are reported)")
-    parser.add_argument("--threads", type=int, default=torch_threads(), help="torch threads (server and in-process)")
+    parser.add_argument("--threads", type=int, default=torch_threads(), help="threads (servers and in-process)")
     parser.add_argument("--workers", type=int, default=2, help="the server's --embedding-workers")
+    parser.add_argument(
+        "--install-peers", action="store_true", help=f"install {PEER_NAME} into SAGE's user cache folder first"
+    )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "engine.md")
     args = parser.parse_args()
     loads = os.getloadavg()
@@ -228,26 +412,17 @@ def main() -> int:
     folder = minilm_folder()
     torch.set_num_threads(args.threads)
     model = SentenceTransformer(str(folder), device="cpu")
-    model.encode(texts[:BATCH], batch_size=BATCH)  # warm up
-    results = []
-    print(f"[bench] {args.threads} torch thread(s), {args.seconds:.0f} s per row", file=sys.stderr)
-    workers = ("--embedding-workers", str(args.workers))
-    with EngineProcess("sentence-transformers", str(folder), threads=args.threads, extra_args=workers) as engine:
-        for per_request, concurrency in [(1, 1), (1, 8), (1, 32), (16, 4)]:
-            name = scenario_name(per_request, concurrency)
-            runs, limits = [], []
-            for round_number in range(1, args.rounds + 1):
-                before = in_process_limit(model, texts, args.seconds / 2, args.threads, args.workers)
-                run = asyncio.run(closed_loop(engine.port, texts, per_request, concurrency, args.seconds))
-                after = in_process_limit(model, texts, args.seconds / 2, args.threads, args.workers)
-                runs.append(run)
-                limits.append((before + after) / 2)
-                print(
-                    f"[bench] {name}, round {round_number}: {run.texts_per_second:.0f} texts/s, limit "
-                    f"{before:.0f}/{after:.0f} before/after ({run.texts_per_second / limits[-1]:.0%})",
-                    file=sys.stderr,
-                )
-            results.append(summarise(name, runs, limits))
+    runtimes = {
+        "torch": torch_runtime(model, args.threads, args.workers),
+        "onnx": onnx_runtime(folder, args.threads, args.workers),
+    }
+    for runtime in runtimes.values():
+        runtime.encode(texts[:BATCH])  # warm up
+    print(f"[bench] {args.threads} thread(s), {args.seconds:.0f} s per round", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        servers = start_servers(stack, folder, args)
+        results = measure_one_at_a_time(runtimes, texts, args)
+        results += measure_servers(servers, runtimes, texts, args)
     load = f"{loads[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     table = render(
         results, threads=args.threads, workers=args.workers, seconds=args.seconds, rounds=args.rounds, load=load

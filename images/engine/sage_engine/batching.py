@@ -8,7 +8,9 @@ waits. Taking only what queued, without such a target, settles into ever smaller
 several workers compete for the queue.
 
 `workers` batches may run at once (on as many executor threads): while one computes, the next
-one forms, and each can use fewer torch threads, which suffer less from a busy CPU.
+one forms, and each can use fewer torch threads, which suffer less from a busy CPU. A batch is
+run `alone` when the recent concurrency is one request and no other batch runs: a lone client,
+whose batch may use every thread, since no other batch will want one.
 """
 
 from __future__ import annotations
@@ -82,9 +84,10 @@ class _Pending(Generic[ItemT, ResultT]):
 
 @dataclass
 class Batcher(Generic[ItemT, ResultT]):
-    """`await batcher.submit(items)` returns `run_batch`'s results for exactly those items."""
+    """`await batcher.submit(items)` returns `run_batch`'s results for exactly those items;
+    `run_batch(items, alone)` is told whether its batch runs alone (see the module's docstring)."""
 
-    run_batch: Callable[[list[ItemT]], Sequence[ResultT]]
+    run_batch: Callable[[list[ItemT], bool], Sequence[ResultT]]
     executor: Executor
     policy: BatchPolicy = field(default_factory=BatchPolicy)
     workers: int = 1
@@ -94,6 +97,7 @@ class Batcher(Generic[ItemT, ResultT]):
     _queue: asyncio.Queue[_Pending[ItemT, ResultT]] | None = None
     _carry: deque[_Pending[ItemT, ResultT]] = field(default_factory=deque)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _running: int = 0
 
     async def submit(self, items: Sequence[ItemT]) -> list[ResultT]:
         loop = asyncio.get_running_loop()
@@ -152,13 +156,17 @@ class Batcher(Generic[ItemT, ResultT]):
             if not live:
                 continue
             flat = [item for pending in live for item in pending.items]
+            alone = self._running == 0 and self.gauge.recent_peak(loop.time()) <= 1
+            self._running += 1
             try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, flat)
+                results = await loop.run_in_executor(self.executor, self.run_batch, flat, alone)
             except Exception as error:  # delivered to every caller of this batch
                 for pending in live:
                     if not pending.future.done():
                         pending.future.set_exception(error)
                 continue
+            finally:
+                self._running -= 1
             self.batches_run += 1
             self.items_run += len(flat)
             start = 0

@@ -16,6 +16,7 @@ from sage_runtime.settings import CommaSeparated
 
 BackendName = Literal["sentence-transformers", "transformers", "deterministic"]
 BACKENDS: tuple[str, ...] = ("sentence-transformers", "transformers", "deterministic")
+EmbeddingRuntimeName = Literal["torch", "onnx"]
 
 
 class EngineSettings(BaseSettings):
@@ -38,6 +39,16 @@ class EngineSettings(BaseSettings):
     )
     host: str = Field(default="0.0.0.0", description="Interface to listen on")
     port: int = Field(default_factory=SagePorts.engine, ge=1, le=65535, description="TCP port")
+    embedding_runtime: EmbeddingRuntimeName = Field(
+        default="torch",
+        description="What computes sentence-transformers embeddings: torch, or onnx (ONNX Runtime on a graph "
+        "exported once and cached under --onnx-cache; vectors equal torch's within cosine 0.9999)",
+    )
+    onnx_cache: Path | None = Field(
+        default=None,
+        description="Folder of the ONNX exports, one per model-files hash (default: onnx/ in SAGE's user cache "
+        "folder, SAGE_CACHE_DIR)",
+    )
     threads: int | None = Field(default=None, ge=1, description="Torch threads (default: the container's CPU limit)")
     embedding_workers: int = Field(
         default=2,

@@ -45,8 +45,8 @@ class EngineState:
             max_wait_seconds=self.settings.max_batch_wait_ms / 1000,
         )
 
-        def run_batch(items: list[EmbeddingItem]) -> list[tuple[Any, int]]:
-            batch = backend.embed(items)
+        def run_batch(items: list[EmbeddingItem], alone: bool) -> list[tuple[Any, int]]:
+            batch = backend.embed(items, alone=alone)
             return list(zip(batch.vectors, batch.token_counts, strict=True))
 
         self.batcher = Batcher(run_batch, self.embed_executor, policy, self.settings.embedding_worker_count())

@@ -33,6 +33,8 @@ def test_backend_defaults_from_kind_and_gpus(fields: dict[str, object], backend:
         ({"engineKind": "embedding", "backend": "transformers"}, "spec.backend"),
         ({"backend": "vllm"}, "spec.resources.gpus"),
         ({"engineKind": "embedding", "adapters": [{"name": "a", "source": "x"}]}, "spec.adapters"),
+        ({"embedding": {"runtime": "onnx"}}, "spec.embedding"),
+        ({"engineKind": "embedding", "backend": "deterministic", "embedding": {"runtime": "onnx"}}, "spec.embedding"),
     ],
 )
 def test_invalid_combinations_name_the_field(fields: dict[str, object], field: str) -> None:
@@ -44,7 +46,12 @@ def test_invalid_combinations_name_the_field(fields: dict[str, object], field: s
 
 @pytest.mark.parametrize(
     "fields",
-    [{}, {"backend": "deterministic", "engineKind": "embedding"}, {"backend": "vllm", "resources": {"gpus": 1}}],
+    [
+        {},
+        {"backend": "deterministic", "engineKind": "embedding"},
+        {"backend": "vllm", "resources": {"gpus": 1}},
+        {"engineKind": "embedding", "embedding": {"runtime": "onnx"}},
+    ],
 )
 def test_valid_combinations_pass(fields: dict[str, object]) -> None:
     check_spec(spec(**fields))

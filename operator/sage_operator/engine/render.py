@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from sage_api import names
+from sage_api.defaults import embedding_flags
 from sage_api.engine import Backend, EngineKind, LLMEngine, LLMEngineSpec
 from sage_api.ports import SagePorts
 from sage_operator.core.kinds import ENGINE_OWNER
@@ -174,7 +175,7 @@ def _command(
     command += ["--served-model-name", served[0]]
     for alias in served[1:]:
         command += ["--alias", alias]
-    return command + args
+    return command + embedding_flags(spec) + args
 
 
 def _env(engine: LLMEngine, backend: Backend, *, lora: bool, admin: bool) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from sage_api.paths import cache_dir
 from sage_engine.backends.base import Backend
 from sage_engine.settings import EngineSettings
 
@@ -21,12 +22,19 @@ def load_backend(settings: EngineSettings) -> Backend:
 
         log.warning("backend 'deterministic' is a TEST backend: hash embeddings and an echo chat, no model")
         return DeterministicBackend(settings.model, settings.dimensions, settings.token_seconds)
+    if settings.backend == "sentence-transformers" and settings.embedding_runtime == "onnx":
+        from sage_engine.backends.onnx_backend import load_onnx_backend  # noqa: PLC0415 (imports onnxruntime)
+
+        cache = settings.onnx_cache or cache_dir() / "onnx"
+        per_worker = settings.threads_per_embedding_worker()
+        return load_onnx_backend(settings.model, per_worker, cache, settings.resolved_threads())
     if settings.backend == "sentence-transformers":
         from sage_engine.backends.sentence_transformers_backend import (  # noqa: PLC0415 (imports torch)
             SentenceTransformersBackend,
         )
 
-        return SentenceTransformersBackend.load(settings.model, settings.threads_per_embedding_worker())
+        per_worker = settings.threads_per_embedding_worker()
+        return SentenceTransformersBackend.load(settings.model, per_worker, settings.resolved_threads())
     from sage_engine.backends.transformers_backend import TransformersBackend  # noqa: PLC0415 (imports torch)
 
     return TransformersBackend.load(settings.model, settings.resolved_threads())

@@ -51,9 +51,11 @@ class Backend(Protocol):
         """Token ids in inputs must be below this."""
         ...
 
-    def embed(self, items: list[EmbeddingItem]) -> EmbeddingBatch:
+    def embed(self, items: list[EmbeddingItem], *, alone: bool = False) -> EmbeddingBatch:
         """Blocking: one row per item at the model's full size, with token counts (special
-        tokens included). Inputs over `max_input_tokens()` get a zero row: callers reject them."""
+        tokens included). Inputs over `max_input_tokens()` get a zero row: callers reject them.
+        `alone`: no other batch runs or is expected (a lone client), so the batch may use every
+        thread of the engine rather than its worker's share."""
         ...
 
     # --- generation -------------------------------------------------------------------

@@ -45,7 +45,7 @@ class DeterministicBackend:
     def vocabulary_size(self) -> int:
         return 2**31
 
-    def embed(self, items: list[EmbeddingItem]) -> EmbeddingBatch:
+    def embed(self, items: list[EmbeddingItem], *, alone: bool = False) -> EmbeddingBatch:
         vectors = np.stack([deterministic.hash_embedding(item, self.dimensions) for item in items])
         counts = [deterministic.count_tokens(item) if isinstance(item, str) else len(item) for item in items]
         return EmbeddingBatch(vectors, counts)

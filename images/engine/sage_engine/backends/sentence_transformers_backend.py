@@ -1,15 +1,16 @@
 """Embeddings from a sentence-transformers model, batched and tokenized once per batch.
 
-Batch workers (one or more threads) tokenize without truncation (to count tokens and detect over-length inputs),
-sorts by length and runs the model in length-homogeneous chunks, like `SentenceTransformer.encode`
-does, so the vectors equal `encode`'s.
+Batch workers (one or more threads) tokenize without truncation (to count tokens and detect
+over-length inputs), then run the model in length-sorted chunks (`embedding_batches`), like
+`SentenceTransformer.encode` does, so the vectors equal `encode`'s. What runs a chunk is an
+`Encoder`: the torch model itself here, or its ONNX export (`onnx_backend`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -17,34 +18,73 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from sage_engine.backends.base import EmbeddingBatch, EmbeddingItem, Prompt
+from sage_engine.backends.embedding_batches import TokenMatrix, length_sorted_chunks, padded
 from sage_engine.backends.model_source import resolve_model
 from sage_engine.generation import SamplingParams
 
-CHUNK = 32
+
+class Encoder(Protocol):
+    """Padded token ids and their attention mask -> one sentence embedding per row; `alone`: the
+    batch may use every thread (see `Backend.embed`)."""
+
+    def __call__(
+        self, input_ids: TokenMatrix, attention_mask: TokenMatrix, *, alone: bool = False
+    ) -> npt.NDArray[np.float32]: ...
+
+
+def tensor_features(model: SentenceTransformer) -> tuple[list[str], dict[str, Any]]:
+    """The token tensors the model's modules take (input_ids, attention_mask and, for BERT-like
+    models, token_type_ids), and the extra non-tensor features they expect (e.g. modality)."""
+    probe = model.preprocess(["probe"])
+    names = [name for name, value in probe.items() if isinstance(value, torch.Tensor)]
+    extras = {name: value for name, value in probe.items() if not isinstance(value, torch.Tensor)}
+    return names, extras
+
+
+class TorchEncoder:
+    """The sentence-transformers modules themselves, in torch: on `threads` threads, or on
+    `all_threads` for a batch that runs alone. torch's thread count is a thread's own once that
+    thread has run a parallel operation (OpenMP's per-thread setting), so each call sets it for
+    the worker thread making it, every time: no worker keeps a lone batch's count."""
+
+    def __init__(self, model: SentenceTransformer, threads: int | None = None, all_threads: int | None = None) -> None:
+        self.model = model
+        self.names, self.extras = tensor_features(model)
+        self.threads = threads
+        self.all_threads = all_threads if threads and all_threads and all_threads > threads else None
+
+    def __call__(
+        self, input_ids: TokenMatrix, attention_mask: TokenMatrix, *, alone: bool = False
+    ) -> npt.NDArray[np.float32]:
+        if self.threads and self.all_threads:
+            torch.set_num_threads(self.all_threads if alone else self.threads)
+        ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+        tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+        features = {name: tensors[name] for name in self.names if name in tensors} | self.extras
+        with torch.inference_mode():
+            output = self.model(features)["sentence_embedding"]
+        result: npt.NDArray[np.float32] = output.float().numpy()
+        return result
 
 
 class SentenceTransformersBackend:
     kind = "embedding"
 
-    def __init__(self, model: SentenceTransformer) -> None:
-        self.model = model
+    def __init__(self, model: SentenceTransformer, encoder: Encoder | None = None) -> None:
         self.tokenizer = model.tokenizer
+        self.encoder: Encoder = encoder or TorchEncoder(model)
         self.limit = int(model.max_seq_length or self.tokenizer.model_max_length or 512)
         self.dimensions = int(model.get_embedding_dimension() or 0)
-        # Extra non-tensor features the modules expect next to the token tensors (e.g. modality).
-        probe = model.preprocess(["probe"])
-        self.extras = {k: v for k, v in probe.items() if not isinstance(v, torch.Tensor)}
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         # Fast tokenizers reconfigure their Rust object on every call; concurrent batch workers
         # must not do that at the same time ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
-    def load(cls, spec: str, threads: int) -> SentenceTransformersBackend:
-        torch.set_num_threads(threads)
-        model = SentenceTransformer(resolve_model(spec), device="cpu")
-        model.eval()
-        return cls(model)
+    def load(cls, spec: str, threads: int, all_threads: int | None = None) -> SentenceTransformersBackend:
+        """`threads` per batch worker; `all_threads` for a batch that runs alone (a lone client)."""
+        model = load_model(spec, threads)
+        return cls(model, TorchEncoder(model, threads, all_threads))
 
     def supports_embeddings(self) -> bool:
         return True
@@ -74,33 +114,12 @@ class SentenceTransformersBackend:
                 ids[index] = list(row)
         return ids
 
-    def _forward(self, rows: list[list[int]]) -> npt.NDArray[np.float32]:
-        width = max(len(row) for row in rows)
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[i, : len(row)] = 1
-        features: dict[str, Any] = {
-            "input_ids": input_ids,
-            "attention_mask": mask,
-            "token_type_ids": torch.zeros_like(input_ids),
-            **self.extras,
-        }
-        with torch.inference_mode():
-            output = self.model(features)["sentence_embedding"]
-        result: npt.NDArray[np.float32] = output.float().numpy()
-        return result
-
-    def embed(self, items: list[EmbeddingItem]) -> EmbeddingBatch:
+    def embed(self, items: list[EmbeddingItem], *, alone: bool = False) -> EmbeddingBatch:
         ids = self._token_ids(items)
         counts = [len(row) for row in ids]
         vectors = np.zeros((len(items), self.dimensions), dtype=np.float32)
-        # Over-length inputs are rejected by the caller; never run them.
-        runnable = sorted((i for i in range(len(items)) if 0 < counts[i] <= self.limit), key=lambda i: -counts[i])
-        for start in range(0, len(runnable), CHUNK):
-            chunk = runnable[start : start + CHUNK]
-            vectors[chunk] = self._forward([ids[i] for i in chunk])
+        for chunk in length_sorted_chunks(counts, self.limit):
+            vectors[chunk] = self.encoder(*padded([ids[i] for i in chunk], self.pad_id), alone=alone)
         return EmbeddingBatch(vectors, counts)
 
     # --- not an LLM ---------------------------------------------------------------------
@@ -129,3 +148,11 @@ class SentenceTransformersBackend:
 
     def unload_adapter(self, name: str) -> None:
         self.load_adapter(name, "")
+
+
+def load_model(spec: str, threads: int) -> SentenceTransformer:
+    """The sentence-transformers model on the CPU, with `threads` torch threads."""
+    torch.set_num_threads(threads)
+    model = SentenceTransformer(resolve_model(spec), device="cpu")
+    model.eval()
+    return model

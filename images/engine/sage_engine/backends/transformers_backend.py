@@ -165,5 +165,5 @@ class TransformersBackend:
     def vocabulary_size(self) -> int:
         return len(self.tokenizer)
 
-    def embed(self, items: list[EmbeddingItem]) -> EmbeddingBatch:
+    def embed(self, items: list[EmbeddingItem], *, alone: bool = False) -> EmbeddingBatch:
         return EmbeddingBatch(np.zeros((len(items), 0), dtype=np.float32), [0] * len(items))

@@ -151,7 +151,7 @@ def test_concurrency_gauge_remembers_the_recent_peak() -> None:
 async def test_batcher_coalesces_and_returns_each_its_own() -> None:
     batches: list[list[int]] = []
 
-    def run(items: list[int]) -> list[int]:
+    def run(items: list[int], alone: bool) -> list[int]:
         batches.append(list(items))
         return [item * 10 for item in items]
 
@@ -166,7 +166,7 @@ async def test_batcher_coalesces_and_returns_each_its_own() -> None:
 
 
 async def test_batcher_delivers_errors_to_the_batch() -> None:
-    def run(items: list[int]) -> list[int]:
+    def run(items: list[int], alone: bool) -> list[int]:
         raise ValueError("boom")
 
     with ThreadPoolExecutor(1) as executor:
@@ -181,8 +181,11 @@ async def test_parallel_batch_workers_keep_callers_apart() -> None:
     most_at_once = 0
     lock = threading.Lock()
 
-    def run(items: list[int]) -> list[int]:
+    alone_flags: list[bool] = []
+
+    def run(items: list[int], alone: bool) -> list[int]:
         nonlocal most_at_once
+        alone_flags.append(alone)
         with lock:
             running.append(1)
             most_at_once = max(most_at_once, len(running))
@@ -197,6 +200,26 @@ async def test_parallel_batch_workers_keep_callers_apart() -> None:
         await batcher.close()
     assert results == [[i + 1, -i + 1] for i in range(20)]
     assert most_at_once == 2
+    assert not any(alone_flags), "batches of concurrent clients share the threads"
+
+
+async def test_a_lone_clients_batches_run_alone_until_others_come() -> None:
+    flags: list[bool] = []
+
+    def run(items: list[int], alone: bool) -> list[int]:
+        flags.append(alone)
+        time.sleep(0.002)
+        return items
+
+    with ThreadPoolExecutor(2) as executor:
+        batcher: Batcher[int, int] = Batcher(run, executor, BatchPolicy(max_items=1), workers=2)
+        for i in range(3):
+            assert await batcher.submit([i]) == [i]
+        assert flags == [True, True, True]
+        await asyncio.gather(*(batcher.submit([i]) for i in range(6)))
+        await batcher.submit([99])  # alone again, but the burst is recent: it may come back
+        await batcher.close()
+    assert flags[3:] == [False] * 7
 
 
 @pytest.mark.parametrize(

@@ -125,3 +125,13 @@ def test_vllm_gets_the_runtime_adapter_api_when_a_finetunejob_will_hand_one_over
     plain = vllm_container(engine(backend="vllm"))
     assert "--enable-lora" not in plain["command"]
     assert all(v["name"] != "VLLM_ALLOW_RUNTIME_LORA_UPDATING" for v in plain["env"])
+
+
+def test_embedding_runtime_reaches_the_engine_command_only_when_set() -> None:
+    settings = OperatorSettings()
+    onnx = engine(engineKind="embedding", embedding={"runtime": "onnx"})
+    command = render_engine_deployment(onnx, settings)["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--embedding-runtime") + 1] == "onnx"
+    plain = render_engine_deployment(engine(engineKind="embedding"), settings)
+    assert "--embedding-runtime" not in plain["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert spec_hash(onnx.spec) != spec_hash(engine(engineKind="embedding").spec)
