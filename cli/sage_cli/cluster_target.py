@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from sage_api.finetune_request import FinetuneRequest
@@ -30,7 +29,7 @@ from sage_cli import cluster_objects as objects
 from sage_cli.targets import EngineRow, FinetuneState, TargetError
 from sage_kube.client import KubeClient
 from sage_kube.config import ConfigError, KubeConfig, from_kubeconfig
-from sage_kube.errors import ApiError, Conflict, NotFound
+from sage_kube.errors import ApiError, Conflict, NotFound, Unreachable
 from sage_kube.paths import resource_path
 
 LOG_QUEUE_LINES = 256
@@ -152,7 +151,7 @@ class ClusterTarget:
         sent, "LLMEngine qwen"), a 400 or 422 is the server's validation refusing it."""
         try:
             yield
-        except httpx.TransportError as error:
+        except Unreachable as error:
             detail = str(error) or type(error).__name__
             msg = f"cannot reach the API server of context {self.context} at {self.kube.config.server}: {detail}"
             raise TargetError(msg) from error
@@ -303,7 +302,7 @@ class ClusterTarget:
                 yield line
         except ApiError as error:
             yield f"(no log from {name}: {error.message})"
-        except httpx.TransportError as error:
+        except Unreachable as error:
             yield f"(log of {name} cut off: {error or type(error).__name__})"
 
     async def finetune_state(self, name: str) -> FinetuneState:

@@ -1,4 +1,4 @@
-"""A small, typed asyncio client for the Kubernetes API (httpx), shared by the operator and the
+"""A small, typed asyncio client for the Kubernetes API (aiohttp), shared by the operator and the
 gateway: kubeconfig / in-cluster credentials, CRUD with server-side apply, and list+watch.
 
 It is the only code in SAGE that speaks HTTP to the API server.
@@ -6,7 +6,7 @@ It is the only code in SAGE that speaks HTTP to the API server.
 
 from sage_kube.client import KubeClient
 from sage_kube.config import KubeConfig, load_config
-from sage_kube.errors import ApiError, Conflict, Gone, NotFound
+from sage_kube.errors import ApiError, Conflict, Gone, NotFound, Unreachable
 from sage_kube.paths import resource_path
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "KubeClient",
     "KubeConfig",
     "NotFound",
+    "Unreachable",
     "load_config",
     "resource_path",
 ]

@@ -1,15 +1,23 @@
-"""The asyncio API client: get, list, create, server-side apply, patch, delete, watch."""
+"""The asyncio API client: get, list, create, server-side apply, patch, delete, watch.
+
+aiohttp and orjson, not httpx and json: an operator creating 1,000 engines makes about 8,000
+requests, and httpx spent about 1.5 ms of CPU on each (its connection pool, h11 and anyio
+wrappers) where aiohttp spends about 0.2 ms (docs/perf/operator.md). The session is made on first
+use, inside the event loop that uses it, so a client may be built before a loop runs.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
+from urllib.parse import urlsplit
+from urllib.request import getproxies_environment, proxy_bypass
 
-import httpx
+import aiohttp
+import orjson
 
 from sage_kube.config import KubeConfig, load_config
-from sage_kube.errors import error_for
+from sage_kube.errors import Unreachable, error_for
 
 PatchType = Literal["merge", "json", "strategic"]
 _PATCH_CONTENT_TYPES: dict[str, str] = {
@@ -19,21 +27,26 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
 }
 
 FIELD_MANAGER = "sage"
+CONNECT_SECONDS = 10
+MAX_CONNECTIONS = 64
+_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+"""What a broken connection, a refused one or a silent server raise in aiohttp: Unreachable."""
 
 
 class KubeClient:
-    """One connection pool to one API server. Use `async with KubeClient.from_env() as kube:`."""
+    """One connection pool to one API server. Use `async with KubeClient.from_env() as kube:`.
+
+    An unreachable server, a connection cut off or a timeout raise `Unreachable`; an error Status
+    raises its `ApiError`."""
 
     def __init__(self, config: KubeConfig, *, field_manager: str = FIELD_MANAGER, timeout: float = 30) -> None:
         self.config = config
         self.field_manager = field_manager
-        self._http = httpx.AsyncClient(
-            base_url=config.server,
-            verify=config.ssl_context(),
-            timeout=httpx.Timeout(timeout, connect=10),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-            headers={"Accept": "application/json", "User-Agent": f"{field_manager}/sage-kube"},
-        )
+        # Built here, not on first use: unusable TLS settings fail where the client is made.
+        self._ssl = config.ssl_context()
+        self._timeout = _timeout(timeout)
+        self._proxy = proxy_for(config.server)
+        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_env(cls, kubeconfig: str | None = None, **kwargs: Any) -> KubeClient:
@@ -50,7 +63,21 @@ class KubeClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl, limit=MAX_CONNECTIONS, limit_per_host=MAX_CONNECTIONS),
+                timeout=self._timeout,
+                headers={"Accept": "application/json", "User-Agent": f"{self.field_manager}/sage-kube"},
+                # Not trust_env: it looks up the proxy and ~/.netrc in a thread on every request
+                # (a third of the operator's CPU); the proxy is read once, in proxy_for.
+                trust_env=False,
+            )
+        return self._session
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {}
@@ -69,17 +96,18 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        content = None if body is None else json.dumps(body).encode()
-        response = await self._http.request(
-            method, path, params=params, content=content, headers=self._headers(content_type if content else None)
-        )
-        if response.status_code >= 400:
-            try:
-                payload: dict[str, Any] | str = response.json()
-            except ValueError:
-                payload = response.text
-            raise error_for(response.status_code, payload)
-        result: dict[str, Any] = response.json()
+        content = None if body is None else orjson.dumps(body)
+        headers = self._headers(content_type if content is not None else None)
+        try:
+            async with self._http().request(
+                method, self.config.server + path, params=params, data=content, headers=headers, proxy=self._proxy
+            ) as response:
+                status, raw = response.status, await response.read()
+        except _TRANSPORT_ERRORS as error:
+            raise _unreachable(method, path, error) from error
+        if status >= 400:
+            raise error_for(status, _payload(raw))
+        result: dict[str, Any] = orjson.loads(raw)
         return result
 
     async def get(self, path: str) -> dict[str, Any]:
@@ -136,36 +164,74 @@ class KubeClient:
         }
         if label_selector:
             params["labelSelector"] = label_selector
-        timeout = httpx.Timeout(timeout_seconds + 30, connect=10)
-        async with self._http.stream("GET", path, params=params, headers=self._headers(), timeout=timeout) as response:
-            await _raise_for_stream(response)
-            async for line in response.aiter_lines():
-                if not line:
-                    continue
-                event: dict[str, Any] = json.loads(line)
-                if event.get("type") == "ERROR":
-                    status = event.get("object") or {}
-                    raise error_for(int(status.get("code") or 500), status)
-                yield event
+        async for line in self._stream(path, params, self._headers(), timeout_seconds + 30):
+            if not line.strip():
+                continue
+            event: dict[str, Any] = orjson.loads(line)
+            if event.get("type") == "ERROR":
+                status = event.get("object") or {}
+                raise error_for(int(status.get("code") or 500), status)
+            yield event
 
     async def stream_lines(self, path: str, params: dict[str, str] | None = None) -> AsyncIterator[str]:
         """The lines of a streamed text answer (a pod's log, `follow=true`) until the server ends
         it; no read timeout, since a followed log may stay quiet for hours."""
         headers = self._headers() | {"Accept": "application/json, */*"}
-        timeout = httpx.Timeout(None, connect=10)
-        async with self._http.stream("GET", path, params=params, headers=headers, timeout=timeout) as response:
-            await _raise_for_stream(response)
-            async for line in response.aiter_lines():
-                yield line
+        async for line in self._stream(path, params, headers, None):
+            # Split at the newline byte first: it is never part of a UTF-8 character.
+            yield line.decode(errors="replace").removesuffix("\r")
+
+    async def _stream(
+        self, path: str, params: dict[str, str] | None, headers: dict[str, str], read_seconds: float | None
+    ) -> AsyncIterator[bytes]:
+        """The lines (without their newline) of a streamed answer, which may stay silent for at
+        most `read_seconds` (None: for ever); an error Status is raised as its ApiError."""
+        try:
+            async with self._http().get(
+                self.config.server + path,
+                params=params,
+                headers=headers,
+                timeout=_timeout(read_seconds),
+                proxy=self._proxy,
+            ) as response:
+                if response.status >= 400:
+                    raise error_for(response.status, _payload(await response.read()))
+                pending = b""
+                async for chunk in response.content.iter_any():
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        yield line
+                if pending:
+                    yield pending
+        except _TRANSPORT_ERRORS as error:
+            raise _unreachable("GET", path, error) from error
 
 
-async def _raise_for_stream(response: httpx.Response) -> None:
-    """A streamed request's error Status, raised as its ApiError."""
-    if response.status_code < 400:
-        return
-    body = (await response.aread()).decode(errors="replace")
+def proxy_for(server: str) -> str | None:
+    """The proxy the environment names for the API server (HTTPS_PROXY or HTTP_PROXY by its
+    scheme, unless NO_PROXY exempts its host), as every Kubernetes client honours them."""
+    parts = urlsplit(server)
+    proxies = getproxies_environment()
+    if parts.hostname is None or proxy_bypass(parts.hostname):
+        return None
+    return proxies.get(parts.scheme)
+
+
+def _timeout(read_seconds: float | None) -> aiohttp.ClientTimeout:
+    """No overall limit (a watch lasts minutes): a connection within CONNECT_SECONDS, a free
+    pooled connection within the read timeout, and no silence longer than it."""
+    return aiohttp.ClientTimeout(total=None, connect=read_seconds, sock_connect=CONNECT_SECONDS, sock_read=read_seconds)
+
+
+def _payload(raw: bytes) -> dict[str, Any] | str:
+    """An error answer's Status, or its text when it is not JSON (a proxy's error page)."""
     try:
-        payload: dict[str, Any] | str = json.loads(body)
-    except ValueError:
-        payload = body
-    raise error_for(response.status_code, payload if isinstance(payload, dict) else body)
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode(errors="replace")
+    return payload if isinstance(payload, dict) else raw.decode(errors="replace")
+
+
+def _unreachable(method: str, path: str, error: BaseException) -> Unreachable:
+    detail = str(error) or type(error).__name__
+    return Unreachable(f"{method} {path}: {detail}")

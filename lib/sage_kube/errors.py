@@ -26,6 +26,11 @@ class ApiError(Exception):
         return self.has_cause("NamespaceTerminating")
 
 
+class Unreachable(Exception):
+    """No answer from the API server: it could not be reached, the connection broke, or it
+    stayed silent past the timeout."""
+
+
 class NotFound(ApiError):
     """404: the object does not exist."""
 

@@ -17,10 +17,8 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal
 
-import httpx
-
 from sage_kube.client import KubeClient
-from sage_kube.errors import ApiError, Gone
+from sage_kube.errors import ApiError, Gone, Unreachable
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 Handler = Callable[[EventType, dict[str, Any]], None]
@@ -96,7 +94,7 @@ class Informer:
             except Gone:
                 log.info("watch of %s expired (410); relisting", self.path)
                 need_list = True
-            except (ApiError, httpx.HTTPError, ValueError) as error:
+            except (ApiError, Unreachable, ValueError) as error:
                 log.warning("watch of %s failed: %s; retrying in %.1fs", self.path, error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)

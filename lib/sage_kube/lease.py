@@ -20,10 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from sage_kube.client import KubeClient
-from sage_kube.errors import ApiError, Conflict, NotFound
+from sage_kube.errors import ApiError, Conflict, NotFound, Unreachable
 from sage_kube.paths import resource_path
 
 log = logging.getLogger(__name__)
@@ -158,7 +156,7 @@ class LeaseElector:
         while True:
             try:
                 await self.try_hold()
-            except (ApiError, httpx.HTTPError) as error:
+            except (ApiError, Unreachable) as error:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, error)
                 if self.is_leader and time.monotonic() - self._renewed_at >= self.renew_deadline:
                     self._lost(f"could not renew it for {self.renew_deadline:.0f}s")
@@ -174,7 +172,7 @@ class LeaseElector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if release and self.is_leader:
-            with contextlib.suppress(ApiError, httpx.HTTPError):
+            with contextlib.suppress(ApiError, Unreachable):
                 lease = await self.kube.get(self.path)
                 if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                     version = lease["metadata"]["resourceVersion"]

@@ -107,7 +107,7 @@ class AutoscaleLoop:
     window: float
     reporter: str = "sage-operator"
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """LLMEngine key -> its last seen object (fed by the kopf event handler)."""
+    """LLMEngine key -> a shallow copy of its last seen object (fed by the engine cache)."""
     autoscaler: Autoscaler = field(init=False)
     _task: asyncio.Task[None] | None = None
     _http: httpx.AsyncClient | None = None
@@ -161,7 +161,9 @@ class AutoscaleLoop:
     async def _apply(self, obj: dict[str, Any], replicas: int, reason: str, message: str) -> None:
         metadata = obj["metadata"]
         await self.store.scale(LLM_ENGINE, metadata["namespace"], metadata["name"], replicas)
-        obj.setdefault("spec", {})["replicas"] = replicas  # until the watch brings the new object
+        # Until the watch brings the new object; a new spec, not an edit: the nested dicts are
+        # the engine cache's own.
+        obj["spec"] = {**(obj.get("spec") or {}), "replicas": replicas}
         await self._note(obj, "ScaledToZero" if replicas == 0 else reason, message, event_reason=reason)
 
     async def _note(self, obj: dict[str, Any], reason: str, message: str, *, event_reason: str | None = None) -> None:

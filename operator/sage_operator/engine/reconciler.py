@@ -156,8 +156,8 @@ class EngineReconciler:
             ]
             if self.settings.engine_peers is not None:
                 children.append(render_engine_network_policy(engine, self.settings.engine_peers))
-            for child in children:
-                await self.store.converge(child, self.cache.current(child))
+            # The Deployment comes last: its pods need the ServiceAccount and the ConfigMap.
+            await self.store.converge_all([(child, self.cache.current(child)) for child in children])
             await self._create_admin_secret(engine)
             rendered = render_engine_deployment(engine, self.settings, finetuned)
             deployment = await self.store.converge(rendered, self.cache.current(rendered))

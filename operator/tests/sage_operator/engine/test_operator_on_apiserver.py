@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from typing import Any
 
+import httpx
+
+from sage_harness.controlplane import ControlPlane
 from sage_harness.kubectl import Kubectl
 from sage_harness.operator_process import OperatorProcess
 from sage_harness.waiting import wait_until
@@ -236,25 +240,39 @@ def test_restart_mid_way_keeps_children_and_status(operator: OperatorProcess, ku
 
 
 def test_an_operator_killed_mid_reconcile_finishes_the_work_once(
-    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+    operator: OperatorProcess, kubectl: Kubectl, control_plane: ControlPlane, namespace: str
 ) -> None:
     """SIGKILL (no shutdown, nothing flushed) while a batch of engines is half reconciled: the next
-    process finishes the batch, every engine with its children and its status, one Deployment each."""
+    process finishes the batch, every engine with its children and its status, one Deployment each.
+    The kill comes from a watch, at the first Deployment: the operator keeps up with `kubectl
+    apply` itself, so by the time a poll with kubectl sees one the batch is done."""
     names = [f"batch-{n}" for n in range(16)]
+    watching, killed = threading.Event(), threading.Event()
+
+    def kill_at_the_first_deployment() -> None:
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        with (
+            httpx.Client(base_url=control_plane.server, verify=control_plane.ssl_context(), timeout=60) as http,
+            http.stream("GET", path, params={"watch": "1", "timeoutSeconds": "60"}) as response,
+        ):
+            watching.set()  # the API server answers a watch's headers once the watch is in place
+            for line in response.iter_lines():
+                if json.loads(line).get("type") == "ADDED":
+                    operator.signal(signal.SIGKILL)
+                    killed.set()
+                    return
+
+    watcher = threading.Thread(target=kill_at_the_first_deployment, daemon=True)
+    watcher.start()
+    assert watching.wait(30), "the watch of Deployments did not start"
     kubectl.apply(
         "\n---\n".join(ENGINE.format(name=name, backend="deterministic", kind="llm", replicas=1) for name in names),
         namespace,
     )
-
-    def made() -> list[str]:
-        deployments = kubectl.json("get", "deployments", "-n", namespace)["items"]
-        return [d["metadata"]["name"] for d in deployments]
-
-    wait_until(lambda: made() or None, "the first Deployment of the batch", interval=0.01)
-    operator.signal(signal.SIGKILL)
+    assert killed.wait(60), "no Deployment was made"
     operator.wait_exit(30)
     operator.stop()  # closes its log; the process is gone already
-    half_done = made()
+    half_done = [d["metadata"]["name"] for d in kubectl.json("get", "deployments", "-n", namespace)["items"]]
     operator.start()
     for name in names:
         wait_phase(kubectl, namespace, name, "Deploying", timeout=90)
