@@ -22,6 +22,7 @@ import asyncio
 import datetime
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -69,7 +70,7 @@ def start_targets(args: argparse.Namespace, layout: Layout, folder: Path) -> tup
     upstream = mock_upstream(layout, args.upstream)
     upstream.process.launch()
     upstream.wait_ready(chat_body(stream=False), STARTUP_TIMEOUT)
-    wanted = [name.strip() for name in args.peers.split(",") if name.strip()]
+    wanted = [name for name in args.peers.split(",") if name]
     others, skipped = peer_targets(wanted, layout, upstream, folder, install=args.install_peers)
     others.append(sage_gateway(layout, upstream))
     if not args.no_keys:
@@ -191,6 +192,11 @@ def main() -> None:
     parser.add_argument("--upstream", choices=["mock", "deterministic"], default="mock")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "gateway.md")
     args = parser.parse_args()
+    unknown = set(args.peers.split(",")) - {peer.name for peer in PEERS} - {""}
+    if unknown:
+        parser.error(
+            f"--peers: no peer named {', '.join(sorted(unknown))} (there are {', '.join(p.name for p in PEERS)})"
+        )
 
     layout = choose_layout(args.pin)
     if layout.client_cpu is not None:  # the servers get theirs from taskset
@@ -219,7 +225,9 @@ def main() -> None:
                 print(f"failed {scenario_name} {target_name}: {dict(cell.reasons)}")
     facts = RunFacts(
         when=f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-        command=" ".join(["python gateway/bench/bench_gateway.py", *sys.argv[1:]]),
+        command=" ".join(
+            ["make bench-gateway", *([f'BENCH_ARGS="{shlex.join(sys.argv[1:])}"'] if sys.argv[1:] else [])]
+        ),
         machine=machine(load_before, os.getloadavg()[0]),
         layout=layout.describe().capitalize(),
         versions=peer_versions(),

@@ -50,7 +50,7 @@ def document(
     facts: RunFacts, results: Results, rss_bytes: dict[str, int], scenarios: list[Scenario], targets: list[str]
 ) -> str:
     about = (
-        f"Measured on {facts.when} by `{facts.command}` (`make bench-gateway`), all in one run: {facts.machine}. "
+        f"Measured on {facts.when} by `{facts.command}`, all in one run: {facts.machine}. "
         f"{facts.layout}. Upstream: {facts.upstream}; every other column proxies to it. Peers: {facts.versions}. "
         f"{facts.rounds} rounds; within a round each scenario runs against every target in turn (the order "
         "turns each round), so every comparison is taken close together in time."
