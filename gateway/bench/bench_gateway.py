@@ -23,6 +23,7 @@ import datetime
 import os
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -63,11 +64,15 @@ def chat_body(*, stream: bool) -> bytes:
     return orjson.dumps(request)
 
 
-def start_targets(args: argparse.Namespace, layout: Layout, folder: Path) -> tuple[list[Target], dict[str, str]]:
+def start_targets(
+    args: argparse.Namespace, layout: Layout, folder: Path, launched: list[Target]
+) -> tuple[list[Target], dict[str, str]]:
     """The upstream, then every other target launched at once and awaited: (the upstream and every
     target that answers, why each wanted peer is left out). A peer that never answers is left
-    out; SAGE's gateway not answering ends the run."""
+    out; SAGE's gateway not answering ends the run. Whatever was launched is in `launched`, for
+    the caller to stop whatever happens."""
     upstream = mock_upstream(layout, args.upstream)
+    launched.append(upstream)
     upstream.process.launch()
     upstream.wait_ready(chat_body(stream=False), STARTUP_TIMEOUT)
     wanted = [name for name in args.peers.split(",") if name]
@@ -75,8 +80,9 @@ def start_targets(args: argparse.Namespace, layout: Layout, folder: Path) -> tup
     others.append(sage_gateway(layout, upstream))
     if not args.no_keys:
         others.append(sage_gateway(layout, upstream, keys_folder=folder))
-    launched = time.monotonic()
+    launched_at = time.monotonic()
     for target in others:
+        launched.append(target)
         target.process.launch()
     ready = []
     for target in others:
@@ -85,15 +91,12 @@ def start_targets(args: argparse.Namespace, layout: Layout, folder: Path) -> tup
         except ProcessError as error:
             target.process.stop()
             if target.name.startswith("SAGE"):
-                for started in others:
-                    started.process.stop()
-                upstream.process.stop()
                 raise
-            skipped[target.name] = f"it never answered a chat completion (log: {target.process.log_path})"
-            print(f"==> {target.name}: skipped, it never answered:\n{str(error)[-2000:]}", flush=True)
+            skipped[target.name] = f"it did not answer a chat completion within {STARTUP_TIMEOUT:.0f} s"
+            print(f"==> {target.name}: skipped, {skipped[target.name]}:\n{str(error)[-2000:]}", flush=True)
             continue
         ready.append(target)
-    print(f"==> {len(ready)} targets answered in {time.monotonic() - launched:.0f} s", flush=True)
+    print(f"==> {len(ready)} targets answered in {time.monotonic() - launched_at:.0f} s", flush=True)
     return [upstream, *ready], skipped
 
 
@@ -210,13 +213,17 @@ def main() -> None:
             print("==> wrk: not on PATH (the Debian package wrk), no wrk row", flush=True)
     load_before = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="sage-bench-gateway-"))
-    targets, skipped = start_targets(args, layout, folder)
+    launched: list[Target] = []
     try:
+        targets, skipped = start_targets(args, layout, folder, launched)
         results = measure(targets, scenarios, args)
         rss_bytes = {target.name: target.rss_bytes() for target in targets}
     finally:
-        for target in reversed(targets):  # the proxies before their upstream
+        for target in reversed(launched):  # the proxies before their upstream
             target.process.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    for target in targets:  # they served the whole run: their logs say nothing worth keeping
+        target.process.remove_log()
     names = [target.name for target in targets]
     print("\n" + tables(results, rss_bytes, scenarios, names))
     for scenario_name, cells in results.items():
@@ -229,7 +236,7 @@ def main() -> None:
             ["make bench-gateway", *([f'BENCH_ARGS="{shlex.join(sys.argv[1:])}"'] if sys.argv[1:] else [])]
         ),
         machine=machine(load_before, os.getloadavg()[0]),
-        layout=layout.describe().capitalize(),
+        layout=layout.describe(),
         versions=peer_versions(),
         upstream=UPSTREAMS[args.upstream],
         rounds=args.rounds,

@@ -51,7 +51,8 @@ def document(
 ) -> str:
     about = (
         f"Measured on {facts.when} by `{facts.command}`, all in one run: {facts.machine}. "
-        f"{facts.layout}. Upstream: {facts.upstream}; every other column proxies to it. Peers: {facts.versions}. "
+        f"Layout: {facts.layout}. Upstream: {facts.upstream}; every other column proxies to it. "
+        f"Peers: {facts.versions}. "
         f"{facts.rounds} rounds; within a round each scenario runs against every target in turn (the order "
         "turns each round), so every comparison is taken close together in time."
     )
