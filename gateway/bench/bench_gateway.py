@@ -24,6 +24,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -38,6 +39,8 @@ from bench.gateway_peers import PEERS, peer_targets
 from bench.gateway_report import (
     CHAT_1,
     CHAT_64,
+    DIRECT,
+    SAGE,
     STREAM_16,
     WRK_64,
     Cell,
@@ -46,7 +49,7 @@ from bench.gateway_report import (
 )
 from bench.gateway_servers import MODEL, Layout, Target, choose_layout, mock_upstream, sage_gateway
 
-from sage_harness.process import ProcessError
+from sage_harness.process import ManagedProcess, ProcessError
 from sage_harness.repo import REPO_ROOT
 from sage_harness.stats import percentile
 
@@ -132,9 +135,19 @@ def measure_one(runner: asyncio.Runner, target: Target, scenario: Scenario, args
         return failed
 
 
-def measure(targets: list[Target], scenarios: list[Scenario], args: argparse.Namespace) -> Results:
+def exit_reason(process: ManagedProcess) -> str:
+    code = process.process.returncode if process.process is not None else None
+    if code is not None and code < 0:
+        return f"was killed ({signal.Signals(-code).name})"
+    return f"exited (code {code})"
+
+
+def measure(
+    targets: list[Target], scenarios: list[Scenario], args: argparse.Namespace, skipped: dict[str, str]
+) -> Results:
     """Rounds > scenarios > targets; the targets' order turns by one each round, so none is
-    always measured first or last."""
+    always measured first or last. A peer that exits meanwhile leaves `targets` and the results
+    (and says why in `skipped`); the upstream or SAGE's gateway exiting voids the run."""
     results: Results = {scenario.name: {} for scenario in scenarios}
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         for round_number in range(args.rounds):
@@ -142,6 +155,8 @@ def measure(targets: list[Target], scenarios: list[Scenario], args: argparse.Nam
             order = targets[shift:] + targets[:shift]
             for scenario in scenarios:
                 for target in order:
+                    if target not in targets:
+                        continue  # it left the run earlier in this round
                     sample = measure_one(runner, target, scenario, args)
                     results[scenario.name].setdefault(target.name, Cell()).add(sample)
                     p50 = f"p50 {percentile(sample.latencies, 0.5) * 1000:6.2f} ms" if sample.latencies else ""
@@ -150,6 +165,16 @@ def measure(targets: list[Target], scenarios: list[Scenario], args: argparse.Nam
                         f"{sample.rate:8.0f} req/s {p50} failed {sample.errors}",
                         flush=True,
                     )
+                    if target.process.running():
+                        continue
+                    why = f"{exit_reason(target.process)} in round {round_number + 1} ({scenario.name})"
+                    if target.name == DIRECT or target.name.startswith(SAGE):
+                        sys.exit(f"==> {target.name} {why}; no figure of this run stands")
+                    print(f"==> {target.name} {why}; left out of the run", flush=True)
+                    skipped[target.name] = why
+                    targets.remove(target)
+                    for cells in results.values():
+                        cells.pop(target.name, None)
     return results
 
 
@@ -216,7 +241,7 @@ def main() -> None:
     launched: list[Target] = []
     try:
         targets, skipped = start_targets(args, layout, folder, launched)
-        results = measure(targets, scenarios, args)
+        results = measure(targets, scenarios, args, skipped)
         rss_bytes = {target.name: target.rss_bytes() for target in targets}
     finally:
         for target in reversed(launched):  # the proxies before their upstream
