@@ -47,7 +47,7 @@ from bench.gateway_report import (
     Results,
     Scenario,
 )
-from bench.gateway_servers import MODEL, Layout, Target, choose_layout, mock_upstream, sage_gateway
+from bench.gateway_servers import MODEL, Layout, Target, choose_layout, sage_gateway, upstream_target
 
 from sage_harness.process import ManagedProcess, ProcessError
 from sage_harness.repo import REPO_ROOT
@@ -55,7 +55,7 @@ from sage_harness.stats import percentile
 
 PROMPT = "the quick brown fox jumps over the lazy dog"
 UPSTREAMS = {
-    "mock": "the raw-ASGI mock (`gateway/bench/mock_upstream.py`, uvicorn + uvloop + httptools)",
+    "mock": "the raw-ASGI mock (`gateway/bench/mock_engine.py`, uvicorn + uvloop + httptools)",
     "deterministic": "the engine server, deterministic backend",
 }
 STARTUP_TIMEOUT = 180.0
@@ -74,7 +74,7 @@ def start_targets(
     target that answers, why each wanted peer is left out). A peer that never answers is left
     out; SAGE's gateway not answering ends the run. Whatever was launched is in `launched`, for
     the caller to stop whatever happens."""
-    upstream = mock_upstream(layout, args.upstream)
+    upstream = upstream_target(layout, args.upstream)
     launched.append(upstream)
     upstream.process.launch()
     upstream.wait_ready(chat_body(stream=False), STARTUP_TIMEOUT)

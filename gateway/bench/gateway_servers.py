@@ -154,7 +154,7 @@ class PinnedGateway(GatewayProcess):
         return [*self.prefix, *super().command()]
 
 
-def mock_upstream(layout: Layout, kind: str) -> Target:
+def upstream_target(layout: Layout, kind: str) -> Target:
     """The upstream every other target proxies to: the raw-ASGI mock, or the engine server's
     deterministic backend (`kind`)."""
     port = free_port()
@@ -162,7 +162,7 @@ def mock_upstream(layout: Layout, kind: str) -> Target:
         command = [sys.executable, "-m", "sage_engine", "--backend", "deterministic", "--model", MODEL]
         command += ["--host", "127.0.0.1", "--port", str(port)]
     else:
-        script = str(Path(__file__).with_name("mock_upstream.py"))
+        script = str(Path(__file__).with_name("mock_engine.py"))
         command = [sys.executable, script, "--port", str(port), "--model", MODEL]
     env = {"PYTHONPATH": source_pythonpath(), "HF_HUB_OFFLINE": "1"}
     return Target("direct", ManagedProcess(f"{kind}-upstream", [*layout.prefix, *command], env=env), port)
