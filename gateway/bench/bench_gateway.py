@@ -1,13 +1,18 @@
-"""Gateway overhead, measured side by side in one run: direct to an upstream vs through the gateway.
+"""Gateway overhead beside its peers, measured side by side in one run: a fast mock upstream hit
+directly, and through nginx, vllm-router (Rust), LiteLLM's proxy and SAGE's gateway (plain, and
+with API keys and limits on), per request.
 
-Starts an upstream (the engine server's deterministic backend, or the minimal mock upstream) and
-a gateway with static discovery in front of it, then runs, interleaved round by round, the same
-load against both: non-streaming chat completions at concurrency 1, 16 and 64, and streaming
-chat completions at 16 (time to first token). Prints req/s, p50/p99 and the gateway/direct
-ratios, and writes the table to docs/perf/gateway.md.
+Every server runs pinned to one CPU and the load generator to the other (`--no-pin` to let them
+float). Rounds > scenarios > targets, so each comparison is taken close together in time:
+non-streaming chat at 1 client (added p50) and 64 clients (req/s; also from `wrk` when it is on
+PATH), streaming chat at 16 clients (added time to first token); server CPU per request is the
+process tree's CPU time (/proc) over the requests, RSS the tree's at the end. Prints the tables
+and writes docs/perf/gateway.md. nginx comes from PATH; vllm-router and LiteLLM from their own
+virtualenvs under the user cache, which `--install-peers` creates (a peer not there is skipped).
 
-    make bench-gateway                       # deterministic engine when available, else the mock
-    python gateway/bench/bench_gateway.py --upstream mock --rounds 3
+    make bench-gateway                                       # everything installed, 5 rounds
+    make bench-gateway BENCH_ARGS="--install-peers"          # install vllm-router and LiteLLM first
+    python gateway/bench/bench_gateway.py --rounds 2 --peers nginx,vllm-router --output /tmp/g.md
 """
 
 from __future__ import annotations
@@ -15,344 +20,255 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import importlib.util
-import json
 import os
 import platform
-import statistics
+import shlex
+import shutil
+import signal
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
+import orjson
+import uvloop
+from bench import gateway_wrk
+from bench.gateway_document import RunFacts, document, tables
+from bench.gateway_load import Measurement, encode_request, run_load
+from bench.gateway_peers import PEERS, peer_targets
+from bench.gateway_report import (
+    CHAT_1,
+    CHAT_64,
+    DIRECT,
+    SAGE,
+    STREAM_16,
+    WRK_64,
+    Cell,
+    Results,
+    Scenario,
+)
+from bench.gateway_servers import MODEL, Layout, Target, choose_layout, sage_gateway, upstream_target
 
-from sage_harness.gateway import GatewayProcess
-from sage_harness.net import free_port
 from sage_harness.process import ManagedProcess, ProcessError
-from sage_harness.repo import REPO_ROOT, source_pythonpath
+from sage_harness.repo import REPO_ROOT
+from sage_harness.stats import percentile
 
-BODY = json.dumps(
-    {"model": "echo", "messages": [{"role": "user", "content": "the quick brown fox jumps"}], "max_tokens": 16}
-).encode()
-STREAM_BODY = json.dumps(
-    {
-        "model": "echo",
-        "messages": [{"role": "user", "content": "the quick brown fox jumps over the lazy dog"}],
-        "max_tokens": 16,
-        "stream": True,
-    }
-).encode()
-HEADERS = {"content-type": "application/json"}
-BENCH_KEY = "sk-sage-bench-only-key-0000000000000000"
-KEYED_HEADERS = {**HEADERS, "authorization": f"Bearer {BENCH_KEY}"}
-# Limits never reached in a run, so every request pays for checking and counting them.
-KEY_MANIFEST = """apiVersion: sage.ai/v1alpha1
-kind: APIKey
-metadata: {{name: bench}}
-spec:
-  keyHash: {hash}
-  requestsPerMinute: 100000000
-  tokensPerMinute: 1000000000
-  maxConcurrentRequests: 100000
-"""
+PROMPT = "the quick brown fox jumps over the lazy dog"
+UPSTREAMS = {
+    "mock": "the raw-ASGI mock (`gateway/bench/mock_engine.py`, uvicorn + uvloop + httptools)",
+    "deterministic": "the engine server, deterministic backend",
+}
+STARTUP_TIMEOUT = 180.0
+"""LiteLLM's proxy takes tens of seconds to import on one busy CPU."""
 
 
-@dataclass
-class Sample:
-    latencies: list[float] = field(default_factory=list)
-    ttfts: list[float] = field(default_factory=list)
-    elapsed: float = 0.0
-    errors: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    cpu: float = 0.0
-    """CPU seconds the serving process (the upstream, the gateway or the minimal proxy) used."""
-    round_rates: list[float] = field(default_factory=list)
-
-    def add(self, other: Sample) -> None:
-        self.latencies += other.latencies
-        self.ttfts += other.ttfts
-        self.elapsed += other.elapsed
-        self.errors += other.errors
-        self.reasons.update(other.reasons)
-        self.cpu += other.cpu
-        self.round_rates.append(other.rate)
-
-    @property
-    def cpu_per_request_us(self) -> float:
-        return self.cpu / len(self.latencies) * 1e6 if self.latencies else float("nan")
-
-    @property
-    def rate(self) -> float:
-        """Requests per second: the median over rounds once rounds were added (a burst of other
-        work on the machine then spoils one round, not the result)."""
-        if self.round_rates:
-            return statistics.median(self.round_rates)
-        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+def chat_body(*, stream: bool) -> bytes:
+    request = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 16, "stream": stream}
+    return orjson.dumps(request)
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+def start_targets(
+    args: argparse.Namespace, layout: Layout, folder: Path, launched: list[Target]
+) -> tuple[list[Target], dict[str, str]]:
+    """The upstream, then every other target launched at once and awaited: (the upstream and every
+    target that answers, why each wanted peer is left out). A peer that never answers is left
+    out; SAGE's gateway not answering ends the run. Whatever was launched is in `launched`, for
+    the caller to stop whatever happens."""
+    upstream = upstream_target(layout, args.upstream)
+    launched.append(upstream)
+    upstream.process.launch()
+    upstream.wait_ready(chat_body(stream=False), STARTUP_TIMEOUT)
+    wanted = [name for name in args.peers.split(",") if name]
+    others, skipped = peer_targets(wanted, layout, upstream, folder, install=args.install_peers)
+    others.append(sage_gateway(layout, upstream))
+    if not args.no_keys:
+        others.append(sage_gateway(layout, upstream, keys_folder=folder))
+    launched_at = time.monotonic()
+    for target in others:
+        launched.append(target)
+        target.process.launch()
+    ready = []
+    for target in others:
+        try:
+            target.wait_ready(chat_body(stream=False), STARTUP_TIMEOUT)
+        except ProcessError as error:
+            target.process.stop()
+            if target.name.startswith("SAGE"):
+                raise
+            skipped[target.name] = f"it did not answer a chat completion within {STARTUP_TIMEOUT:.0f} s"
+            print(f"==> {target.name}: skipped, {skipped[target.name]}:\n{str(error)[-2000:]}", flush=True)
+            continue
+        ready.append(target)
+    print(f"==> {len(ready)} targets answered in {time.monotonic() - launched_at:.0f} s", flush=True)
+    return [upstream, *ready], skipped
 
 
-async def run_load(
-    session: aiohttp.ClientSession,
-    url: str,
-    concurrency: int,
-    total: int,
-    stream: bool,
-    *,
-    headers: dict[str, str] = HEADERS,
-) -> Sample:
-    sample = Sample()
-    remaining = total
-    body = STREAM_BODY if stream else BODY
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            started = time.perf_counter()
-            try:
-                async with session.post(url, data=body, headers=headers) as response:
-                    if stream:
-                        first = True
-                        async for _ in response.content.iter_any():
-                            if first:
-                                sample.ttfts.append(time.perf_counter() - started)
-                                first = False
-                    else:
-                        await response.read()
-                    if response.status != 200:
-                        sample.errors += 1
-                        sample.reasons[f"HTTP {response.status}"] += 1
-                        continue
-            except aiohttp.ClientError as error:
-                sample.errors += 1
-                sample.reasons[type(error).__name__] += 1
-                continue
-            sample.latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    sample.elapsed = time.perf_counter() - started
-    return sample
-
-
-def start_upstream(kind: str) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    if kind == "deterministic":
-        command = [sys.executable, "-m", "sage_engine", "--backend", "deterministic", "--model", "echo"]
-        command += ["--host", "127.0.0.1", "--port", str(port)]
-    else:
-        command = [sys.executable, str(Path(__file__).with_name("mock_upstream.py")), "--port", str(port)]
-        command += ["--model", "echo"]
-    env = {"PYTHONPATH": source_pythonpath(), "HF_HUB_OFFLINE": "1"}
-    return started(
-        ManagedProcess(f"{kind}-upstream", command, env=env), f"http://127.0.0.1:{port}"
-    ), f"http://127.0.0.1:{port}"
-
-
-def started(process: ManagedProcess, url: str) -> ManagedProcess:
-    """`process`, once `url` answers at all (the minimal proxy has no health route of its own)."""
-    process.launch()
+def measure_one(runner: asyncio.Runner, target: Target, scenario: Scenario, args: argparse.Namespace) -> Measurement:
+    body = chat_body(stream=scenario.stream)
+    headers = {"content-type": "application/json", **target.headers}
+    if scenario.wrk:
+        return gateway_wrk.run_wrk(
+            target.url,
+            body,
+            headers,
+            connections=scenario.concurrency,
+            seconds=args.wrk_seconds,
+            server_cpu=target.cpu_seconds,
+        )
+    request = encode_request("127.0.0.1", target.port, "/v1/chat/completions", body, headers)
+    total = max(scenario.concurrency, int(scenario.requests * args.scale))
     try:
-        process.wait_http_ok(f"{url}/health", 120, any_status=True)
-    except ProcessError as error:
-        process.stop()
-        sys.exit(str(error))
-    return process
+        return runner.run(
+            run_load(
+                "127.0.0.1",
+                target.port,
+                request,
+                concurrency=scenario.concurrency,
+                total=total,
+                max_seconds=args.max_seconds,
+                server_cpu=target.cpu_seconds,
+            )
+        )
+    except OSError as error:  # it went away: the run goes on, the cell shows the failure
+        failed = Measurement(errors=1)
+        failed.reasons[f"connect: {error}"[:80]] += 1
+        return failed
 
 
-Row = tuple[str, Sample, Sample, Sample | None, Sample | None]
-"""load, direct, gateway, minimal proxy, gateway with API keys and limits."""
+def exit_reason(process: ManagedProcess) -> str:
+    code = process.process.returncode if process.process is not None else None
+    if code is not None and code < 0:
+        return f"was killed ({signal.Signals(-code).name})"
+    return f"exited (code {code})"
 
 
-async def measure(
-    targets: dict[str, str], processes: dict[str, ManagedProcess], rounds: int, scale: float
-) -> list[Row]:
-    """`targets`: direct, gateway and (optionally) minimal and keyed -> base URL. The minimal proxy
-    does not stream, so it only takes part in the non-streaming rows; the keyed gateway gets the
-    bench key on every request."""
-    cells = [
-        ("c=1", 1, 200, False),
-        ("c=16", 16, 800, False),
-        ("c=64", 64, 1600, False),
-        ("stream c=16", 16, 400, True),
-    ]
-    results: dict[str, dict[str, Sample]] = {name: {} for name, *_ in cells}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for label, base in targets.items():  # warm up every path (connections, caches)
-            headers = KEYED_HEADERS if label == "keyed" else HEADERS
-            await run_load(session, f"{base}/v1/chat/completions", 16, 200, False, headers=headers)
-        for round_number in range(1, rounds + 1):
-            for name, concurrency, total, stream in cells:
-                count = max(concurrency, int(total * scale))
-                for label, base in targets.items():
-                    if stream and label == "minimal":
-                        continue
-                    before = processes[label].cpu_seconds()
-                    headers = KEYED_HEADERS if label == "keyed" else HEADERS
-                    url = f"{base}/v1/chat/completions"
-                    sample = await run_load(session, url, concurrency, count, stream, headers=headers)
-                    sample.cpu = processes[label].cpu_seconds() - before
-                    results[name].setdefault(label, Sample()).add(sample)
+def measure(
+    targets: list[Target], scenarios: list[Scenario], args: argparse.Namespace, skipped: dict[str, str]
+) -> Results:
+    """Rounds > scenarios > targets; the targets' order turns by one each round, so none is
+    always measured first or last. A peer that exits meanwhile leaves `targets` and the results
+    (and says why in `skipped`); the upstream or SAGE's gateway exiting voids the run."""
+    results: Results = {scenario.name: {} for scenario in scenarios}
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        for round_number in range(args.rounds):
+            shift = round_number % len(targets)
+            order = targets[shift:] + targets[:shift]
+            for scenario in scenarios:
+                for target in order:
+                    if target not in targets:
+                        continue  # it left the run earlier in this round
+                    sample = measure_one(runner, target, scenario, args)
+                    results[scenario.name].setdefault(target.name, Cell()).add(sample)
+                    p50 = f"p50 {percentile(sample.latencies, 0.5) * 1000:6.2f} ms" if sample.latencies else ""
                     print(
-                        f"round {round_number}/{rounds} {name:<12} {label:<8} {sample.rate:8.0f} req/s "
-                        f"p50 {percentile(sample.latencies, 0.5) * 1000:7.2f} ms errors {sample.errors}",
+                        f"round {round_number + 1}/{args.rounds} {scenario.name:<28} {target.name:<17} "
+                        f"{sample.rate:8.0f} req/s {p50} failed {sample.errors}",
                         flush=True,
                     )
-    return [
-        (name, cell["direct"], cell["gateway"], cell.get("minimal"), cell.get("keyed"))
-        for name, cell in ((name, results[name]) for name, *_ in cells)
-    ]
+                    if target.process.running():
+                        continue
+                    why = f"{exit_reason(target.process)} in round {round_number + 1} ({scenario.name})"
+                    if target.name == DIRECT or target.name.startswith(SAGE):
+                        sys.exit(f"==> {target.name} {why}; no figure of this run stands")
+                    print(f"==> {target.name} {why}; left out of the run", flush=True)
+                    skipped[target.name] = why
+                    targets.remove(target)
+                    for cells in results.values():
+                        cells.pop(target.name, None)
+    return results
 
 
-def table(rows: list[Row]) -> str:
-    lines = [
-        "| load | direct req/s | gateway req/s | gateway/direct | minimal proxy/direct | direct p50 ms "
-        "| gateway p50 ms | added p50 ms | direct p99 ms | gateway p99 ms | errors (d/g) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, direct, gateway, minimal, _ in rows:
-        d50, g50 = percentile(direct.latencies, 0.5) * 1000, percentile(gateway.latencies, 0.5) * 1000
-        d99, g99 = percentile(direct.latencies, 0.99) * 1000, percentile(gateway.latencies, 0.99) * 1000
-        ratio = gateway.rate / direct.rate if direct.rate else float("nan")
-        reference = f"{minimal.rate / direct.rate:.2f}" if minimal is not None and direct.rate else ""
-        lines.append(
-            f"| {name} | {direct.rate:.0f} | {gateway.rate:.0f} | {ratio:.2f} | {reference} | {d50:.2f} "
-            f"| {g50:.2f} | {g50 - d50:+.2f} | {d99:.2f} | {g99:.2f} | {direct.errors}/{gateway.errors} |"
-        )
-        if direct.ttfts:
-            t50, u50 = percentile(direct.ttfts, 0.5) * 1000, percentile(gateway.ttfts, 0.5) * 1000
-            t99, u99 = percentile(direct.ttfts, 0.99) * 1000, percentile(gateway.ttfts, 0.99) * 1000
-            lines.append(
-                f"| {name} TTFT | | | | | {t50:.2f} | {u50:.2f} | {u50 - t50:+.2f} | {t99:.2f} | {u99:.2f} | |"
-            )
-    return "\n".join(lines)
-
-
-def cpu_table(rows: list[Row], kind: str) -> str:
-    """CPU per request of each serving process: steadier than req/s on a busy machine."""
-    upstream = "engine" if kind == "deterministic" else "mock upstream"
-    lines = [
-        f"| load | {upstream} CPU µs/req (direct) | gateway CPU µs/req | gateway + API keys and limits CPU µs/req "
-        "| added by keys and limits µs/req | minimal proxy CPU µs/req |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, direct, gateway, minimal, keyed in rows:
-        reference = f"{minimal.cpu_per_request_us:.0f}" if minimal is not None else ""
-        with_keys = f"{keyed.cpu_per_request_us:.0f}" if keyed is not None else ""
-        added = f"{keyed.cpu_per_request_us - gateway.cpu_per_request_us:+.0f}" if keyed is not None else ""
-        lines.append(
-            f"| {name} | {direct.cpu_per_request_us:.0f} | {gateway.cpu_per_request_us:.0f} | {with_keys} "
-            f"| {added} | {reference} |"
-        )
-    return "\n".join(lines)
-
-
-def keyed_gateway(engines: str, folder: Path) -> GatewayProcess:
-    """A gateway requiring the bench key, with requests-, tokens- and concurrency limits set."""
-    from sage_api.apikey import key_hash  # noqa: PLC0415 - the bench runs from the source tree
-
-    keys = folder / "bench-keys.yaml"
-    keys.write_text(KEY_MANIFEST.format(hash=key_hash(BENCH_KEY)))
-    return GatewayProcess(
-        env={
-            "SAGE_GATEWAY_DISCOVERY": "static",
-            "SAGE_GATEWAY_STATIC_ENGINES": engines,
-            "SAGE_GATEWAY_LOG_LEVEL": "warning",
-            "SAGE_GATEWAY_AUTH": "api-keys",
-            "SAGE_GATEWAY_API_KEYS_FILE": str(keys),
-        }
+def machine(load_before: float, load_after: float) -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
     )
+    return (
+        f"{model}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}; "
+        f"1-minute load average {load_before:.1f} before and {load_after:.1f} after the run"
+    )
+
+
+def peer_versions() -> str:
+    versions = []
+    for peer in PEERS:
+        version = peer.version()
+        versions.append(f"{peer.name} {version}" if version else f"{peer.name}: not installed")
+    return ", ".join(versions)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--upstream", choices=["auto", "deterministic", "mock"], default="auto")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per cell (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the request counts (default: 1)")
+    parser.add_argument("--max-seconds", type=float, default=8.0, help="time cap of one measurement (default: 8)")
+    parser.add_argument("--wrk-seconds", type=float, default=3.0, help="length of one wrk measurement (default: 3)")
+    parser.add_argument("--no-wrk", action="store_true", help="skip the wrk row even when wrk is installed")
+    parser.add_argument("--peers", default=",".join(peer.name for peer in PEERS), help="default: %(default)s")
+    parser.add_argument(
+        "--install-peers", action="store_true", help="install vllm-router and LiteLLM into the user cache first"
+    )
+    parser.add_argument(
+        "--pin", action=argparse.BooleanOptionalAction, default=None,
+        help="servers on one CPU, the load generator on another (default: when there are two CPUs)",
+    )  # fmt: skip
+    parser.add_argument("--no-keys", action="store_true", help="skip SAGE with API keys and limits")
+    parser.add_argument("--upstream", choices=["mock", "deterministic"], default="mock")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "gateway.md")
-    parser.add_argument("--no-reference", action="store_true", help="skip the minimal-proxy reference row")
-    parser.add_argument("--no-keys", action="store_true", help="skip the gateway with API keys and limits")
     args = parser.parse_args()
-    kind = args.upstream
-    if kind == "auto":
-        kind = "deterministic" if importlib.util.find_spec("sage_engine") else "mock"
+    unknown = set(args.peers.split(",")) - {peer.name for peer in PEERS} - {""}
+    if unknown:
+        parser.error(
+            f"--peers: no peer named {', '.join(sorted(unknown))} (there are {', '.join(p.name for p in PEERS)})"
+        )
+
+    layout = choose_layout(args.pin)
+    if layout.client_cpu is not None:  # the servers get theirs from taskset
+        os.sched_setaffinity(0, {layout.client_cpu})
+    print(f"==> {layout.describe()}", flush=True)
+    scenarios = [CHAT_1, CHAT_64, STREAM_16]
+    if not args.no_wrk:
+        if gateway_wrk.available():
+            scenarios.append(WRK_64)
+        else:
+            print("==> wrk: not on PATH (the Debian package wrk), no wrk row", flush=True)
     load_before = os.getloadavg()[0]
-    print(f"==> starting the {kind} upstream and the gateway", flush=True)
-    upstream, direct = start_upstream(kind)
-    engines = json.dumps([{"name": "echo", "urls": [direct]}])
-    gateway = GatewayProcess(
-        env={
-            "SAGE_GATEWAY_DISCOVERY": "static",
-            "SAGE_GATEWAY_STATIC_ENGINES": engines,
-            "SAGE_GATEWAY_LOG_LEVEL": "warning",
-        }
-    )
-    processes: dict[str, ManagedProcess] = {"direct": upstream, "gateway": gateway}
+    folder = Path(tempfile.mkdtemp(prefix="sage-bench-gateway-"))
+    launched: list[Target] = []
     try:
-        gateway.start()
-        targets = {"direct": direct, "gateway": gateway.base_url}
-        if not args.no_reference:
-            port = free_port()
-            script = str(Path(__file__).with_name("minimal_proxy.py"))
-            command = [sys.executable, script, "--upstream", direct, "--port", str(port)]
-            targets["minimal"] = f"http://127.0.0.1:{port}"
-            processes["minimal"] = started(ManagedProcess("minimal-proxy", command), targets["minimal"])
-        if not args.no_keys:
-            keyed = keyed_gateway(engines, Path(tempfile.mkdtemp(prefix="sage-bench-")))
-            processes["keyed"] = keyed
-            keyed.start()
-            targets["keyed"] = keyed.base_url
-        rows = asyncio.run(measure(targets, processes, args.rounds, args.scale))
+        targets, skipped = start_targets(args, layout, folder, launched)
+        results = measure(targets, scenarios, args, skipped)
+        rss_bytes = {target.name: target.rss_bytes() for target in targets}
     finally:
-        for process in processes.values():
-            process.stop()
-    rendered = table(rows) + "\n\n" + cpu_table(rows, kind)
-    print("\n" + rendered)
-    for name, direct_sample, gateway_sample, _, keyed_sample in rows:
-        for label, sample in (("direct", direct_sample), ("gateway", gateway_sample), ("keyed", keyed_sample)):
-            if sample is None:
-                continue
-            if sample.reasons:
-                print(f"errors {name} {label}: {dict(sample.reasons)}")
-    load_after = os.getloadavg()[0]
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; 1-minute load average "
-        f"{load_before:.1f} before and {load_after:.1f} after the run"
-    )
-    doc = (
-        "# Gateway overhead\n\n"
-        f"Measured by `make bench-gateway` on {datetime.date.today().isoformat()} ({machine}); upstream: "
-        f"{'the engine server, deterministic backend' if kind == 'deterministic' else 'the minimal mock upstream'}. "
-        f"Direct and gateway runs are interleaved, {args.rounds} rounds per row; req/s are medians over the "
-        "rounds, latencies pool every request. The load generator (aiohttp), "
-        "the upstream and the gateway share the machine's CPUs, so absolute numbers are low and the ratios are "
-        "what to read. Non-streaming rows time whole requests; TTFT rows time the first streamed bytes.\n\n"
-        "Aims: added p50 under 1 ms at c=1; at c=64 at least 70% of direct throughput. The minimal-proxy column is "
-        "a 40-line raw-ASGI + aiohttp proxy with no routing, metrics or error handling "
-        "(`gateway/bench/minimal_proxy.py`): the cost of the second HTTP hop alone on this machine. The second "
-        "table gives the CPU time each serving process spent per request (from /proc), which stays meaningful "
-        "when other work shares the machine. Its keys column is a second gateway in the same run that requires "
-        "an API key and checks requests-, tokens- and concurrency limits on every request (limits never reached, "
-        "so each request pays for the checks and the usage counting): the cost of auth + limits.\n\n"
-        "How to read it: when other work shares the machine (see the load average), req/s and latencies swing "
-        "from run to run; the CPU table is the steady part, the gateway's own cost per request next to the "
-        "engine's and the minimal proxy's. With the load generator, the engine and the gateway on the same CPUs, "
-        "CPU-bound throughput through the gateway is at most (engine + client CPU) / (engine + client + gateway "
-        "CPU) of direct; on dedicated cores (a gateway pod) the gateway only has to keep up with its replicas.\n\n"
-        f"{rendered}\n"
+        for target in reversed(launched):  # the proxies before their upstream
+            target.process.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    for target in targets:  # they served the whole run: their logs say nothing worth keeping
+        target.process.remove_log()
+    names = [target.name for target in targets]
+    print("\n" + tables(results, rss_bytes, scenarios, names))
+    for scenario_name, cells in results.items():
+        for target_name, cell in cells.items():
+            if cell.reasons:
+                print(f"failed {scenario_name} {target_name}: {dict(cell.reasons)}")
+    facts = RunFacts(
+        when=f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
+        command=" ".join(
+            ["make bench-gateway", *([f'BENCH_ARGS="{shlex.join(sys.argv[1:])}"'] if sys.argv[1:] else [])]
+        ),
+        machine=machine(load_before, os.getloadavg()[0]),
+        layout=layout.describe(),
+        versions=peer_versions(),
+        upstream=UPSTREAMS[args.upstream],
+        rounds=args.rounds,
+        skipped=skipped,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(doc)
+    args.output.write_text(document(facts, results, rss_bytes, scenarios, names))
     print(f"\nwrote {args.output}")
 
 

@@ -4,7 +4,7 @@ Raw ASGI on uvicorn, so that the upstream costs as little as possible and the be
 the gateway: `/health`, `/v1/models`, `/v1/chat/completions` (JSON or SSE, echoing the last
 message word by word), `/v1/completions`, `/v1/embeddings` (a fixed-size vector from a hash).
 
-    python gateway/bench/mock_upstream.py --port P [--model NAME]
+    python gateway/bench/mock_engine.py --port P [--model NAME]
 """
 
 from __future__ import annotations

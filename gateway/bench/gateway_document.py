@@ -1,0 +1,98 @@
+"""docs/perf/gateway.md from one run of the gateway benchmark (pure): what was run where, the
+tables, and how to read them."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+
+from bench.gateway_report import (
+    CHAT_64,
+    REFERENCE,
+    SAGE_KEYED,
+    Results,
+    Scenario,
+    comparison_table,
+    cpu_table,
+    detail_table,
+)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    when: str
+    command: str
+    machine: str
+    layout: str
+    versions: str
+    upstream: str
+    rounds: int
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Peer -> why it is not in the tables."""
+
+
+def _paragraph(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, 100)) + "\n"
+
+
+def tables(results: Results, rss_bytes: dict[str, int], scenarios: list[Scenario], targets: list[str]) -> str:
+    """What the benchmark prints: the comparison, CPU by scenario, every measurement."""
+    return (
+        comparison_table(results, rss_bytes, targets)
+        + "\n\n"
+        + cpu_table(results, scenarios, targets)
+        + "\n\n"
+        + detail_table(results, scenarios, targets)
+    )
+
+
+def document(
+    facts: RunFacts, results: Results, rss_bytes: dict[str, int], scenarios: list[Scenario], targets: list[str]
+) -> str:
+    about = (
+        f"Measured on {facts.when} by `{facts.command}`, all in one run: {facts.machine}. "
+        f"Layout: {facts.layout}. Upstream: {facts.upstream}; every other column proxies to it. "
+        f"Peers: {facts.versions}. "
+        f"{facts.rounds} rounds; within a round each scenario runs against every target in turn (the order "
+        "turns each round), so every comparison is taken close together in time."
+    )
+    skipped = "".join(f"- {name}: {why}\n" for name, why in facts.skipped.items())
+    reading = (
+        "How to read it. Added p50 and added TTFT (time to the first body bytes of a stream) are the "
+        "target's median minus direct's in the same run: what the hop costs a request. req/s is the "
+        "median over rounds. The load generator has a CPU of its own, and the wrk rows (a C client, when "
+        "wrk is installed) check that it is not what limits the 64-client figures: where the Python "
+        "client's req/s for a target is well below wrk's, the client was the limit and wrk's is the "
+        "server's. Every server runs on the same CPU, so a proxied request costs that CPU the "
+        "proxy's time plus the mock's: at saturation req/s is about 1 / (proxy + mock CPU per request). "
+        f"The ratio to {REFERENCE} is the one the aim is set against. Server CPU per "
+        "request is the CPU time of the target's process tree (from /proc) over the measured requests, "
+        "divided by their number: the steadiest figure when other work shares the machine; direct's is the "
+        f"mock's own cost, which every proxied request pays too. RSS is the process tree's resident memory "
+        f"after the run. {SAGE_KEYED} is a second SAGE gateway in the same run requiring an API key and "
+        "checking requests-, tokens- and concurrency limits on every request (limits never reached, so each "
+        "request pays for the checks and the usage counting). The aim column is SAGE's."
+    )
+    cpu_note = (
+        "Server CPU per request by scenario (µs, the target's process tree; direct: the mock upstream's). "
+        f"The table above quotes the `{CHAT_64.name}` row. The last column is what API keys and limits add to "
+        "SAGE's gateway."
+    )
+    return (
+        "# Gateway overhead beside its peers\n\n"
+        + _paragraph(about)
+        + ("\nLeft out:\n" + skipped if skipped else "")
+        + "\n"
+        + comparison_table(results, rss_bytes, targets)
+        + "\n\n"
+        + _paragraph(reading)
+        + "\n## CPU per request\n\n"
+        + _paragraph(cpu_note)
+        + "\n"
+        + cpu_table(results, scenarios, targets)
+        + "\n\n## Every measurement\n\n"
+        + _paragraph("req/s: median of rounds; p50, p99 and TTFT p50: over every request of every round.")
+        + "\n"
+        + detail_table(results, scenarios, targets)
+        + "\n"
+    )
