@@ -43,6 +43,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 class GatewayMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     _request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(default_factory=dict)
+    _key_children: dict[tuple[str, str], tuple[Counter, Counter, Counter]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.requests = Counter(
@@ -152,6 +153,23 @@ class GatewayMetrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def key_counters(self, key: str, model: str) -> tuple[Counter, Counter, Counter]:
+        """The requests, prompt-token and completion-token counters of one key and model (cached
+        like observe_request's: these too are touched on every request with keys)."""
+        children = self._key_children.get((key, model))
+        if children is None:
+            children = (
+                self.key_requests.labels(key, model),
+                self.key_tokens.labels(key, model, "prompt"),
+                self.key_tokens.labels(key, model, "completion"),
+            )
+            self._key_children[(key, model)] = children
+        return children
+
+    def forget_key(self, key: str) -> None:
+        for cached in [cached for cached in self._key_children if cached[0] == key]:
+            del self._key_children[cached]
 
     def read_inflight_from(self, source: Callable[[], Iterable[tuple[str, int]]]) -> None:
         """Where `sage_gateway_inflight_requests` comes from at each scrape: (endpoint, requests in

@@ -62,16 +62,18 @@ class Guard:
             self.metrics.rate_limited.labels(caller.name, error.limit_kind or "requests").inc()
             raise
         model = str(document.get("model"))  # a name the caller may use: resolved before admission
-        self.metrics.key_requests.labels(caller.name, model).inc()
+        requests, prompt_tokens, completion_tokens = self.metrics.key_counters(caller.name, model)
+        requests.inc()
 
         def done(usage: Usage | None) -> None:
             admission.settle(usage.total if usage is not None else None)
             if usage is not None:
-                self.metrics.key_tokens.labels(caller.name, model, "prompt").inc(usage.prompt)
-                self.metrics.key_tokens.labels(caller.name, model, "completion").inc(usage.completion)
+                prompt_tokens.inc(usage.prompt)
+                completion_tokens.inc(usage.completion)
 
         return Grant(caller, tell(admission.readings), done)
 
     def forget(self, name: str) -> None:
         """A key is gone: its counters go too."""
         self.limiter.forget(name)
+        self.metrics.forget_key(name)
