@@ -33,8 +33,7 @@ def load_backend(settings: EngineSettings) -> Backend:
             SentenceTransformersBackend,
         )
 
-        per_worker = settings.threads_per_embedding_worker()
-        return SentenceTransformersBackend.load(settings.model, per_worker, settings.resolved_threads())
+        return SentenceTransformersBackend.load(settings.model, settings.threads_per_embedding_worker())
     from sage_engine.backends.transformers_backend import TransformersBackend  # noqa: PLC0415 (imports torch)
 
     return TransformersBackend.load(settings.model, settings.resolved_threads())

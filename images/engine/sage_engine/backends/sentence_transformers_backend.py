@@ -42,22 +42,19 @@ def tensor_features(model: SentenceTransformer) -> tuple[list[str], dict[str, An
 
 
 class TorchEncoder:
-    """The sentence-transformers modules themselves, in torch: on `threads` threads, or on
-    `all_threads` for a batch that runs alone. torch's thread count is a thread's own once that
-    thread has run a parallel operation (OpenMP's per-thread setting), so each call sets it for
-    the worker thread making it, every time: no worker keeps a lone batch's count."""
+    """The sentence-transformers modules themselves, in torch."""
 
-    def __init__(self, model: SentenceTransformer, threads: int | None = None, all_threads: int | None = None) -> None:
+    def __init__(self, model: SentenceTransformer) -> None:
         self.model = model
         self.names, self.extras = tensor_features(model)
-        self.threads = threads
-        self.all_threads = all_threads if threads and all_threads and all_threads > threads else None
 
     def __call__(
         self, input_ids: TokenMatrix, attention_mask: TokenMatrix, *, alone: bool = False
     ) -> npt.NDArray[np.float32]:
-        if self.threads and self.all_threads:
-            torch.set_num_threads(self.all_threads if alone else self.threads)
+        # `alone` changes nothing here. A worker can switch torch to all threads for a lone batch
+        # (OpenMP's count is per thread), and on a quiet machine one client's p50 fell from 14.9
+        # to 10.7 ms; but on a busy one two OpenMP threads wait for each other: p50 45 ms, p99
+        # 600 ms (one thread: 15 ms). ONNX Runtime, which does not spin, takes all threads.
         ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
         tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
         features = {name: tensors[name] for name in self.names if name in tensors} | self.extras
@@ -81,10 +78,8 @@ class SentenceTransformersBackend:
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
-    def load(cls, spec: str, threads: int, all_threads: int | None = None) -> SentenceTransformersBackend:
-        """`threads` per batch worker; `all_threads` for a batch that runs alone (a lone client)."""
-        model = load_model(spec, threads)
-        return cls(model, TorchEncoder(model, threads, all_threads))
+    def load(cls, spec: str, threads: int) -> SentenceTransformersBackend:
+        return cls(load_model(spec, threads))
 
     def supports_embeddings(self) -> bool:
         return True

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,6 @@ import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
-from sage_engine.backends.sentence_transformers_backend import SentenceTransformersBackend
 from sage_harness.engines import EngineProcess
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -136,17 +134,3 @@ def test_a_model_that_cannot_load_exits_non_zero(model: str) -> None:
         assert "failed to load model" in engine.log()
     finally:
         engine.stop()
-
-
-def test_a_lone_batch_runs_on_all_threads_with_the_same_vectors(minilm_path: Path) -> None:
-    def embed(alone: bool) -> tuple[np.ndarray, int]:
-        batch = backend.embed(list(SENTENCES), alone=alone)
-        return batch.vectors, torch.get_num_threads()
-
-    backend = SentenceTransformersBackend.load(str(minilm_path), threads=1, all_threads=2)
-    with ThreadPoolExecutor(1) as worker:  # the engine's batches run on worker threads
-        shared, shared_threads = worker.submit(embed, False).result()
-        alone, alone_threads = worker.submit(embed, True).result()
-        _, after_threads = worker.submit(embed, False).result()
-    assert (shared_threads, alone_threads, after_threads) == (1, 2, 1)
-    assert np.abs(alone - shared).max() < 1e-5
