@@ -59,47 +59,63 @@ T = TypeVar("T")
 
 
 WATCH_AFTER_SECONDS = 0.05
-"""Requests answered faster than this never pay for a disconnect watcher."""
+"""Requests answered (and streams ended) faster than this never pay for a disconnect watcher."""
+
+
+class _DisconnectWatch:
+    """Cancels `task` if its client goes away, watching only from WATCH_AFTER_SECONDS on: a timer
+    costs next to nothing per request, a task listening for the disconnect does not."""
+
+    __slots__ = ("_receive", "_task", "_timer", "_watcher", "done", "gone")
+
+    def __init__(self, receive: Receive, task: asyncio.Task[Any]) -> None:
+        self._receive = receive
+        self._task = task
+        self._watcher: asyncio.Task[None] | None = None
+        self.done = False
+        """The work ended (a disconnect seen from now on changes nothing)."""
+        self.gone = False
+        """The client went away and the task was cancelled for it."""
+        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, self._start)
+
+    def _start(self) -> None:
+        if not self.done:
+            self._watcher = asyncio.get_running_loop().create_task(_disconnect_of(self._receive))
+            self._watcher.add_done_callback(self._on_disconnect)
+
+    def _on_disconnect(self, watcher: asyncio.Task[None]) -> None:
+        if not self.done and not watcher.cancelled() and watcher.exception() is None:
+            self.gone = True
+            self._task.cancel()
+
+    def stop(self) -> None:
+        self.done = True
+        self._timer.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+def _current_task() -> asyncio.Task[Any]:
+    current = asyncio.current_task()
+    assert current is not None
+    return current
 
 
 async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
     """Await `work` (the body must already be read); if the client goes away first, cancel it
-    and raise ClientGone, so that the upstream request is abandoned too.
-
-    `work` runs in the current task. Only when it has not finished after WATCH_AFTER_SECONDS (a
-    generation, not an embedding) does a watcher task start listening for the disconnect; a
-    timer costs next to nothing per request, a task does not."""
-    loop = asyncio.get_running_loop()
-    current = asyncio.current_task()
-    assert current is not None
-    state = {"gone": False, "finished": False}
-    watchers: list[asyncio.Task[None]] = []
-
-    def on_disconnect(watcher: asyncio.Task[None]) -> None:
-        if state["finished"] or watcher.cancelled() or watcher.exception() is not None:
-            return
-        state["gone"] = True
-        current.cancel()
-
-    def start_watching() -> None:
-        if not state["finished"]:
-            watcher = loop.create_task(_disconnect_of(request.receive))
-            watcher.add_done_callback(on_disconnect)
-            watchers.append(watcher)
-
-    timer = loop.call_later(WATCH_AFTER_SECONDS, start_watching)
+    and raise ClientGone, so that the upstream request is abandoned too. `work` runs in the
+    current task."""
+    current = _current_task()
+    watch = _DisconnectWatch(request.receive, current)
     try:
         return await work
     except asyncio.CancelledError:
-        if state["gone"]:
+        if watch.gone:
             current.uncancel()
             raise ClientGone from None
         raise
     finally:
-        state["finished"] = True
-        timer.cancel()
-        for watcher in watchers:
-            watcher.cancel()
+        watch.stop()
 
 
 class RelayedStream(Response):
@@ -107,8 +123,8 @@ class RelayedStream(Response):
     (the generator is closed where it waits, so whatever feeds it is abandoned too).
 
     Starlette's StreamingResponse does the same with an anyio task group per response, which took a
-    visible share of each stream's first-byte time in the gateway's profile; here one plain task
-    waits for the disconnect."""
+    visible share of each stream's first-byte time in the gateway's profile; here a stream that
+    lasts longer than WATCH_AFTER_SECONDS gets one plain task waiting for the disconnect."""
 
     def __init__(self, chunks: AsyncIterator[bytes], status_code: int, headers: Mapping[str, str]) -> None:
         self.chunks = chunks
@@ -117,30 +133,20 @@ class RelayedStream(Response):
         self.init_headers(headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        current = asyncio.current_task()
-        assert current is not None
-        state = {"done": False, "gone": False}
-
-        def on_disconnect(watcher: asyncio.Task[None]) -> None:
-            if not state["done"] and not watcher.cancelled() and watcher.exception() is None:
-                state["gone"] = True
-                current.cancel()
-
+        current = _current_task()
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        watcher = asyncio.get_running_loop().create_task(_disconnect_of(receive))
-        watcher.add_done_callback(on_disconnect)
+        watch = _DisconnectWatch(receive, current)
         try:
             async for chunk in self.chunks:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            state["done"] = True
+            watch.done = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not state["gone"]:
+            if not watch.gone:
                 raise
             current.uncancel()  # the client left: nothing more to send, nothing went wrong here
         finally:
-            state["done"] = True
-            watcher.cancel()
+            watch.stop()
             closer = getattr(self.chunks, "aclose", None)
             if closer is not None:
                 await closer()

@@ -88,7 +88,7 @@ class UpstreamResponse:
                 return None
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._connection.loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -133,7 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._read_timeout = read_timeout
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
-        self._loop = asyncio.get_running_loop()
+        self._loop = self.loop = asyncio.get_running_loop()
         self.closed = False
         self.reused = False
         """It carried an exchange before this one (a replica may have closed it meanwhile)."""
