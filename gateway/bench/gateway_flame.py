@@ -101,14 +101,13 @@ def _percent(share: float) -> str:
     return f"{share * 100:.1f} %"
 
 
-FUNCTION_HEADER = ["function", "file", "own", "inclusive"]
+FUNCTION_HEADER = ["function (file)", "own", "inclusive"]
 
 
 def _function_rows(profile: Profile, frames: list[Frame]) -> list[list[str]]:
     return [
         [
-            f"`{frame.function}`",
-            f"`{frame.file}`",
+            f"`{frame.function}` ({frame.file})" if frame.file else f"`{frame.function}`",
             _percent(profile.share(profile.own[frame])),
             _percent(profile.share(profile.inclusive[frame])),
         ]

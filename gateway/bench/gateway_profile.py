@@ -46,7 +46,8 @@ class Sampling:
             "under the same load, once as the flame graph (SVG, click to zoom), once as raw collapsed "
             "stacks for the tables. Shares are of the samples where the gateway was busy (idle threads "
             "are left out): own time is where the interpreter was, including the C it called (uvloop's "
-            "loop under `Runner.run`, socket writes under a `send`), inclusive time what was on the stack. A "
+            "loop under `Runner.run`, socket writes under a `send`: on loopback a write's system call "
+            "also carries the kernel's delivery to the receiver), inclusive time what was on the stack. A "
             "coroutine resumed by uvloop is sampled from its own outermost frame, not under the event "
             "loop's, so the entry point is on only part of the stacks."
         )
