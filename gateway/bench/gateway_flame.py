@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -153,7 +154,7 @@ class ProfiledRun:
 def section(runs: list[ProfiledRun], about: str, *, top: int = 10) -> str:
     """The document's "Where the CPU goes": how it was sampled (`about`), then per run its flame
     graph and the top functions by own and by inclusive time, and own time by package."""
-    parts = ["## Where the CPU goes\n", about.strip() + "\n"]
+    parts = ["## Where the CPU goes\n", "\n".join(textwrap.wrap(about, 100)) + "\n"]
     for run in runs:
         parts.append(
             f"### {run.target}, {run.scenario}\n\n"

@@ -119,8 +119,9 @@ def test_the_section_links_every_flame_graph() -> None:
         ProfiledRun("SAGE", "chat, 64 clients", "gateway-flame-chat.svg", parse_collapsed(RAW)),
         ProfiledRun("SAGE", "stream, 16 clients", "gateway-flame-stream.svg", parse_collapsed(RAW)),
     ]
-    text = section(runs, "Sampled by py-spy.")
+    text = section(runs, "Sampled by py-spy. " * 10)
     assert text.startswith("## Where the CPU goes\n")
+    assert max(len(line) for line in text.split("### ")[0].splitlines()) <= 100  # wrapped like the rest
     assert "### SAGE, chat, 64 clients" in text
     assert "[Flame graph](gateway-flame-chat.svg) (100 samples" in text
     assert "[Flame graph](gateway-flame-stream.svg)" in text
