@@ -10,8 +10,16 @@ process tree's CPU time (/proc) over the requests, RSS the tree's at the end. Pr
 and writes docs/perf/gateway.md. nginx comes from PATH; vllm-router and LiteLLM from their own
 virtualenvs under the user cache, which `--install-peers` creates (a peer not there is skipped).
 
+`--profile`: after the measured rounds, SAGE's gateway (plain, and with keys and limits unless
+`--no-keys`) is sampled by py-spy under the 64-client chat and the 16-client stream load (none of
+it counted in the tables): flame graphs beside the output document (gateway-flame-chat.svg, ...)
+and a "Where the CPU goes" section in it, the top functions by own and inclusive time from
+py-spy's collapsed stacks. py-spy is installed by `--install-peers` into the user cache too; it
+needs ptrace (root or CAP_SYS_PTRACE). Without py-spy, `--profile` says how to get it and fails.
+
     make bench-gateway                                       # everything installed, 5 rounds
     make bench-gateway BENCH_ARGS="--install-peers"          # install vllm-router and LiteLLM first
+    make bench-gateway BENCH_ARGS="--install-peers --profile" # and py-spy: flame graphs too
     python gateway/bench/bench_gateway.py --rounds 2 --peers nginx,vllm-router --output /tmp/g.md
 """
 
@@ -34,8 +42,10 @@ import orjson
 import uvloop
 from bench import gateway_wrk
 from bench.gateway_document import RunFacts, document, tables
+from bench.gateway_flame import ProfiledRun, section, svg_name
 from bench.gateway_load import Measurement, encode_request, run_load
 from bench.gateway_peers import PEERS, peer_targets
+from bench.gateway_profile import PY_SPY, ProfileError, Sampling, preflight, profile_run, profiler
 from bench.gateway_report import (
     CHAT_1,
     CHAT_64,
@@ -103,7 +113,10 @@ def start_targets(
     return [upstream, *ready], skipped
 
 
-def measure_one(runner: asyncio.Runner, target: Target, scenario: Scenario, args: argparse.Namespace) -> Measurement:
+def measure_one(
+    runner: asyncio.Runner, target: Target, scenario: Scenario, args: argparse.Namespace, *, seconds: float = 0.0
+) -> Measurement:
+    """One measurement; with `seconds`, load for that long whatever the request count (profiling)."""
     body = chat_body(stream=scenario.stream)
     headers = {"content-type": "application/json", **target.headers}
     if scenario.wrk:
@@ -116,7 +129,7 @@ def measure_one(runner: asyncio.Runner, target: Target, scenario: Scenario, args
             server_cpu=target.cpu_seconds,
         )
     request = encode_request("127.0.0.1", target.port, "/v1/chat/completions", body, headers)
-    total = max(scenario.concurrency, int(scenario.requests * args.scale))
+    total = 10**9 if seconds else max(scenario.concurrency, int(scenario.requests * args.scale))
     try:
         return runner.run(
             run_load(
@@ -125,7 +138,7 @@ def measure_one(runner: asyncio.Runner, target: Target, scenario: Scenario, args
                 request,
                 concurrency=scenario.concurrency,
                 total=total,
-                max_seconds=args.max_seconds,
+                max_seconds=seconds or args.max_seconds,
                 server_cpu=target.cpu_seconds,
             )
         )
@@ -178,6 +191,27 @@ def measure(
     return results
 
 
+def profile(targets: list[Target], args: argparse.Namespace, binary: Path, folder: Path) -> list[ProfiledRun]:
+    """SAGE's gateways under the 64-client chat and 16-client stream load, sampled by py-spy;
+    the flame graphs are written into `folder`. None of this load is measured."""
+    sampling = Sampling(args.profile_rate, args.profile_seconds)
+    runs = []
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        for target in targets:
+            if not target.name.startswith(SAGE):
+                continue
+            preflight(binary, target.pid)
+            for scenario in (CHAT_64, STREAM_16):
+                print(f"==> profiling {target.name}, {scenario.name} ({sampling.seconds:g} s twice)", flush=True)
+
+                def load(seconds: float, target: Target = target, scenario: Scenario = scenario) -> Measurement:
+                    return measure_one(runner, target, scenario, args, seconds=seconds)
+
+                names = (target.name, scenario.name, svg_name(target.name, scenario.name))
+                runs.append(profile_run(binary, target.pid, names=names, folder=folder, sampling=sampling, load=load))
+    return runs
+
+
 def machine(load_before: float, load_after: float) -> str:
     model = next(
         (
@@ -201,7 +235,7 @@ def peer_versions() -> str:
     return ", ".join(versions)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the request counts (default: 1)")
@@ -210,7 +244,7 @@ def main() -> None:
     parser.add_argument("--no-wrk", action="store_true", help="skip the wrk row even when wrk is installed")
     parser.add_argument("--peers", default=",".join(peer.name for peer in PEERS), help="default: %(default)s")
     parser.add_argument(
-        "--install-peers", action="store_true", help="install vllm-router and LiteLLM into the user cache first"
+        "--install-peers", action="store_true", help="install vllm-router, LiteLLM and py-spy into the user cache first"
     )
     parser.add_argument(
         "--pin", action=argparse.BooleanOptionalAction, default=None,
@@ -219,13 +253,42 @@ def main() -> None:
     parser.add_argument("--no-keys", action="store_true", help="skip SAGE with API keys and limits")
     parser.add_argument("--upstream", choices=["mock", "deterministic"], default="mock")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "gateway.md")
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="after the rounds, sample SAGE's gateway with py-spy under load: flame graphs beside --output",
+    )  # fmt: skip
+    parser.add_argument("--profile-seconds", type=float, default=6.0, help="per recording (default: %(default)s)")
+    parser.add_argument("--profile-rate", type=int, default=500, help="py-spy samples/s (default: %(default)s)")
     args = parser.parse_args()
     unknown = set(args.peers.split(",")) - {peer.name for peer in PEERS} - {""}
     if unknown:
         parser.error(
             f"--peers: no peer named {', '.join(sorted(unknown))} (there are {', '.join(p.name for p in PEERS)})"
         )
+    return args
 
+
+def find_profiler(args: argparse.Namespace) -> Path | None:
+    """py-spy when `--profile` (installed first with `--install-peers`, whether or not this run
+    profiles); ends the run, saying how to get it, when it is not there."""
+    if args.install_peers:
+        PY_SPY.install()
+    if not args.profile:
+        return None
+    try:
+        return profiler()
+    except ProfileError as error:
+        sys.exit(f"==> {error}")
+
+
+def profile_section(runs: list[ProfiledRun], args: argparse.Namespace) -> str:
+    load = f"the Python client's, {CHAT_64.name} and {STREAM_16.name}, on the layout above"
+    return "\n" + section(runs, Sampling(args.profile_rate, args.profile_seconds).about(PY_SPY.version(), load))
+
+
+def main() -> None:
+    args = parse_args()
+    spy = find_profiler(args)
     layout = choose_layout(args.pin)
     if layout.client_cpu is not None:  # the servers get theirs from taskset
         os.sched_setaffinity(0, {layout.client_cpu})
@@ -243,6 +306,11 @@ def main() -> None:
         targets, skipped = start_targets(args, layout, folder, launched)
         results = measure(targets, scenarios, args, skipped)
         rss_bytes = {target.name: target.rss_bytes() for target in targets}
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            runs = profile(targets, args, spy, args.output.parent) if spy is not None else []
+        except ProfileError as error:
+            sys.exit(f"==> {error}")
     finally:
         for target in reversed(launched):  # the proxies before their upstream
             target.process.stop()
@@ -267,8 +335,11 @@ def main() -> None:
         rounds=args.rounds,
         skipped=skipped,
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(document(facts, results, rss_bytes, scenarios, names))
+    text = document(facts, results, rss_bytes, scenarios, names)
+    if runs:
+        text += profile_section(runs, args)
+        print("".join(f"\nwrote {args.output.parent / run.svg}" for run in runs))
+    args.output.write_text(text)
     print(f"\nwrote {args.output}")
 
 

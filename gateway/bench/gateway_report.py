@@ -192,3 +192,12 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def read_markdown(table: str) -> dict[str, list[str]]:
+    """A table of `markdown` read back: each row's first cell -> its other cells."""
+    return {
+        cells[0]: cells[1:]
+        for line in table.splitlines()[2:]
+        for cells in [[part.strip() for part in line.strip("|").split("|")]]
+    }

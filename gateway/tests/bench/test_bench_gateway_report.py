@@ -4,7 +4,16 @@ that is not there leaves no column or ratio behind, wrk's summary is read back."
 from __future__ import annotations
 
 from bench.gateway_load import Measurement, encode_request
-from bench.gateway_report import CHAT_1, CHAT_64, STREAM_16, Cell, Results, comparison_table, cpu_table
+from bench.gateway_report import (
+    CHAT_1,
+    CHAT_64,
+    STREAM_16,
+    Cell,
+    Results,
+    comparison_table,
+    cpu_table,
+    read_markdown,
+)
 from bench.gateway_wrk import parse_summary, wrk_script
 
 
@@ -31,14 +40,6 @@ def results(targets: dict[str, tuple[float, float, float, float]]) -> Results:
     }
 
 
-def rows(table: str) -> dict[str, list[str]]:
-    return {
-        cells[0]: cells[1:]
-        for line in table.splitlines()[2:]
-        for cells in [[part.strip() for part in line.strip("|").split("|")]]
-    }
-
-
 def test_the_comparison_adds_latency_over_direct_and_divides_throughput_by_vllm_router() -> None:
     measured = results(
         {
@@ -49,7 +50,7 @@ def test_the_comparison_adds_latency_over_direct_and_divides_throughput_by_vllm_
     )
     rss = {"direct": 30_000_000, "vllm-router": 80_000_000, "SAGE": 60_000_000}
     table = comparison_table(measured, rss, ["direct", "vllm-router", "SAGE"])
-    by_row = rows(table)
+    by_row = read_markdown(table)
     assert by_row["added p50, 1 client"] == ["0 (0.10 ms)", "+0.15 ms", "+0.20 ms", "<= +0.2 ms"]
     assert by_row["req/s, 64 clients"][:3] == ["10,000", "5,000", "4,000"]
     assert by_row["req/s, 64 clients, ratio to vllm-router"] == ["2.00", "1.00", "0.80", ">= 0.6"]
@@ -64,12 +65,12 @@ def test_a_missing_peer_leaves_no_column_and_no_ratio_to_it() -> None:
     table = comparison_table(measured, {}, ["direct", "SAGE"])
     assert table.splitlines()[0] == "| per request | direct | SAGE | aim (SAGE) |"
     assert "vllm-router" not in table
-    assert rows(table)["req/s, 64 clients, ratio to direct"] == ["1.00", "0.40", ""]
+    assert read_markdown(table)["req/s, 64 clients, ratio to direct"] == ["1.00", "0.40", ""]
 
 
 def test_the_cpu_table_says_what_keys_and_limits_add() -> None:
     measured = results({"SAGE": (0.3, 4000, 0.120, 2.0), "SAGE keys+limits": (0.4, 3000, 0.165, 2.5)})
-    by_row = rows(cpu_table(measured, [CHAT_64], ["SAGE", "SAGE keys+limits"]))
+    by_row = read_markdown(cpu_table(measured, [CHAT_64], ["SAGE", "SAGE keys+limits"]))
     assert by_row[CHAT_64.name] == ["120", "165", "+45"]
 
 
