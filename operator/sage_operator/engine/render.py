@@ -29,6 +29,8 @@ PORT_NAME = "http"
 HEALTH_PATH = "/health"
 LIVENESS_PATH = "/livez"
 CACHE_MOUNT = "/cache"
+ENGINE_CACHE_DIR = f"{CACHE_MOUNT}/sage"
+"""SAGE's engine's own cache (SAGE_CACHE_DIR: ONNX exports) on the model cache's claim."""
 MODELS_MOUNT = "/models"
 ADAPTERS_MOUNT = "/adapters"
 ADAPTER_LIST_DIRECTORY = "/etc/sage/adapters"
@@ -191,6 +193,8 @@ def _env(engine: LLMEngine, backend: Backend, *, lora: bool, admin: bool) -> lis
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = {"value": "True"}
     if spec.cache:
         env["HF_HOME"] = {"value": CACHE_MOUNT}
+        if backend is not Backend.VLLM:  # what SAGE's engine makes once (ONNX exports) outlives the pod too
+            env["SAGE_CACHE_DIR"] = {"value": ENGINE_CACHE_DIR}
     if spec.hf_token_secret:
         ref = {"name": spec.hf_token_secret.name, "key": spec.hf_token_secret.key}
         env["HF_TOKEN"] = {"valueFrom": {"secretKeyRef": ref}}

@@ -135,3 +135,18 @@ def test_embedding_runtime_reaches_the_engine_command_only_when_set() -> None:
     plain = render_engine_deployment(engine(engineKind="embedding"), settings)
     assert "--embedding-runtime" not in plain["spec"]["template"]["spec"]["containers"][0]["command"]
     assert spec_hash(onnx.spec) != spec_hash(engine(engineKind="embedding").spec)
+
+
+def test_a_model_cache_keeps_the_engines_own_cache_too() -> None:
+    settings = OperatorSettings()
+    cache = {"claimName": "models", "subPath": "hub"}
+    onnx = engine(engineKind="embedding", embedding={"runtime": "onnx"}, cache=cache)
+    container = render_engine_deployment(onnx, settings)["spec"]["template"]["spec"]["containers"][0]
+    env = {variable["name"]: variable["value"] for variable in container["env"]}
+    assert env["HF_HOME"] == "/cache"
+    assert env["SAGE_CACHE_DIR"] == "/cache/sage"  # the ONNX export outlives the pod
+    assert {"name": "cache", "mountPath": "/cache", "subPath": "hub"} in container["volumeMounts"]
+    without = render_engine_deployment(engine(engineKind="embedding", embedding={"runtime": "onnx"}), settings)
+    assert "SAGE_CACHE_DIR" not in str(without["spec"]["template"]["spec"]["containers"][0].get("env"))
+    vllm = render_engine_deployment(engine(backend="vllm", cache=cache), settings)
+    assert "SAGE_CACHE_DIR" not in str(vllm["spec"]["template"]["spec"]["containers"][0]["env"])
