@@ -1,6 +1,6 @@
 """Gateway overhead beside its peers, measured side by side in one run: a fast mock upstream hit
-directly, and through nginx, vllm-router (Rust), LiteLLM's proxy and SAGE's gateway (plain, and
-with API keys and limits on), per request.
+directly, and through nginx, vllm-router (Rust), LiteLLM's proxy and SAGE's gateway (plain, with
+API keys and limits on, and as 2 workers), per request.
 
 Every server runs pinned to one CPU and the load generator to the other (`--no-pin` to let them
 float). Rounds > scenarios > targets, so each comparison is taken close together in time:
@@ -51,6 +51,7 @@ from bench.gateway_report import (
     CHAT_64,
     DIRECT,
     SAGE,
+    SAGE_KEYED,
     STREAM_16,
     WRK_64,
     Cell,
@@ -93,6 +94,8 @@ def start_targets(
     others.append(sage_gateway(layout, upstream))
     if not args.no_keys:
         others.append(sage_gateway(layout, upstream, keys_folder=folder))
+    if not args.no_workers:
+        others.append(sage_gateway(layout, upstream, workers=2))
     launched_at = time.monotonic()
     for target in others:
         launched.append(target)
@@ -198,7 +201,7 @@ def profile(targets: list[Target], args: argparse.Namespace, binary: Path, folde
     runs = []
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         for target in targets:
-            if not target.name.startswith(SAGE):
+            if target.name not in (SAGE, SAGE_KEYED):
                 continue
             preflight(binary, target.pid)
             for scenario in (CHAT_64, STREAM_16):
@@ -251,6 +254,10 @@ def parse_args() -> argparse.Namespace:
         help="servers on one CPU, the load generator on another (default: when there are two CPUs)",
     )  # fmt: skip
     parser.add_argument("--no-keys", action="store_true", help="skip SAGE with API keys and limits")
+    parser.add_argument(
+        "--no-workers", action="store_true",
+        help="skip SAGE as 2 workers (on the servers' one CPU: what running several workers costs per request)",
+    )  # fmt: skip
     parser.add_argument("--upstream", choices=["mock", "deterministic"], default="mock")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "gateway.md")
     parser.add_argument(

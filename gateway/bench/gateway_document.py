@@ -10,6 +10,7 @@ from bench.gateway_report import (
     CHAT_64,
     REFERENCE,
     SAGE_KEYED,
+    SAGE_WORKERS,
     Results,
     Scenario,
     comparison_table,
@@ -71,12 +72,17 @@ def document(
         f"mock's own cost, which every proxied request pays too. RSS is the process tree's resident memory "
         f"after the run. {SAGE_KEYED} is a second SAGE gateway in the same run requiring an API key and "
         "checking requests-, tokens- and concurrency limits on every request (limits never reached, so each "
-        "request pays for the checks and the usage counting). The aim column is SAGE's."
+        "request pays for the checks and the usage counting). "
+        f"{SAGE_WORKERS} is SAGE's gateway as two worker processes sharing their routing counts "
+        "(SAGE_GATEWAY_WORKERS=2): on the servers' one CPU they cannot serve more than one, so its "
+        "figure to read is its CPU per request beside one worker's, what running several workers costs "
+        "(a machine with a core per worker is where their req/s adds up). The aim column is SAGE's."
     )
     cpu_note = (
         "Server CPU per request by scenario (µs, the target's process tree; direct: the mock upstream's). "
-        f"The table above quotes the `{CHAT_64.name}` row. The last column is what API keys and limits add to "
-        "SAGE's gateway."
+        f"The table above quotes the `{CHAT_64.name}` row. The last columns are what API keys and limits add "
+        "to SAGE's gateway, and two workers' CPU per request over one's (1.00: running several costs nothing "
+        "per request)."
     )
     return (
         "# Gateway overhead beside its peers\n\n"

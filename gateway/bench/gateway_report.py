@@ -22,6 +22,8 @@ REFERENCE = "vllm-router"
 """The peer the throughput ratio is read against."""
 SAGE = "SAGE"
 SAGE_KEYED = "SAGE keys+limits"
+SAGE_WORKERS = "SAGE 2 workers"
+"""SAGE's gateway as two workers (on the servers' one CPU: what running several costs per request)."""
 
 
 @dataclass(frozen=True)
@@ -149,8 +151,10 @@ def comparison_table(results: Results, rss_bytes: dict[str, int], targets: list[
 
 def cpu_table(results: Results, scenarios: list[Scenario], targets: list[str]) -> str:
     """Server CPU µs per request by scenario (the process tree of each target; direct: the mock's
-    own), and what API keys and limits add to SAGE's."""
+    own), what API keys and limits add to SAGE's, and how two workers' CPU per request compares
+    with one's."""
     keyed = SAGE in targets and SAGE_KEYED in targets
+    workers = SAGE in targets and SAGE_WORKERS in targets
     rows = []
     for scenario in scenarios:
         cells = results.get(scenario.name, {})
@@ -158,9 +162,11 @@ def cpu_table(results: Results, scenarios: list[Scenario], targets: list[str]) -
         row = [scenario.name, *(_fmt(per_request[t], ".0f") for t in targets)]
         if keyed:
             row.append(_fmt(per_request[SAGE_KEYED] - per_request[SAGE], "+.0f"))
+        if workers:
+            row.append(_fmt(ratio(per_request[SAGE_WORKERS], per_request[SAGE]), ".2f"))
         rows.append(row)
-    header = ["server CPU µs/request", *targets, *(["added by keys and limits"] if keyed else [])]
-    return markdown(header, rows)
+    extra = (["added by keys and limits"] if keyed else []) + (["2 workers / 1, CPU per request"] if workers else [])
+    return markdown(["server CPU µs/request", *targets, *extra], rows)
 
 
 def detail_table(results: Results, scenarios: list[Scenario], targets: list[str]) -> str:

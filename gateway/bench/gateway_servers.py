@@ -168,14 +168,18 @@ def upstream_target(layout: Layout, kind: str) -> Target:
     return Target("direct", ManagedProcess(f"{kind}-upstream", [*layout.prefix, *command], env=env), port)
 
 
-def sage_gateway(layout: Layout, upstream: Target, *, keys_folder: Path | None = None) -> Target:
+def sage_gateway(layout: Layout, upstream: Target, *, keys_folder: Path | None = None, workers: int = 1) -> Target:
     """SAGE's gateway with static discovery in front of `upstream`; with `keys_folder`, it
-    requires the bench key and checks requests-, tokens- and concurrency limits."""
+    requires the bench key and checks requests-, tokens- and concurrency limits; with `workers`
+    above 1, it runs that many worker processes (without keys)."""
     env = {
         "SAGE_GATEWAY_DISCOVERY": "static",
         "SAGE_GATEWAY_STATIC_ENGINES": json.dumps([{"name": MODEL, "urls": [upstream.url]}]),
         "SAGE_GATEWAY_LOG_LEVEL": "warning",
     }
+    if workers > 1:
+        process = PinnedGateway(layout.prefix, env | {"SAGE_GATEWAY_WORKERS": str(workers)})
+        return Target(f"SAGE {workers} workers", process, process.port, ready_path="/readyz")
     if keys_folder is None:
         process = PinnedGateway(layout.prefix, env)
         return Target("SAGE", process, process.port, ready_path="/readyz")

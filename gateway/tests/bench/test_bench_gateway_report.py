@@ -74,6 +74,13 @@ def test_the_cpu_table_says_what_keys_and_limits_add() -> None:
     assert by_row[CHAT_64.name] == ["120", "165", "+45"]
 
 
+def test_the_cpu_table_sets_two_workers_beside_one() -> None:
+    measured = results({"SAGE": (0.3, 4000, 0.120, 2.0), "SAGE 2 workers": (0.3, 4000, 0.132, 2.0)})
+    table = cpu_table(measured, [CHAT_64], ["SAGE", "SAGE 2 workers"])
+    assert table.splitlines()[0].endswith("| 2 workers / 1, CPU per request |")
+    assert read_markdown(table)[CHAT_64.name] == ["120", "132", "1.10"]
+
+
 def test_rates_are_the_median_of_rounds() -> None:
     pooled = Cell()
     for rate in (100.0, 5.0, 120.0):  # one round spoilt by other work on the machine
