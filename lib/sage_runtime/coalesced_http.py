@@ -9,7 +9,7 @@ response. Here the writes are held until the end of the current turn of the loop
 per batch) and then handed to the socket together (`writelines`: one vectored send on uvloop).
 A response that is complete goes out at once, as does a batch that grows past `FLUSH_BYTES` (nothing
 large is held), and closing the connection sends what is held first. What a client sees changes only in how the bytes
-are cut into segments; docs/gateway.md ("Fewer sends") has the measurement.
+are cut into segments; docs/gateway.md ("Fewer sends") has the counts.
 """
 
 from __future__ import annotations
