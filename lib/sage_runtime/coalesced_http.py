@@ -1,67 +1,60 @@
-"""uvicorn's httptools protocol, with every write made in one turn of the event loop leaving in
-one send: a response's status line and headers go out together with its body, and a stream whose
-chunks are already there goes out in one piece, instead of one system call (and one TCP segment
-for the client to wake up for) per ASGI message.
+"""uvicorn's httptools protocol, with a response's status line and headers sent together with its
+first body bytes: one system call (and one TCP segment for the client to wake up for) fewer per
+response.
 
-uvicorn writes the head when the app sends `http.response.start`, each body message as it comes,
-and the chunked encoding's terminator last: three sends for a short stream, two for any other
-response. Here the writes are held until the end of the current turn of the loop (one `call_soon`
-per batch) and then handed to the socket together (`writelines`: one vectored send on uvloop).
-A response that is complete goes out at once, as does a batch that grows past `FLUSH_BYTES` (nothing
-large is held), and closing the connection sends what is held first. What a client sees changes only in how the bytes
-are cut into segments; docs/gateway.md ("Fewer sends") has the counts.
+uvicorn writes the head when the app sends `http.response.start`, then each body message as it
+comes: two sends for an ordinary answer, and a stream's head on its own. Here the head is held and
+goes out in one vectored send (`writelines`) with the first body write that follows, or, when no
+body follows in the same turn of the event loop (a stream whose first token is still coming), at
+the end of that turn (one `call_soon`). Body writes are never held, so no chunk of a stream waits
+for the next; closing the connection sends a held head first. What a client sees changes only in
+how the bytes are cut into segments; docs/gateway.md ("Fewer sends") has the counts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-FLUSH_BYTES = 64 * 1024
-"""Held bytes at which a batch goes out without waiting for the end of the turn."""
-
 
 class CoalescingTransport(asyncio.Transport):
-    """A transport that batches the writes of one turn of the loop; everything else is the
-    wrapped transport's."""
+    """A transport that holds each response's first write (its head) until the next write or
+    the end of the turn; everything else is the wrapped transport's."""
 
-    __slots__ = ("_held", "_held_bytes", "_loop", "_transport")
+    __slots__ = ("_expect_head", "_head", "_loop", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self._transport = transport
         self._loop = loop
-        self._held: list[bytes] | None = None
-        self._held_bytes = 0
+        self._expect_head = True
+        self._head: bytes | None = None
 
     # --- writing ------------------------------------------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        held = self._held
-        if held is None:
-            held = self._held = []
-            self._held_bytes = 0
+        if self._expect_head:
+            self._expect_head = False
+            self._head = bytes(data)
             self._loop.call_soon(self.flush)
-        held.append(bytes(data) if not isinstance(data, bytes) else data)
-        self._held_bytes += len(data)
-        if self._held_bytes >= FLUSH_BYTES:
-            self.flush()
+            return
+        head, self._head = self._head, None
+        if head is None:
+            self._transport.write(data)
+        elif not self._transport.is_closing():
+            self._transport.writelines([head, data])
 
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        for data in list_of_data:
-            self.write(data)
+    def next_response(self) -> None:
+        """The response ended: the next write on this connection is the next response's head."""
+        self.flush()
+        self._expect_head = True
 
     def flush(self) -> None:
-        """Send what is held (a no-op when nothing is, or the connection is closing)."""
-        held, self._held = self._held, None
-        if not held or self._transport.is_closing():
-            return
-        if len(held) == 1:
-            self._transport.write(held[0])
-        else:
-            self._transport.writelines(held)
+        """Send a head still held (a no-op when none is, or the connection is closing)."""
+        head, self._head = self._head, None
+        if head is not None and not self._transport.is_closing():
+            self._transport.write(head)
 
     def write_eof(self) -> None:
         self.flush()
@@ -75,11 +68,11 @@ class CoalescingTransport(asyncio.Transport):
         self._transport.close()
 
     def abort(self) -> None:
-        self._held = None
+        self._head = None
         self._transport.abort()
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + (self._held_bytes if self._held is not None else 0)
+        return self._transport.get_write_buffer_size() + len(self._head or b"")
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._transport.get_write_buffer_limits()
@@ -111,15 +104,12 @@ class CoalescingTransport(asyncio.Transport):
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a CoalescingTransport: `uvicorn.Config(http=...)`.
-
-    A response that is complete goes out at once, before the request's remaining bookkeeping
-    runs, so that holding its writes costs a lone client no latency."""
+    """uvicorn's httptools protocol on a CoalescingTransport: `uvicorn.Config(http=...)`."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.coalescing = CoalescingTransport(transport, self.loop)
         super().connection_made(self.coalescing)
 
     def on_response_complete(self) -> None:
-        self.coalescing.flush()
+        self.coalescing.next_response()
         super().on_response_complete()

@@ -76,11 +76,11 @@ class _DisconnectWatch:
         """The work ended (a disconnect seen from now on changes nothing)."""
         self.gone = False
         """The client went away and the task was cancelled for it."""
-        self._timer = asyncio.get_running_loop().call_later(WATCH_AFTER_SECONDS, self._start)
+        self._timer = task.get_loop().call_later(WATCH_AFTER_SECONDS, self._start)
 
     def _start(self) -> None:
         if not self.done:
-            self._watcher = asyncio.get_running_loop().create_task(_disconnect_of(self._receive))
+            self._watcher = self._task.get_loop().create_task(_disconnect_of(self._receive))
             self._watcher.add_done_callback(self._on_disconnect)
 
     def _on_disconnect(self, watcher: asyncio.Task[None]) -> None:

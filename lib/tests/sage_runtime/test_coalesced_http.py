@@ -1,5 +1,6 @@
 """uvicorn on the coalescing protocol, served on a real socket: what a client receives is the same
-HTTP/1.1, in fewer sends (counted at the socket's transport, under the coalescing layer)."""
+HTTP/1.1, with each response's head in the same send as its first body bytes (sends counted at the
+socket's transport, under the coalescing layer), and nothing waiting for what comes later."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from sage_runtime.coalesced_http import FLUSH_BYTES, CoalescingHttpToolsProtocol
+from sage_runtime.coalesced_http import CoalescingHttpToolsProtocol
 
 pytestmark = pytest.mark.asyncio
 
@@ -47,6 +48,8 @@ class CountedProtocol(CoalescingHttpToolsProtocol):
         super().connection_made(SendCounter(transport))
 
 
+LARGE = bytes(range(256)) * 1024
+LARGE = bytes(range(256)) * 1024
 released = asyncio.Event()
 """Set by the test once the client has the slow stream's first chunk (made anew per test)."""
 
@@ -70,12 +73,15 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b"data: first\n\n", "more_body": True})
         await released.wait()
         await send({"type": "http.response.body", "body": b"data: second\n\n"})
+    elif path == "/late":  # the head, and the body only once the client has the head
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4")]})
+        await released.wait()
+        await send({"type": "http.response.body", "body": b"late"})
     elif path == "/large":
-        body = bytes(range(256)) * (3 * FLUSH_BYTES // 256)
-        length = [(b"content-length", str(len(body)).encode())]
+        length = [(b"content-length", str(len(LARGE)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": length})
-        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
-        await send({"type": "http.response.body", "body": body[len(body) // 2 :]})
+        await send({"type": "http.response.body", "body": LARGE[: len(LARGE) // 2], "more_body": True})
+        await send({"type": "http.response.body", "body": LARGE[len(LARGE) // 2 :]})
 
 
 @pytest.fixture
@@ -130,13 +136,25 @@ async def test_a_response_leaves_in_one_send(server: int) -> None:
     writer.close()
 
 
-async def test_a_stream_that_is_all_there_leaves_in_one_send(server: int) -> None:
+async def test_a_streams_head_rides_with_its_first_chunk(server: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server)
     writer.write(_request("/stream"))
     _, body = await _response(reader)
     assert body == b"data: one\n\ndata: two\n\ndata: three\n\n"
-    assert len(SendCounter.sends) == 1
-    assert SendCounter.sends[0].endswith(b"0\r\n\r\n")  # the chunked terminator rode along
+    assert SendCounter.sends[0].startswith(b"HTTP/1.1 200")
+    assert SendCounter.sends[0].endswith(b"data: one\n\n\r\n")
+    assert len(SendCounter.sends) == 4  # then each chunk as it came, and the terminator
+    writer.close()
+
+
+async def test_a_head_without_a_body_yet_is_not_held_back(server: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    writer.write(_request("/late"))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # while the app waits
+    assert head.startswith(b"HTTP/1.1 200")
+    released.set()
+    assert await reader.readexactly(4) == b"late"
+    assert len(SendCounter.sends) == 2
     writer.close()
 
 
@@ -162,11 +180,10 @@ async def test_keep_alive_pipelining_and_close(server: int) -> None:
     writer.close()
 
 
-async def test_a_large_body_is_not_held(server: int) -> None:
+async def test_a_large_body_goes_down_as_it_is(server: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server)
     writer.write(_request("/large"))
     _, body = await _response(reader)
-    assert body == bytes(range(256)) * (3 * FLUSH_BYTES // 256)
-    assert len(SendCounter.sends) >= 2  # each half went down as soon as it passed FLUSH_BYTES
-    assert max(len(sent) for sent in SendCounter.sends) < 2 * FLUSH_BYTES
+    assert body == LARGE
+    assert [len(sent) for sent in SendCounter.sends[1:]] == [len(LARGE) // 2]
     writer.close()
