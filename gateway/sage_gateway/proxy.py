@@ -290,7 +290,8 @@ class Proxy:
         key = id(upstream)
         self._streams[key] = upstream
         try:
-            async for chunk in upstream.response.chunks():
+            response = upstream.response
+            while (chunk := await response.next_chunk()) is not None:  # no generator in between
                 if first:
                     exchange.first_byte()
                     first = False

@@ -29,7 +29,7 @@ class UpstreamResponse:
     """A response whose status line and headers arrived; the body arrives behind them.
 
     `headers` has lower-case names (a repeated header's values joined with ", "). Read the body
-    with `read()` or `chunks()`, once; `close()` abandons what is left of it."""
+    with `read()`, `chunks()` or `next_chunk()` until None, once; `close()` abandons what is left of it."""
 
     __slots__ = ("_chunks", "_complete", "_connection", "_error", "_unread", "_waiter", "headers", "status")
 
@@ -75,8 +75,8 @@ class UpstreamResponse:
         """Still arriving, with nothing gone wrong so far."""
         return not self._complete and self._error is None
 
-    async def _next(self) -> bytes | None:
-        """The next buffered bytes (all that is buffered), or None at the end."""
+    async def next_chunk(self) -> bytes | None:
+        """Every byte that arrived since the last call (waiting for some), or None at the end."""
         while True:
             if self._chunks:
                 chunk = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
@@ -97,13 +97,13 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         """The whole body."""
         parts: list[bytes] = []
-        while (chunk := await self._next()) is not None:
+        while (chunk := await self.next_chunk()) is not None:
             parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives: each step yields every byte that arrived since the last."""
-        while (chunk := await self._next()) is not None:
+        while (chunk := await self.next_chunk()) is not None:
             yield chunk
 
     def close(self) -> None:
