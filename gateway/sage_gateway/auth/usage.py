@@ -64,8 +64,41 @@ def usage_of(usage: Any) -> Usage | None:
     return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
 
+_USAGE_KEY = b'"usage"'
+_TAIL_BYTES = 4096
+"""How far from the end a `usage` member is looked for before the whole body is parsed."""
+
+
+def _trailing_usage(content: bytes) -> tuple[bool, Any]:
+    """(True, value) when `content` ends with a top-level `"usage": value` member, read from the
+    end alone; (False, None) when it does not end that way (or its end does not parse).
+
+    Engines write `usage` after `choices` or `data`, so this is one search near the end and a
+    parse of a few dozen bytes instead of the whole answer (a large one for embeddings). Why it is
+    the top-level member: in JSON text a quote inside a string is escaped, so an unescaped
+    `"usage"` followed by `:` is a key; when its value is followed by nothing but the last `}`,
+    the object it belongs to ends where the document does, and only the outermost object does
+    that. The body is an engine's JSON encoder's output (the client's text reaches it only inside
+    escaped strings), so the rest of it is not read again to check it is valid."""
+    at = content.rfind(_USAGE_KEY)
+    if at <= 0 or len(content) - at > _TAIL_BYTES or content[at - 1] == 0x5C:  # a backslash: a string's
+        return False, None
+    rest = content[at + len(_USAGE_KEY) :].lstrip()
+    value = rest[1:].rstrip()
+    if rest[:1] != b":" or value[-1:] != b"}" or content.lstrip()[:1] != b"{":
+        return False, None
+    try:
+        return True, orjson.loads(value[:-1])
+    except orjson.JSONDecodeError:
+        return False, None
+
+
 def body_usage(content: bytes) -> Usage | None:
-    """The usage of a complete JSON answer, or None."""
+    """The usage of a complete JSON answer, or None. Looked for at the end first (see
+    `_trailing_usage`); any other shape is parsed whole."""
+    found, usage = _trailing_usage(content)
+    if found:
+        return usage_of(usage)
     try:
         parsed = orjson.loads(content)
     except orjson.JSONDecodeError:
