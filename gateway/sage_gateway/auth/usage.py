@@ -16,12 +16,23 @@ the engine's count is what is charged."""
 
 def _text_size(value: Any) -> int:
     """Characters of text in a prompt field (strings, content parts, nested lists), a token id
-    counting as CHARS_PER_TOKEN. Iterative: a body nested a thousand lists deep costs no stack."""
+    counting as CHARS_PER_TOKEN. Iterative: a body nested a thousand lists deep costs no stack.
+    A message's string content is counted where it is met (the common shape, on every request)."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value)
     size = 0
     pending = [value]
     while pending:
         item = pending.pop()
-        if isinstance(item, str):
+        if isinstance(item, dict):
+            for part in (item.get("text"), item.get("content")):
+                if isinstance(part, str):
+                    size += len(part)
+                elif part is not None:
+                    pending.append(part)
+        elif isinstance(item, str):
             size += len(item)
         elif isinstance(item, bool):
             continue
@@ -29,8 +40,6 @@ def _text_size(value: Any) -> int:
             size += CHARS_PER_TOKEN
         elif isinstance(item, list):
             pending.extend(item)
-        elif isinstance(item, dict):
-            pending.extend((item.get("text"), item.get("content")))
     return size
 
 
@@ -58,7 +67,7 @@ def usage_of(usage: Any) -> Usage | None:
     """The tokens of an OpenAI `usage` object (a total alone counts as prompt tokens)."""
     if not isinstance(usage, dict):
         return None
-    prompt, completion, total = (usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens"))
+    prompt, completion, total = usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
     if not isinstance(prompt, int) and not isinstance(completion, int):
         return Usage(total, 0) if isinstance(total, int) else None
     return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
@@ -67,6 +76,9 @@ def usage_of(usage: Any) -> Usage | None:
 _USAGE_KEY = b'"usage"'
 _TAIL_BYTES = 4096
 """How far from the end a `usage` member is looked for before the whole body is parsed."""
+_SMALL_BODY = 2048
+"""Bodies up to this size are parsed whole: orjson reads a chat answer of a few hundred bytes
+faster than the byte operations that find its end (measured: 0.9 against 1.1 µs)."""
 
 
 def _trailing_usage(content: bytes) -> tuple[bool, Any]:
@@ -85,7 +97,7 @@ def _trailing_usage(content: bytes) -> tuple[bool, Any]:
         return False, None
     rest = content[at + len(_USAGE_KEY) :].lstrip()
     value = rest[1:].rstrip()
-    if rest[:1] != b":" or value[-1:] != b"}" or content.lstrip()[:1] != b"{":
+    if rest[:1] != b":" or value[-1:] != b"}" or content[: content.find(b"{") + 1].strip() != b"{":
         return False, None
     try:
         return True, orjson.loads(value[:-1])
@@ -94,11 +106,13 @@ def _trailing_usage(content: bytes) -> tuple[bool, Any]:
 
 
 def body_usage(content: bytes) -> Usage | None:
-    """The usage of a complete JSON answer, or None. Looked for at the end first (see
-    `_trailing_usage`); any other shape is parsed whole."""
-    found, usage = _trailing_usage(content)
-    if found:
-        return usage_of(usage)
+    """The usage of a complete JSON answer, or None. In a large answer (embeddings, long
+    completions) it is looked for at the end first (see `_trailing_usage`); any other is parsed
+    whole."""
+    if len(content) > _SMALL_BODY:
+        found, usage = _trailing_usage(content)
+        if found:
+            return usage_of(usage)
     try:
         parsed = orjson.loads(content)
     except orjson.JSONDecodeError:
