@@ -51,12 +51,17 @@ def buckets_for(policy: KeyPolicy, now: float) -> KeyBuckets:
     return KeyBuckets(requests, tokens)
 
 
+def _read(bucket: Bucket) -> Reading:
+    """A bucket already brought up to date, as the client is told it."""
+    level = bucket.level
+    return Reading(bucket.capacity, max(0, math.floor(level)), (bucket.capacity - level) / bucket.rate)
+
+
 def _reading(bucket: Bucket | None, now: float) -> Reading | None:
     if bucket is None:
         return None
     bucket.refill(now)
-    level = bucket.level
-    return Reading(bucket.capacity, max(0, math.floor(level)), (bucket.capacity - level) / bucket.rate)
+    return _read(bucket)
 
 
 def readings(buckets: KeyBuckets, now: float) -> Readings:
@@ -134,23 +139,26 @@ def refusal(
     return rate_limited(policy, "tokens", message, wait, headers)
 
 
-def take(buckets: KeyBuckets, prompt_tokens: int, now: float) -> None:
-    """What an admitted request takes: one request, its prompt's estimated tokens, one open slot."""
-    if buckets.tokens is not None:
-        buckets.tokens.take(now, prompt_tokens)
-    if buckets.requests is not None:
-        buckets.requests.take(now, 1)
-    buckets.open += 1
+def _take(bucket: Bucket, amount: int) -> Reading:
+    """Take `amount` from a bucket already brought up to date (`Bucket.take` without the refill),
+    and read it."""
+    bucket.level = min(float(bucket.capacity), bucket.level - amount)
+    return _read(bucket)
 
 
 def admit(policy: KeyPolicy, buckets: KeyBuckets, prompt_tokens: int, now: float, tell: Tell) -> Readings:
     """Start one request of `policy` (estimated `prompt_tokens`), or raise its 429 (its limit
-    headers written by `tell`)."""
-    found = verdict(policy, buckets, prompt_tokens, now)
+    headers written by `tell`). An admitted request takes one request, its prompt's estimated
+    tokens and one open slot."""
+    found = verdict(policy, buckets, prompt_tokens, now)  # brings both buckets up to `now`
     if found is not Verdict.OK:
         raise refusal(found, policy, buckets, prompt_tokens, now, tell=tell)
-    take(buckets, prompt_tokens, now)
-    return readings(buckets, now)
+    requests, tokens = buckets.requests, buckets.tokens
+    buckets.open += 1
+    return Readings(
+        _take(requests, 1) if requests is not None else None,
+        _take(tokens, prompt_tokens) if tokens is not None else None,
+    )
 
 
 def settle(buckets: KeyBuckets, reserved_tokens: int, used_tokens: int | None, now: float) -> None:

@@ -18,8 +18,6 @@ def _text_size(value: Any) -> int:
     """Characters of text in a prompt field (strings, content parts, nested lists), a token id
     counting as CHARS_PER_TOKEN. Iterative: a body nested a thousand lists deep costs no stack.
     A message's string content is counted where it is met (the common shape, on every request)."""
-    if value is None:
-        return 0
     if isinstance(value, str):
         return len(value)
     size = 0
@@ -43,12 +41,17 @@ def _text_size(value: Any) -> int:
     return size
 
 
+_PROMPT_FIELDS = ("messages", "prompt", "input", "system")
+
+
 def estimate_prompt_tokens(document: dict[str, Any]) -> int:
     """About how many tokens the prompt of a chat, completion, embedding or messages request has.
     Token-id lists count one per id."""
     size = 0
-    for field in ("messages", "prompt", "input", "system"):
-        size += _text_size(document.get(field))
+    for field in _PROMPT_FIELDS:
+        value = document.get(field)
+        if value is not None:
+            size += _text_size(value)
     return max(1, math.ceil(size / CHARS_PER_TOKEN))
 
 
