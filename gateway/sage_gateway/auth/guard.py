@@ -72,8 +72,12 @@ class Guard:
             return None
         estimate = estimate_prompt_tokens(document) if caller.tokens_per_minute else 0
         tell = self._tellers.get(protocol) or openai_headers
+        limiter = self.limiter
         try:
-            admission = await self.limiter.acquire(caller, estimate, tell)
+            if isinstance(limiter, LocalLimiter):  # decided at once: no coroutine to await
+                admission = limiter.admit_now(caller, estimate, tell)
+            else:
+                admission = await limiter.acquire(caller, estimate, tell)
         except WireError as error:
             self.metrics.rate_limited.labels(caller.name, error.limit_kind or "requests").inc()
             raise
