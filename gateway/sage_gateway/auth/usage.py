@@ -136,6 +136,15 @@ def asking_for_usage(document: dict[str, Any]) -> bytes | None:
     return orjson.dumps({**document, "stream_options": merged})
 
 
+def _no_usage(events: bytes) -> bool:
+    """Whether no `usage` in these events has a value: none is named, or each is null. An engine
+    asked for usage sends `"usage": null` in every chunk before the one that counts (OpenAI's
+    API and vLLM do), so most chunks are let through without being parsed. (An unescaped
+    `"usage"` in JSON text is a key or a value, never text inside a string.)"""
+    named = events.count(_USAGE_KEY)
+    return named == 0 or named == events.count(b'"usage":null') + events.count(b'"usage": null')
+
+
 class UsageTap:
     """An OpenAI stream on its way to the client: notes the usage chunk's tokens and, when the
     client did not ask for usage, leaves that chunk out. Bytes pass through unchanged otherwise;
@@ -154,7 +163,7 @@ class UsageTap:
             return b""
         self._pending = data[end + 2 :]
         complete = data[: end + 2]
-        if b'"usage"' not in complete:
+        if _no_usage(complete):
             return complete
         return b"".join(self._event(event + b"\n\n") for event in complete[:-2].split(b"\n\n"))
 
@@ -163,7 +172,7 @@ class UsageTap:
         return rest
 
     def _event(self, event: bytes) -> bytes:
-        if b'"usage"' not in event:
+        if _no_usage(event):
             return event
         data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
         try:

@@ -92,3 +92,22 @@ def test_the_tap_counts_and_strips_the_usage_chunk_wherever_chunks_split() -> No
         kept = UsageTap(strip=False)
         assert fed(kept, pieces) == STREAM
         assert kept.tokens == Usage(2, 1)
+
+
+def test_the_tap_lets_null_usage_chunks_through_and_counts_the_last() -> None:
+    chunk = {"choices": [{"delta": {"content": '"usage": {"prompt_tokens": 9}'}}], "usage": None}
+    spaced = b'data: {"choices": [{"delta": {"content": "x"}}], "usage": null}\n\n'
+    counted = {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}}
+    stream = data_event(chunk) + spaced + data_event(counted) + b"data: [DONE]\n\n"
+    for size in (1, 13, len(stream)):
+        pieces = [stream[i : i + size] for i in range(0, len(stream), size)]
+        kept = UsageTap(strip=False)
+        assert fed(kept, pieces) == stream
+        assert kept.tokens == Usage(4, 5)
+        stripped = UsageTap(strip=True)
+        assert fed(stripped, pieces) == data_event(chunk) + spaced + b"data: [DONE]\n\n"
+        assert stripped.tokens == Usage(4, 5)
+    value_named_usage = data_event({"choices": [], "kind": "usage", "usage": None})
+    tap = UsageTap(strip=True)
+    assert fed(tap, [value_named_usage]) == value_named_usage
+    assert tap.tokens is None
