@@ -7,25 +7,26 @@ The same two numbers (level, stamp) are what a shared store keeps (see `shared`)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PERIOD = 60.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     capacity: int
     level: float
     stamp: float
     """When `level` was last brought up to date (seconds, any monotonic clock)."""
+    rate: float = field(init=False)
+    """Units refilled per second (kept: every request of a limited key reads it)."""
+
+    def __post_init__(self) -> None:
+        self.rate = self.capacity / PERIOD
 
     @classmethod
     def full(cls, capacity: int, now: float) -> Bucket:
         return cls(capacity, float(capacity), now)
-
-    @property
-    def rate(self) -> float:
-        return self.capacity / PERIOD
 
     def refill(self, now: float) -> None:
         if now > self.stamp:

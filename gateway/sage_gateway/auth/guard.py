@@ -8,23 +8,35 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
+
 from sage_gateway.auth.keys import KeyPolicy, KeyRing
-from sage_gateway.auth.limiter import Limiter, LocalLimiter
-from sage_gateway.auth.limits import Readings, limit_headers
+from sage_gateway.auth.limiter import Admission, Limiter, LocalLimiter
+from sage_gateway.auth.limits import Tell, anthropic_headers, openai_headers
 from sage_gateway.auth.usage import Usage, estimate_prompt_tokens
 from sage_gateway.metrics import GatewayMetrics
 from sage_wire.envelopes import Protocol
 from sage_wire.errors import WireError
 
 
-@dataclass
+@dataclass(slots=True)
 class Grant:
     """One admitted request of a key: the limit headers its answer carries, and what settles it."""
 
     policy: KeyPolicy
     headers: dict[str, str]
-    settle: Callable[[Usage | None], None]
-    """Called once when the request ends, with the tokens the engine reported (None: unknown)."""
+    admission: Admission
+    counters: tuple[Counter, Counter, Counter]
+    """The key's requests, prompt-token and completion-token counters for the request's model."""
+
+    def settle(self, usage: Usage | None) -> None:
+        """Called once when the request ends, with the tokens the engine reported (None: unknown)."""
+        if usage is None:
+            self.admission.settle(None)
+            return
+        self.admission.settle(usage.prompt + usage.completion)
+        self.counters[1].inc(usage.prompt)
+        self.counters[2].inc(usage.completion)
 
 
 @dataclass
@@ -35,13 +47,21 @@ class Guard:
     """False: no keys are asked for (auth mode none)."""
     limiter: Limiter = field(default_factory=LocalLimiter)
     wall_clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _tellers: dict[Protocol, Tell] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # How readings become headers, per protocol; only Anthropic's need the wall clock.
+        self._tellers = {
+            Protocol.OPENAI: openai_headers,
+            Protocol.ANTHROPIC: lambda seen: anthropic_headers(seen, self.wall_clock()),
+        }
 
     def caller(self, headers: Mapping[str, str]) -> KeyPolicy | None:
         """The key's policy; None when keys are not required; a 401 for a missing or bad key."""
         if not self.required:
             return None
         try:
-            return self.ring.authenticate(headers, self.wall_clock())
+            return self.ring.authenticate(headers, self.wall_clock)
         except WireError:
             self.metrics.auth_failures.inc()
             raise
@@ -51,27 +71,20 @@ class Guard:
         if caller is None:
             return None
         estimate = estimate_prompt_tokens(document) if caller.tokens_per_minute else 0
-        wall = self.wall_clock()
-
-        def tell(readings: Readings) -> dict[str, str]:
-            return limit_headers(readings, protocol, wall)
-
+        tell = self._tellers.get(protocol) or openai_headers
+        limiter = self.limiter
         try:
-            admission = await self.limiter.acquire(caller, estimate, tell)
+            if isinstance(limiter, LocalLimiter):  # decided at once: no coroutine to await
+                admission = limiter.admit_now(caller, estimate, tell)
+            else:
+                admission = await limiter.acquire(caller, estimate, tell)
         except WireError as error:
             self.metrics.rate_limited.labels(caller.name, error.limit_kind or "requests").inc()
             raise
         model = str(document.get("model"))  # a name the caller may use: resolved before admission
-        requests, prompt_tokens, completion_tokens = self.metrics.key_counters(caller.name, model)
-        requests.inc()
-
-        def done(usage: Usage | None) -> None:
-            admission.settle(usage.total if usage is not None else None)
-            if usage is not None:
-                prompt_tokens.inc(usage.prompt)
-                completion_tokens.inc(usage.completion)
-
-        return Grant(caller, tell(admission.readings), done)
+        counters = self.metrics.key_counters(caller.name, model)
+        counters[0].inc()
+        return Grant(caller, tell(admission.readings), admission, counters)
 
     def forget(self, name: str) -> None:
         """A key is gone: its counters go too."""

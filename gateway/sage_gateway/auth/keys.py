@@ -8,9 +8,10 @@ first bytes brings no one closer to a key that produces it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from sage_api.apikey import HASH_PREFIX, is_key_hash
@@ -42,8 +43,9 @@ class KeyPolicy:
             return False
         return self.models is None or model in self.models
 
-    @property
+    @cached_property
     def limited(self) -> bool:
+        """Asked on every request of the key; a policy never changes (a changed key is a new one)."""
         return any(
             limit is not None for limit in (self.requests_per_minute, self.tokens_per_minute, self.max_concurrent)
         )
@@ -115,12 +117,24 @@ def invalid_key(message: str) -> WireError:
 MISSING_KEY = "No API key was given. Send it as 'Authorization: Bearer <key>' (OpenAI clients) or 'x-api-key: <key>'."
 
 
+ACCEPTED_LIMIT = 1024
+"""Presented credentials remembered as accepted (cleared when full, and on any change of keys)."""
+
+
 class KeyRing:
-    """Every key the gateway accepts, by digest; changed as APIKey objects come and go."""
+    """Every key the gateway accepts, by digest; changed as APIKey objects come and go.
+
+    A key that was accepted is remembered by the headers that presented it, so that its next
+    requests cost a dict look-up instead of parsing and hashing (every request of a client carries
+    the same key). Only accepted keys are remembered, at most ACCEPTED_LIMIT presentations, and
+    all are forgotten when any key changes. Finding them by the presented text is no timing
+    oracle: a dict compares two strings only once their (per-process, randomly seeded) hashes are
+    equal, which a guessed key's is not."""
 
     def __init__(self) -> None:
         self._by_digest: dict[str, KeyPolicy] = {}
         self._digest_of: dict[str, str] = {}
+        self._accepted: dict[tuple[str | None, str | None], KeyPolicy] = {}
 
     def __len__(self) -> int:
         return len(self._by_digest)
@@ -131,13 +145,13 @@ class KeyRing:
         self._digest_of[policy.name] = policy.digest
 
     def remove(self, name: str) -> None:
+        self._accepted.clear()
         digest = self._digest_of.pop(name, "")
         held = self._by_digest.get(digest)
         if held is not None and held.name == name:  # two objects may carry one hash: keep the other's
             del self._by_digest[digest]
 
-    def authenticate(self, headers: Mapping[str, str], now: datetime) -> KeyPolicy:
-        """The policy of the request's key, or a 401 that names what is wrong (never the key)."""
+    def _look_up(self, headers: Mapping[str, str]) -> KeyPolicy:
         key = presented_key(headers)
         if key is None:
             raise invalid_key(MISSING_KEY)
@@ -146,6 +160,18 @@ class KeyRing:
             raise invalid_key("The API key is not valid.")
         if policy.disabled:
             raise invalid_key("The API key is disabled.")
-        if policy.expires_at is not None and now >= policy.expires_at:
+        return policy
+
+    def authenticate(self, headers: Mapping[str, str], clock: Callable[[], datetime]) -> KeyPolicy:
+        """The policy of the request's key, or a 401 that names what is wrong (never the key).
+        `clock` (the wall clock) is read only for a key that expires."""
+        presented = (headers.get("authorization"), headers.get("x-api-key"))
+        policy = self._accepted.get(presented)
+        if policy is None:
+            policy = self._look_up(headers)
+            if len(self._accepted) >= ACCEPTED_LIMIT:
+                self._accepted.clear()
+            self._accepted[presented] = policy
+        if policy.expires_at is not None and clock() >= policy.expires_at:
             raise invalid_key(f"The API key expired at {policy.expires_at.isoformat()}.")
         return policy

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sage_gateway.auth.keys import KeyPolicy
 from sage_gateway.auth.limits import KeyBuckets, Readings, Tell, admit, buckets_for, settle
@@ -20,8 +20,7 @@ def _nothing(tokens: int | None) -> None:
     return None
 
 
-@dataclass(frozen=True)
-class Admission:
+class Admission(NamedTuple):
     readings: Readings
     settle: Settle
 
@@ -46,17 +45,20 @@ def _limits_of(policy: KeyPolicy) -> tuple[int | None, int | None]:
 @dataclass
 class LocalLimiter:
     clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, tuple[tuple[int | None, int | None], KeyBuckets]] = field(default_factory=dict)
+    _buckets: dict[str, tuple[KeyPolicy, KeyBuckets]] = field(default_factory=dict)
+    """Per key name: the policy the buckets were last used with, and the buckets."""
 
     def _buckets_of(self, policy: KeyPolicy) -> KeyBuckets:
-        limits = _limits_of(policy)
         known = self._buckets.get(policy.name)
-        if known is not None and known[0] == limits:
+        if known is not None and known[0] is policy:
+            return known[1]
+        if known is not None and _limits_of(known[0]) == _limits_of(policy):
+            self._buckets[policy.name] = (policy, known[1])
             return known[1]
         fresh = buckets_for(policy, self.clock())
         if known is not None:
             fresh.open = known[1].open  # a changed limit keeps the requests already open
-        self._buckets[policy.name] = (limits, fresh)
+        self._buckets[policy.name] = (policy, fresh)
         return fresh
 
     def admit_now(self, policy: KeyPolicy, prompt_tokens: int, tell: Tell) -> Admission:

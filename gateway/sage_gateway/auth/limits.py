@@ -15,16 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from sage_gateway.auth.buckets import Bucket, duration
 from sage_gateway.auth.keys import KeyPolicy
-from sage_wire.envelopes import Protocol
 from sage_wire.errors import WireError
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One limit as the client is told it."""
+class Reading(NamedTuple):
+    """One limit as the client is told it (tuples: made on every request of a limited key)."""
 
     limit: int
     remaining: int
@@ -32,13 +31,12 @@ class Reading:
     """Seconds until the limit is whole again."""
 
 
-@dataclass(frozen=True)
-class Readings:
+class Readings(NamedTuple):
     requests: Reading | None = None
     tokens: Reading | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class KeyBuckets:
     """One key's state on one gateway (or as loaded from the shared store)."""
 
@@ -53,10 +51,17 @@ def buckets_for(policy: KeyPolicy, now: float) -> KeyBuckets:
     return KeyBuckets(requests, tokens)
 
 
+def _read(bucket: Bucket) -> Reading:
+    """A bucket already brought up to date, as the client is told it."""
+    level = bucket.level
+    return Reading(bucket.capacity, max(0, math.floor(level)), (bucket.capacity - level) / bucket.rate)
+
+
 def _reading(bucket: Bucket | None, now: float) -> Reading | None:
     if bucket is None:
         return None
-    return Reading(bucket.capacity, bucket.remaining(now), bucket.reset(now))
+    bucket.refill(now)
+    return _read(bucket)
 
 
 def readings(buckets: KeyBuckets, now: float) -> Readings:
@@ -88,15 +93,20 @@ class Verdict(StrEnum):
 
 
 def verdict(policy: KeyPolicy, buckets: KeyBuckets, prompt_tokens: int, now: float) -> Verdict:
+    """`Bucket.wait`'s answers, read from the refilled levels: an amount must wait exactly when it
+    is more than the level, and never fits when it is more than the capacity."""
     if policy.max_concurrent is not None and buckets.open >= policy.max_concurrent:
         return Verdict.OPEN
-    if buckets.requests is not None and buckets.requests.wait(now, 1) > 0:
-        return Verdict.REQUESTS
-    if buckets.tokens is not None:
-        wait = buckets.tokens.wait(now, prompt_tokens)
-        if math.isinf(wait):
+    requests, tokens = buckets.requests, buckets.tokens
+    if requests is not None:
+        requests.refill(now)
+        if requests.level < 1:
+            return Verdict.REQUESTS
+    if tokens is not None:
+        tokens.refill(now)
+        if prompt_tokens > tokens.capacity:
             return Verdict.TOO_LARGE
-        if wait > 0:
+        if prompt_tokens > tokens.level:
             return Verdict.TOKENS
     return Verdict.OK
 
@@ -129,23 +139,26 @@ def refusal(
     return rate_limited(policy, "tokens", message, wait, headers)
 
 
-def take(buckets: KeyBuckets, prompt_tokens: int, now: float) -> None:
-    """What an admitted request takes: one request, its prompt's estimated tokens, one open slot."""
-    if buckets.tokens is not None:
-        buckets.tokens.take(now, prompt_tokens)
-    if buckets.requests is not None:
-        buckets.requests.take(now, 1)
-    buckets.open += 1
+def _take(bucket: Bucket, amount: int) -> Reading:
+    """Take `amount` from a bucket already brought up to date (`Bucket.take` without the refill),
+    and read it."""
+    bucket.level = min(float(bucket.capacity), bucket.level - amount)
+    return _read(bucket)
 
 
 def admit(policy: KeyPolicy, buckets: KeyBuckets, prompt_tokens: int, now: float, tell: Tell) -> Readings:
     """Start one request of `policy` (estimated `prompt_tokens`), or raise its 429 (its limit
-    headers written by `tell`)."""
-    found = verdict(policy, buckets, prompt_tokens, now)
+    headers written by `tell`). An admitted request takes one request, its prompt's estimated
+    tokens and one open slot."""
+    found = verdict(policy, buckets, prompt_tokens, now)  # brings both buckets up to `now`
     if found is not Verdict.OK:
         raise refusal(found, policy, buckets, prompt_tokens, now, tell=tell)
-    take(buckets, prompt_tokens, now)
-    return readings(buckets, now)
+    requests, tokens = buckets.requests, buckets.tokens
+    buckets.open += 1
+    return Readings(
+        _take(requests, 1) if requests is not None else None,
+        _take(tokens, prompt_tokens) if tokens is not None else None,
+    )
 
 
 def settle(buckets: KeyBuckets, reserved_tokens: int, used_tokens: int | None, now: float) -> None:
@@ -156,28 +169,32 @@ def settle(buckets: KeyBuckets, reserved_tokens: int, used_tokens: int | None, n
         buckets.tokens.take(now, used_tokens - reserved_tokens)
 
 
+_OPENAI_NAMES = tuple(
+    (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
+    for kind in Readings._fields
+)
+_ANTHROPIC_NAMES = tuple(
+    (f"anthropic-ratelimit-{kind}-limit", f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset")
+    for kind in Readings._fields
+)
+
+
 def openai_headers(seen: Readings) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for kind, reading in (("requests", seen.requests), ("tokens", seen.tokens)):
+    for (limit, remaining, reset), reading in zip(_OPENAI_NAMES, seen, strict=True):
         if reading is not None:
-            headers[f"x-ratelimit-limit-{kind}"] = str(reading.limit)
-            headers[f"x-ratelimit-remaining-{kind}"] = str(reading.remaining)
-            headers[f"x-ratelimit-reset-{kind}"] = duration(reading.reset)
+            headers[limit] = str(reading.limit)
+            headers[remaining] = str(reading.remaining)
+            headers[reset] = duration(reading.reset)
     return headers
 
 
 def anthropic_headers(seen: Readings, wall_now: datetime) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for kind, reading in (("requests", seen.requests), ("tokens", seen.tokens)):
+    for (limit, remaining, reset), reading in zip(_ANTHROPIC_NAMES, seen, strict=True):
         if reading is not None:
-            reset = (wall_now + timedelta(seconds=math.ceil(reading.reset))).replace(microsecond=0)
-            headers[f"anthropic-ratelimit-{kind}-limit"] = str(reading.limit)
-            headers[f"anthropic-ratelimit-{kind}-remaining"] = str(reading.remaining)
-            headers[f"anthropic-ratelimit-{kind}-reset"] = reset.isoformat().replace("+00:00", "Z")
+            at = (wall_now + timedelta(seconds=math.ceil(reading.reset))).replace(microsecond=0)
+            headers[limit] = str(reading.limit)
+            headers[remaining] = str(reading.remaining)
+            headers[reset] = at.isoformat().replace("+00:00", "Z")
     return headers
-
-
-def limit_headers(seen: Readings, protocol: Protocol, wall_now: datetime) -> dict[str, str]:
-    if protocol is Protocol.ANTHROPIC:
-        return anthropic_headers(seen, wall_now)
-    return openai_headers(seen)

@@ -16,12 +16,21 @@ the engine's count is what is charged."""
 
 def _text_size(value: Any) -> int:
     """Characters of text in a prompt field (strings, content parts, nested lists), a token id
-    counting as CHARS_PER_TOKEN. Iterative: a body nested a thousand lists deep costs no stack."""
+    counting as CHARS_PER_TOKEN. Iterative: a body nested a thousand lists deep costs no stack.
+    A message's string content is counted where it is met (the common shape, on every request)."""
+    if isinstance(value, str):
+        return len(value)
     size = 0
     pending = [value]
     while pending:
         item = pending.pop()
-        if isinstance(item, str):
+        if isinstance(item, dict):
+            for part in (item.get("text"), item.get("content")):
+                if isinstance(part, str):
+                    size += len(part)
+                elif part is not None:
+                    pending.append(part)
+        elif isinstance(item, str):
             size += len(item)
         elif isinstance(item, bool):
             continue
@@ -29,17 +38,20 @@ def _text_size(value: Any) -> int:
             size += CHARS_PER_TOKEN
         elif isinstance(item, list):
             pending.extend(item)
-        elif isinstance(item, dict):
-            pending.extend((item.get("text"), item.get("content")))
     return size
+
+
+_PROMPT_FIELDS = ("messages", "prompt", "input", "system")
 
 
 def estimate_prompt_tokens(document: dict[str, Any]) -> int:
     """About how many tokens the prompt of a chat, completion, embedding or messages request has.
     Token-id lists count one per id."""
     size = 0
-    for field in ("messages", "prompt", "input", "system"):
-        size += _text_size(document.get(field))
+    for field in _PROMPT_FIELDS:
+        value = document.get(field)
+        if value is not None:
+            size += _text_size(value)
     return max(1, math.ceil(size / CHARS_PER_TOKEN))
 
 
@@ -58,14 +70,52 @@ def usage_of(usage: Any) -> Usage | None:
     """The tokens of an OpenAI `usage` object (a total alone counts as prompt tokens)."""
     if not isinstance(usage, dict):
         return None
-    prompt, completion, total = (usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens"))
+    prompt, completion, total = usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")
     if not isinstance(prompt, int) and not isinstance(completion, int):
         return Usage(total, 0) if isinstance(total, int) else None
     return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
 
+_USAGE_KEY = b'"usage"'
+_TAIL_BYTES = 4096
+"""How far from the end a `usage` member is looked for before the whole body is parsed."""
+_SMALL_BODY = 2048
+"""Bodies up to this size are parsed whole: orjson reads a chat answer of a few hundred bytes
+faster than the byte operations that find its end (measured: 0.9 against 1.1 µs)."""
+
+
+def _trailing_usage(content: bytes) -> tuple[bool, Any]:
+    """(True, value) when `content` ends with a top-level `"usage": value` member, read from the
+    end alone; (False, None) when it does not end that way (or its end does not parse).
+
+    Engines write `usage` after `choices` or `data`, so this is one search near the end and a
+    parse of a few dozen bytes instead of the whole answer (a large one for embeddings). Why it is
+    the top-level member: in JSON text a quote inside a string is escaped, so an unescaped
+    `"usage"` followed by `:` is a key; when its value is followed by nothing but the last `}`,
+    the object it belongs to ends where the document does, and only the outermost object does
+    that. The body is an engine's JSON encoder's output (the client's text reaches it only inside
+    escaped strings), so the rest of it is not read again to check it is valid."""
+    at = content.rfind(_USAGE_KEY)
+    if at <= 0 or len(content) - at > _TAIL_BYTES or content[at - 1] == 0x5C:  # a backslash: a string's
+        return False, None
+    rest = content[at + len(_USAGE_KEY) :].lstrip()
+    value = rest[1:].rstrip()
+    if rest[:1] != b":" or value[-1:] != b"}" or content[: content.find(b"{") + 1].strip() != b"{":
+        return False, None
+    try:
+        return True, orjson.loads(value[:-1])
+    except orjson.JSONDecodeError:
+        return False, None
+
+
 def body_usage(content: bytes) -> Usage | None:
-    """The usage of a complete JSON answer, or None."""
+    """The usage of a complete JSON answer, or None. In a large answer (embeddings, long
+    completions) it is looked for at the end first (see `_trailing_usage`); any other is parsed
+    whole."""
+    if len(content) > _SMALL_BODY:
+        found, usage = _trailing_usage(content)
+        if found:
+            return usage_of(usage)
     try:
         parsed = orjson.loads(content)
     except orjson.JSONDecodeError:
@@ -86,6 +136,15 @@ def asking_for_usage(document: dict[str, Any]) -> bytes | None:
     return orjson.dumps({**document, "stream_options": merged})
 
 
+def _no_usage(events: bytes) -> bool:
+    """Whether no `usage` in these events has a value: none is named, or each is null. An engine
+    asked for usage sends `"usage": null` in every chunk before the one that counts (OpenAI's
+    API and vLLM do), so most chunks are let through without being parsed. (An unescaped
+    `"usage"` in JSON text is a key or a value, never text inside a string.)"""
+    named = events.count(_USAGE_KEY)
+    return named == 0 or named == events.count(b'"usage":null') + events.count(b'"usage": null')
+
+
 class UsageTap:
     """An OpenAI stream on its way to the client: notes the usage chunk's tokens and, when the
     client did not ask for usage, leaves that chunk out. Bytes pass through unchanged otherwise;
@@ -104,7 +163,7 @@ class UsageTap:
             return b""
         self._pending = data[end + 2 :]
         complete = data[: end + 2]
-        if b'"usage"' not in complete:
+        if _no_usage(complete):
             return complete
         return b"".join(self._event(event + b"\n\n") for event in complete[:-2].split(b"\n\n"))
 
@@ -113,7 +172,7 @@ class UsageTap:
         return rest
 
     def _event(self, event: bytes) -> bytes:
-        if b'"usage"' not in event:
+        if _no_usage(event):
             return event
         data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
         try:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import orjson
 
-from sage_gateway.auth.usage import Usage, UsageTap, asking_for_usage, body_usage, estimate_prompt_tokens
+from sage_gateway.auth.usage import (
+    Usage,
+    UsageTap,
+    _trailing_usage,
+    asking_for_usage,
+    body_usage,
+    estimate_prompt_tokens,
+)
 from sage_wire.sse import data_event
 
 
@@ -33,6 +40,24 @@ def test_usage_of_a_complete_answer() -> None:
     assert body_usage(b'{"usage": {"prompt_tokens": "3"}}') is None
     assert body_usage(b"not json") is None
     assert body_usage(b"[]") is None
+
+
+def test_usage_is_the_top_level_member_wherever_the_answer_names_usage() -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7, "details": {"cached": 1}}
+    said = '"usage": {"prompt_tokens": 99} and \\"usage\\" in a string'
+    last = {"choices": [{"message": {"content": said, "usage": {"prompt_tokens": 98}}}], "usage": usage}
+    assert body_usage(orjson.dumps(last)) == Usage(3, 4)
+    assert _trailing_usage(orjson.dumps(last)) == (True, usage)  # read from the end alone
+    assert body_usage(orjson.dumps(last, option=orjson.OPT_INDENT_2) + b"\n") == Usage(3, 4)
+    first = {"usage": usage, "choices": [{"message": {"content": said, "usage": {"prompt_tokens": 98}}}]}
+    assert body_usage(orjson.dumps(first)) == Usage(3, 4)
+    assert _trailing_usage(orjson.dumps(first)) == (False, None)  # parsed whole
+    nested_last = {"usage": usage, "choices": [{"usage": {"prompt_tokens": 98}}]}
+    assert body_usage(orjson.dumps(nested_last)) == Usage(3, 4)
+    assert body_usage(orjson.dumps({"choices": [{"usage": {"prompt_tokens": 98}}]})) is None
+    assert body_usage(orjson.dumps({'x"usage': {"prompt_tokens": 98}})) is None  # a key that only ends so
+    assert body_usage(orjson.dumps({"data": [0.5] * 5000, "usage": usage})) == Usage(3, 4)
+    assert body_usage(orjson.dumps({"choices": [], "usage": None})) is None
 
 
 def test_a_stream_is_asked_for_usage_only_when_it_does_not_ask() -> None:
@@ -67,3 +92,22 @@ def test_the_tap_counts_and_strips_the_usage_chunk_wherever_chunks_split() -> No
         kept = UsageTap(strip=False)
         assert fed(kept, pieces) == STREAM
         assert kept.tokens == Usage(2, 1)
+
+
+def test_the_tap_lets_null_usage_chunks_through_and_counts_the_last() -> None:
+    chunk = {"choices": [{"delta": {"content": '"usage": {"prompt_tokens": 9}'}}], "usage": None}
+    spaced = b'data: {"choices": [{"delta": {"content": "x"}}], "usage": null}\n\n'
+    counted = {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}}
+    stream = data_event(chunk) + spaced + data_event(counted) + b"data: [DONE]\n\n"
+    for size in (1, 13, len(stream)):
+        pieces = [stream[i : i + size] for i in range(0, len(stream), size)]
+        kept = UsageTap(strip=False)
+        assert fed(kept, pieces) == stream
+        assert kept.tokens == Usage(4, 5)
+        stripped = UsageTap(strip=True)
+        assert fed(stripped, pieces) == data_event(chunk) + spaced + b"data: [DONE]\n\n"
+        assert stripped.tokens == Usage(4, 5)
+    value_named_usage = data_event({"choices": [], "kind": "usage", "usage": None})
+    tap = UsageTap(strip=True)
+    assert fed(tap, [value_named_usage]) == value_named_usage
+    assert tap.tokens is None
