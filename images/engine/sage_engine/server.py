@@ -38,9 +38,13 @@ def serve(settings: EngineSettings) -> int:
         # The drain ends the streams still open at drain_seconds; uvicorn's own cut comes after.
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
         server_header=False,
+        http="httptools",
+        loop="uvloop",
+        # Behind the gateway, the client address is the gateway's: nothing reads X-Forwarded-For.
+        proxy_headers=False,
     )
-    server = DrainingServer(config, app.state.engine.drain)
-    server.run()  # uvloop and httptools when installed
+    server = DrainingServer(config, app.state.drain)
+    server.run()
     if failure:
         log.error("exiting: %s", failure[0])
         return 1
