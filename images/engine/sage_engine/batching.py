@@ -22,7 +22,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from functools import partial
+from typing import Generic, TypeVar, cast
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -83,9 +84,22 @@ class _Pending(Generic[ItemT, ResultT]):
 
 
 @dataclass
+class _Waiter:
+    """A worker waiting until `wanted` requests queue (or its timer wakes it)."""
+
+    wanted: int
+    woken: asyncio.Future[None]
+
+
+@dataclass
 class Batcher(Generic[ItemT, ResultT]):
     """`await batcher.submit(items)` returns `run_batch`'s results for exactly those items;
-    `run_batch(items, alone)` is told whether its batch runs alone (see the module's docstring)."""
+    `run_batch(items, alone)` is told whether its batch runs alone (see the module's docstring).
+
+    The event loop's share of each request is kept small, since it holds the GIL the workers need:
+    a worker gathering a batch is woken once, when enough requests queued (not at each arrival),
+    and a batch's results come back in one call from its thread, which answers every request of
+    the batch (no executor future per batch)."""
 
     run_batch: Callable[[list[ItemT], bool], Sequence[ResultT]]
     executor: Executor
@@ -94,22 +108,20 @@ class Batcher(Generic[ItemT, ResultT]):
     batches_run: int = 0
     items_run: int = 0
     gauge: ConcurrencyGauge = field(default_factory=ConcurrencyGauge)
-    _queue: asyncio.Queue[_Pending[ItemT, ResultT]] | None = None
-    _carry: deque[_Pending[ItemT, ResultT]] = field(default_factory=deque)
+    _queue: deque[_Pending[ItemT, ResultT]] = field(default_factory=deque)
+    _waiters: list[_Waiter] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _running: int = 0
 
     async def submit(self, items: Sequence[ItemT]) -> list[ResultT]:
         loop = asyncio.get_running_loop()
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._tasks = [
-                asyncio.create_task(self._run(self._queue), name=f"embedding-batcher-{i}") for i in range(self.workers)
-            ]
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._run(), name=f"embedding-batcher-{i}") for i in range(self.workers)]
         future: asyncio.Future[list[ResultT]] = loop.create_future()
         self.gauge.enter(loop.time())
         try:
-            self._queue.put_nowait(_Pending(items, future))
+            self._queue.append(_Pending(items, future))
+            self._wake(len(self._queue))
             return await future
         finally:
             self.gauge.leave(loop.time())
@@ -121,57 +133,96 @@ class Batcher(Generic[ItemT, ResultT]):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _next(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> _Pending[ItemT, ResultT]:
-        return self._carry.popleft() if self._carry else await queue.get()
+    def _wake(self, queued: int) -> None:
+        """Wake the workers that wait for no more than `queued` requests."""
+        for waiter in [waiter for waiter in self._waiters if waiter.wanted <= queued]:
+            self._waiters.remove(waiter)
+            _set_once(waiter.woken)
 
-    async def _collect(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> list[_Pending[ItemT, ResultT]]:
+    async def _wait(self, wanted: int, at_most: float | None) -> None:
+        """Until `wanted` requests queue, or `at_most` seconds pass."""
         loop = asyncio.get_running_loop()
-        first = await self._next(queue)
+        waiter = _Waiter(wanted, loop.create_future())
+        self._waiters.append(waiter)
+        timer = None if at_most is None else loop.call_later(at_most, _set_once, waiter.woken)
+        try:
+            await waiter.woken
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    async def _collect(self) -> list[_Pending[ItemT, ResultT]]:
+        loop = asyncio.get_running_loop()
+        while not self._queue:
+            await self._wait(1, None)
+        first = self._queue.popleft()
         batch, count = [first], len(first.items)
         target = self.policy.target_requests(self.gauge.recent_peak(loop.time()), self.workers)
         deadline = loop.time() + self.policy.max_wait_seconds
         while count < self.policy.max_items:
-            if not queue.empty():
-                candidate = queue.get_nowait()
-            else:
-                remaining = deadline - loop.time()
-                if remaining <= 0 or len(batch) >= target:
-                    break
-                try:
-                    candidate = await asyncio.wait_for(queue.get(), remaining)
-                except TimeoutError:
-                    break
-            if not self.policy.fits(count, len(candidate.items)):
-                self._carry.append(candidate)
+            if self._queue:
+                if not self.policy.fits(count, len(self._queue[0].items)):
+                    break  # it starts the next batch
+                candidate = self._queue.popleft()
+                batch.append(candidate)
+                count += len(candidate.items)
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0 or len(batch) >= target:
                 break
-            batch.append(candidate)
-            count += len(candidate.items)
+            await self._wait(target - len(batch), remaining)
         return batch
 
-    async def _run(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> None:
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect(queue)
+            batch = await self._collect()
             live = [pending for pending in batch if not pending.future.done()]
             if not live:
                 continue
             flat = [item for pending in live for item in pending.items]
             alone = self._running == 0 and self.gauge.recent_peak(loop.time()) <= 1
             self._running += 1
+            finished: asyncio.Future[None] = loop.create_future()
+            answer = partial(self._answer, live, finished)
             try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, flat, alone)
-            except Exception as error:  # delivered to every caller of this batch
-                for pending in live:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
-                continue
-            finally:
-                self._running -= 1
-            self.batches_run += 1
-            self.items_run += len(flat)
-            start = 0
+                self.executor.submit(self._work, loop, flat, alone, answer)
+            except RuntimeError as error:  # the executor shut down
+                answer(error)
+            await finished
+
+    def _work(
+        self, loop: asyncio.AbstractEventLoop, flat: list[ItemT], alone: bool, answer: Callable[[object], None]
+    ) -> None:
+        """On an executor thread: the batch, then one call into the event loop with its outcome."""
+        try:
+            outcome: object = self.run_batch(flat, alone)
+        except Exception as error:  # delivered to every caller of this batch
+            outcome = error
+        loop.call_soon_threadsafe(answer, outcome)
+
+    def _answer(self, live: list[_Pending[ItemT, ResultT]], finished: asyncio.Future[None], outcome: object) -> None:
+        """On the event loop, once per batch: every request of the batch gets its rows (or the error)."""
+        self._running -= 1
+        _set_once(finished)
+        if isinstance(outcome, Exception):
             for pending in live:
-                end = start + len(pending.items)
                 if not pending.future.done():
-                    pending.future.set_result(list(results[start:end]))
-                start = end
+                    pending.future.set_exception(outcome)
+            return
+        results = cast(Sequence[ResultT], outcome)
+        self.batches_run += 1
+        self.items_run += len(results)
+        start = 0
+        for pending in live:
+            end = start + len(pending.items)
+            if not pending.future.done():
+                pending.future.set_result(list(results[start:end]))
+            start = end
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
