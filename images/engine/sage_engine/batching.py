@@ -84,22 +84,13 @@ class _Pending(Generic[ItemT, ResultT]):
 
 
 @dataclass
-class _Waiter:
-    """A worker waiting until `wanted` requests queue (or its timer wakes it)."""
-
-    wanted: int
-    woken: asyncio.Future[None]
-
-
-@dataclass
 class Batcher(Generic[ItemT, ResultT]):
     """`await batcher.submit(items)` returns `run_batch`'s results for exactly those items;
     `run_batch(items, alone)` is told whether its batch runs alone (see the module's docstring).
 
-    The event loop's share of each request is kept small, since it holds the GIL the workers need:
-    a worker gathering a batch is woken once, when enough requests queued (not at each arrival),
-    and a batch's results come back in one call from its thread, which answers every request of
-    the batch (no executor future per batch)."""
+    A batch's results come back in one call from its thread, which answers every request of the
+    batch (no executor future per batch): the event loop's share of each request is kept small,
+    since it holds the GIL the workers need."""
 
     run_batch: Callable[[list[ItemT], bool], Sequence[ResultT]]
     executor: Executor
@@ -108,20 +99,22 @@ class Batcher(Generic[ItemT, ResultT]):
     batches_run: int = 0
     items_run: int = 0
     gauge: ConcurrencyGauge = field(default_factory=ConcurrencyGauge)
-    _queue: deque[_Pending[ItemT, ResultT]] = field(default_factory=deque)
-    _waiters: list[_Waiter] = field(default_factory=list)
+    _queue: asyncio.Queue[_Pending[ItemT, ResultT]] | None = None
+    _carry: deque[_Pending[ItemT, ResultT]] = field(default_factory=deque)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _running: int = 0
 
     async def submit(self, items: Sequence[ItemT]) -> list[ResultT]:
         loop = asyncio.get_running_loop()
-        if not self._tasks:
-            self._tasks = [asyncio.create_task(self._run(), name=f"embedding-batcher-{i}") for i in range(self.workers)]
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._tasks = [
+                asyncio.create_task(self._run(self._queue), name=f"embedding-batcher-{i}") for i in range(self.workers)
+            ]
         future: asyncio.Future[list[ResultT]] = loop.create_future()
         self.gauge.enter(loop.time())
         try:
-            self._queue.append(_Pending(items, future))
-            self._wake(len(self._queue))
+            self._queue.put_nowait(_Pending(items, future))
             return await future
         finally:
             self.gauge.leave(loop.time())
@@ -133,52 +126,37 @@ class Batcher(Generic[ItemT, ResultT]):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def _wake(self, queued: int) -> None:
-        """Wake the workers that wait for no more than `queued` requests."""
-        for waiter in [waiter for waiter in self._waiters if waiter.wanted <= queued]:
-            self._waiters.remove(waiter)
-            _set_once(waiter.woken)
+    async def _next(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> _Pending[ItemT, ResultT]:
+        return self._carry.popleft() if self._carry else await queue.get()
 
-    async def _wait(self, wanted: int, at_most: float | None) -> None:
-        """Until `wanted` requests queue, or `at_most` seconds pass."""
+    async def _collect(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> list[_Pending[ItemT, ResultT]]:
         loop = asyncio.get_running_loop()
-        waiter = _Waiter(wanted, loop.create_future())
-        self._waiters.append(waiter)
-        timer = None if at_most is None else loop.call_later(at_most, _set_once, waiter.woken)
-        try:
-            await waiter.woken
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
-
-    async def _collect(self) -> list[_Pending[ItemT, ResultT]]:
-        loop = asyncio.get_running_loop()
-        while not self._queue:
-            await self._wait(1, None)
-        first = self._queue.popleft()
+        first = await self._next(queue)
         batch, count = [first], len(first.items)
         target = self.policy.target_requests(self.gauge.recent_peak(loop.time()), self.workers)
         deadline = loop.time() + self.policy.max_wait_seconds
         while count < self.policy.max_items:
-            if self._queue:
-                if not self.policy.fits(count, len(self._queue[0].items)):
-                    break  # it starts the next batch
-                candidate = self._queue.popleft()
-                batch.append(candidate)
-                count += len(candidate.items)
-                continue
-            remaining = deadline - loop.time()
-            if remaining <= 0 or len(batch) >= target:
+            if not queue.empty():
+                candidate = queue.get_nowait()
+            else:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or len(batch) >= target:
+                    break
+                try:
+                    candidate = await asyncio.wait_for(queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if not self.policy.fits(count, len(candidate.items)):
+                self._carry.append(candidate)
                 break
-            await self._wait(target - len(batch), remaining)
+            batch.append(candidate)
+            count += len(candidate.items)
         return batch
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue[_Pending[ItemT, ResultT]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
+            batch = await self._collect(queue)
             live = [pending for pending in batch if not pending.future.done()]
             if not live:
                 continue
