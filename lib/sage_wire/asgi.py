@@ -27,11 +27,18 @@ async def read_body(
     `content_length`, the request's Content-Length header, or actually sent); ClientGone when the
     client hangs up meanwhile. `on_chunk` is told the size of each chunk as it arrives (and may
     refuse it by raising)."""
+    # The ASGI messages themselves: Starlette's stream() is a generator more.
+    return await receive_body(request.receive, limit, content_length, on_chunk)
+
+
+async def receive_body(
+    receive: Receive, limit: int, content_length: str | None, on_chunk: Callable[[int], None] | None = None
+) -> bytes:
+    """`read_body` on a raw ASGI `receive`."""
     if content_length is not None and content_length.isdigit() and int(content_length) > limit:
         raise body_too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    receive = request.receive  # the ASGI messages themselves: Starlette's stream() is a generator more
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

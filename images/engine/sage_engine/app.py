@@ -1,5 +1,6 @@
 """The FastAPI application: lifespan (background model load), error envelopes, health and
-model listing. Routes: `openai_routes` (embeddings, chat, completions), `adapter_routes`."""
+model listing. Routes: `openai_routes` (embeddings, chat, completions), `adapter_routes`. Served
+behind `embeddings_route.EngineApp`, which answers POST /v1/embeddings itself."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from sage_engine import errors
 from sage_engine.adapter_routes import router as adapter_router
 from sage_engine.backends import load_backend
 from sage_engine.backends.base import Backend
-from sage_engine.http_io import json_response
+from sage_engine.embeddings_route import EngineApp
+from sage_engine.http_io import CLIENT_CLOSED, json_response
 from sage_engine.listed_adapters import AdapterListError, load_listed_adapters
 from sage_engine.openai_routes import router as openai_router
 from sage_engine.responses import model_list
@@ -29,10 +31,6 @@ from sage_wire.errors import WireError, internal_error
 from sage_wire.openapi import openai_api
 
 log = logging.getLogger("sage_engine")
-
-
-CLIENT_CLOSED = 499
-"""nginx's convention for a client that went away before its answer: nobody reads it."""
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -65,9 +63,10 @@ def create_app(
     settings: EngineSettings,
     on_load_failure: Callable[[str], None] | None = None,
     loader: Callable[[EngineSettings], Backend] = load_backend,
-) -> FastAPI:
-    """The engine app. The model loads in a thread after start-up; `on_load_failure` gets the
-    reason when it cannot (the server then exits non-zero)."""
+) -> EngineApp:
+    """The engine app (FastAPI, behind `EngineApp`'s own embeddings route). The model loads in a
+    thread after start-up; `on_load_failure` gets the reason when it cannot (the server then exits
+    non-zero)."""
     state = EngineState(settings)
 
     async def load() -> None:
@@ -136,4 +135,4 @@ def create_app(
         names = settings.model_names()
         return json_response(model_list(names, backend.adapter_names(), settings.model, state.created))
 
-    return app
+    return EngineApp(app, state)

@@ -22,7 +22,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from functools import partial
+from typing import Generic, TypeVar, cast
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
@@ -85,7 +86,11 @@ class _Pending(Generic[ItemT, ResultT]):
 @dataclass
 class Batcher(Generic[ItemT, ResultT]):
     """`await batcher.submit(items)` returns `run_batch`'s results for exactly those items;
-    `run_batch(items, alone)` is told whether its batch runs alone (see the module's docstring)."""
+    `run_batch(items, alone)` is told whether its batch runs alone (see the module's docstring).
+
+    A batch's results come back in one call from its thread, which answers every request of the
+    batch (no executor future per batch): the event loop's share of each request is kept small,
+    since it holds the GIL the workers need."""
 
     run_batch: Callable[[list[ItemT], bool], Sequence[ResultT]]
     executor: Executor
@@ -158,20 +163,44 @@ class Batcher(Generic[ItemT, ResultT]):
             flat = [item for pending in live for item in pending.items]
             alone = self._running == 0 and self.gauge.recent_peak(loop.time()) <= 1
             self._running += 1
+            finished: asyncio.Future[None] = loop.create_future()
+            answer = partial(self._answer, live, finished)
             try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, flat, alone)
-            except Exception as error:  # delivered to every caller of this batch
-                for pending in live:
-                    if not pending.future.done():
-                        pending.future.set_exception(error)
-                continue
-            finally:
-                self._running -= 1
-            self.batches_run += 1
-            self.items_run += len(flat)
-            start = 0
+                self.executor.submit(self._work, loop, flat, alone, answer)
+            except RuntimeError as error:  # the executor shut down
+                answer(error)
+            await finished
+
+    def _work(
+        self, loop: asyncio.AbstractEventLoop, flat: list[ItemT], alone: bool, answer: Callable[[object], None]
+    ) -> None:
+        """On an executor thread: the batch, then one call into the event loop with its outcome."""
+        try:
+            outcome: object = self.run_batch(flat, alone)
+        except Exception as error:  # delivered to every caller of this batch
+            outcome = error
+        loop.call_soon_threadsafe(answer, outcome)
+
+    def _answer(self, live: list[_Pending[ItemT, ResultT]], finished: asyncio.Future[None], outcome: object) -> None:
+        """On the event loop, once per batch: every request of the batch gets its rows (or the error)."""
+        self._running -= 1
+        _set_once(finished)
+        if isinstance(outcome, Exception):
             for pending in live:
-                end = start + len(pending.items)
                 if not pending.future.done():
-                    pending.future.set_result(list(results[start:end]))
-                start = end
+                    pending.future.set_exception(outcome)
+            return
+        results = cast(Sequence[ResultT], outcome)
+        self.batches_run += 1
+        self.items_run += len(results)
+        start = 0
+        for pending in live:
+            end = start + len(pending.items)
+            if not pending.future.done():
+                pending.future.set_result(list(results[start:end]))
+            start = end
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -12,6 +12,9 @@ from fastapi.responses import Response
 from sage_engine.state import EngineState
 from sage_wire.asgi import read_body
 
+CLIENT_CLOSED = 499
+"""nginx's convention for a client that went away before its answer: nobody reads it."""
+
 
 def json_response(payload: Any, status: int = 200) -> Response:
     # orjson writes numpy rows directly: no per-float Python objects for embeddings.

@@ -9,24 +9,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from sage_engine import errors, responses
 from sage_engine.backends.base import Backend, Prompt
+from sage_engine.embeddings_route import PATH, embedding_answer
 from sage_engine.generation import GenerationResult, SamplingParams, run_generation
 from sage_engine.http_io import engine_state, json_response, request_body
-from sage_engine.protocol import (
-    ChatRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    SamplingRequest,
-    context_too_long,
-    input_too_long,
-    normalize_embedding_input,
-    parse_body,
-)
+from sage_engine.protocol import ChatRequest, CompletionRequest, SamplingRequest, context_too_long, parse_body
 from sage_engine.state import EngineState
 from sage_wire.asgi import unless_disconnected
 from sage_wire.envelopes import envelope
@@ -37,39 +28,14 @@ router = APIRouter()
 
 
 async def embeddings(request: Request) -> Response:
-    state = engine_state(request)
-    backend = state.require_backend()
-    body = parse_body(EmbeddingRequest, await request_body(request))
-    state.resolve(body.model, allow_adapters=False)
-    if not backend.supports_embeddings():
-        raise errors.unsupported_route("a text-generation model", "/v1/embeddings")
-    items = normalize_embedding_input(body.input, state.settings.max_inputs)
-    if body.dimensions is not None and not backend.supports_dimensions(body.dimensions):
-        raise errors.bad_request(
-            f"This model does not support 'dimensions' ({body.dimensions} requested); its "
-            f"embeddings have {backend.embedding_dimensions()} dimensions.",
-            param="dimensions",
-        )
-    vocabulary = backend.vocabulary_size()
-    for index, item in enumerate(items):
-        if isinstance(item, list) and max(item) >= vocabulary:
-            raise errors.bad_request(
-                f"Input {index} has token id {max(item)}; this model's vocabulary has {vocabulary} tokens.", "input"
-            )
-    assert state.batcher is not None  # set together with the backend
-    rows = await state.batcher.submit(items)
-    counts = [count for _, count in rows]
-    limit = backend.max_input_tokens()
-    for index, count in enumerate(counts):
-        if count > limit:
-            raise input_too_long(index, count, limit)
-    vectors = responses.truncate_dimensions(np.stack([vector for vector, _ in rows]), body.dimensions)
-    name = body.model or state.settings.name()
-    return json_response(responses.embedding_response(vectors, name, body.encoding_format, sum(counts)))
+    """The route within FastAPI; uvicorn's POST requests go to `EngineApp` first, which answers
+    them without FastAPI (see `embeddings_route`)."""
+    answer = await embedding_answer(engine_state(request), await request_body(request))
+    return Response(answer, media_type="application/json")
 
 
-# A plain Starlette route: the hottest path skips FastAPI's per-request dependency machinery.
-router.add_route("/v1/embeddings", embeddings, methods=["POST"])
+# A plain Starlette route: no FastAPI dependency machinery.
+router.add_route(PATH, embeddings, methods=["POST"])
 
 
 def _sampling(

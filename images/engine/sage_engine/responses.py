@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,21 @@ def truncate_dimensions(vectors: npt.NDArray[np.float32], dimensions: int | None
     return (kept / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
+def embedding_rows(rows: list[npt.NDArray[np.float32]], dimensions: int | None) -> Sequence[npt.NDArray[np.float32]]:
+    """A batch's rows for one request: as they are (orjson writes each row directly), or
+    truncated to `dimensions`."""
+    if dimensions is None or dimensions >= len(rows[0]):
+        return rows
+    return list(truncate_dimensions(np.stack(rows), dimensions))
+
+
 def encode_base64(vector: npt.NDArray[np.float32]) -> str:
     """OpenAI's base64 format: little-endian float32 bytes."""
     return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode()
 
 
 def embedding_response(
-    vectors: npt.NDArray[np.float32], model: str, encoding_format: str, prompt_tokens: int
+    vectors: Sequence[npt.NDArray[np.float32]], model: str, encoding_format: str, prompt_tokens: int
 ) -> dict[str, Any]:
     if encoding_format == "base64":
         rows: list[Any] = [encode_base64(row) for row in vectors]

@@ -8,7 +8,7 @@ import threading
 from fastapi.testclient import TestClient
 
 from sage_engine.app import create_app
-from sage_engine.backends.base import Backend
+from sage_engine.backends.base import Backend, EmbeddingBatch, EmbeddingItem
 from sage_engine.backends.deterministic_backend import DeterministicBackend
 from sage_engine.settings import EngineSettings
 from sage_harness.waiting import wait_until
@@ -48,3 +48,19 @@ def test_load_failure_is_reported() -> None:
         assert health["status"] == "failed"
         assert "no weights in /models/x" in health["reason"]
     assert reasons == ["failed to load model '/models/x' (transformers): no weights in /models/x"]
+
+
+class _BrokenEmbeddings(DeterministicBackend):
+    def embed(self, items: list[EmbeddingItem], *, alone: bool = False) -> EmbeddingBatch:
+        raise RuntimeError("the runtime fell over")
+
+
+def test_an_embedding_failure_answers_500_in_the_envelope() -> None:
+    app = create_app(EngineSettings(backend="deterministic", model="x"), loader=lambda s: _BrokenEmbeddings("x", 8))
+    with TestClient(app) as client:
+        wait_until(lambda: client.get("/health").status_code == 200, "the load to finish", timeout=10)
+        answer = client.post("/v1/embeddings", json={"input": "x"})
+        assert answer.status_code == 500
+        assert answer.json()["error"]["code"] == "internal_error"
+        assert answer.json()["error"]["type"] == "server_error"
+        assert client.get("/v1/embeddings").status_code == 405  # FastAPI still has the route

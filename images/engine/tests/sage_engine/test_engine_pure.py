@@ -176,6 +176,30 @@ async def test_batcher_delivers_errors_to_the_batch() -> None:
         await batcher.close()
 
 
+async def test_a_request_that_does_not_fit_starts_the_next_batch() -> None:
+    batches: list[list[int]] = []
+
+    def run(items: list[int], alone: bool) -> list[int]:
+        batches.append(list(items))
+        return [-item for item in items]
+
+    with ThreadPoolExecutor(1) as executor:
+        batcher: Batcher[int, int] = Batcher(run, executor, BatchPolicy(max_items=4, max_wait_seconds=0.05))
+        results = await asyncio.gather(batcher.submit([1, 2, 3]), batcher.submit([4, 5]), batcher.submit([6]))
+        await batcher.close()
+    assert list(results) == [[-1, -2, -3], [-4, -5], [-6]]
+    assert batches == [[1, 2, 3], [4, 5, 6]]
+
+
+async def test_a_shut_executor_fails_the_request_rather_than_hanging_it() -> None:
+    executor = ThreadPoolExecutor(1)
+    executor.shutdown()
+    batcher: Batcher[int, int] = Batcher(lambda items, alone: items, executor)
+    with pytest.raises(RuntimeError, match="shutdown"):
+        await batcher.submit([1])
+    await batcher.close()
+
+
 async def test_parallel_batch_workers_keep_callers_apart() -> None:
     running: list[int] = []
     most_at_once = 0
