@@ -133,7 +133,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._read_timeout = read_timeout
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
-        self._loop = self.loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.closed = False
         self.reused = False
         """It carried an exchange before this one (a replica may have closed it meanwhile)."""
@@ -154,7 +154,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received_any = True
-        self._last_data = self._loop.time()
+        self._last_data = self.loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
@@ -182,7 +182,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._owner.forget(self)
 
     def pause_writing(self) -> None:
-        self._writable = self._loop.create_future()
+        self._writable = self.loop.create_future()
 
     def resume_writing(self) -> None:
         writable, self._writable = self._writable, None
@@ -223,7 +223,7 @@ class UpstreamConnection(asyncio.Protocol):
         response._end()
         if keep and not self.closed:
             self.reused = True
-            self.idle_since = self._loop.time()
+            self.idle_since = self.loop.time()
             self._owner.release(self)
         else:
             self.abort()
@@ -233,10 +233,10 @@ class UpstreamConnection(asyncio.Protocol):
         """Write one request; the future resolves when the response's headers have arrived."""
         assert self._transport is not None
         self._received_any = False
-        self._started = started = self._loop.create_future()
-        self._last_data = self._loop.time()
+        self._started = started = self.loop.create_future()
+        self._last_data = self.loop.time()
         if self._timer is None:  # one timer per connection, not one per request (see _check_read_timeout)
-            self._timer = self._loop.call_later(self._read_timeout, self._check_read_timeout)
+            self._timer = self.loop.call_later(self._read_timeout, self._check_read_timeout)
         if len(body) <= 16384:
             self._transport.write(head + body)
         else:
@@ -254,7 +254,7 @@ class UpstreamConnection(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self._paused and self._unread_is_low():
             self._paused = False
-            self._last_data = self._loop.time()  # the wait was the consumer's, not the replica's
+            self._last_data = self.loop.time()  # the wait was the consumer's, not the replica's
             if self._transport is not None and not self.closed:
                 self._transport.resume_reading()
 
@@ -288,10 +288,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._timer = None
         if self.closed or (self._started is None and self._response is None):
             return
-        waited = self._loop.time() - self._last_data
+        waited = self.loop.time() - self._last_data
         if self._paused or waited < self._read_timeout:
             delay = self._read_timeout - (0 if self._paused else waited)
-            self._timer = self._loop.call_later(delay, self._check_read_timeout)
+            self._timer = self.loop.call_later(delay, self._check_read_timeout)
             return
         self._broken(ReadTimeout(f"the replica sent nothing for {self._read_timeout:g} s"))
 
