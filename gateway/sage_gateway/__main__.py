@@ -116,7 +116,7 @@ def serve(settings: GatewaySettings, counts: WorkerCounts | None = None, sock: s
 
     from sage_gateway.app import create_app  # noqa: PLC0415
     from sage_gateway.metrics import record_for_every_worker  # noqa: PLC0415
-    from sage_runtime.coalesced_http import CoalescingHttpToolsProtocol  # noqa: PLC0415
+    from sage_runtime.http_server import HttpServerProtocol  # noqa: PLC0415
     from sage_runtime.draining_server import DrainingServer  # noqa: PLC0415
 
     if counts is not None:
@@ -129,7 +129,7 @@ def serve(settings: GatewaySettings, counts: WorkerCounts | None = None, sock: s
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,  # httptools, with a response's writes in one send
+        http=HttpServerProtocol,  # SAGE's HTTP/1.1 connection (sage_runtime.http_server)
         timeout_keep_alive=75,
         # The gateway never reads the client's address, so X-Forwarded-* need no rewriting per
         # request; and it does not name its server software.

@@ -11,7 +11,7 @@ import uvicorn
 from sage_engine.app import create_app
 from sage_engine.cli import parse_settings
 from sage_engine.settings import EngineSettings
-from sage_runtime.coalesced_http import CoalescingHttpToolsProtocol
+from sage_runtime.http_server import HttpServerProtocol
 from sage_runtime.draining_server import DrainingServer
 from sage_runtime.termination import write_termination_message
 
@@ -39,7 +39,7 @@ def serve(settings: EngineSettings) -> int:
         # The drain ends the streams still open at drain_seconds; uvicorn's own cut comes after.
         timeout_graceful_shutdown=int(settings.drain_seconds) + 5,
         server_header=False,
-        http=CoalescingHttpToolsProtocol,  # httptools, a response's head in the same send as its body
+        http=HttpServerProtocol,  # SAGE's HTTP/1.1 connection (sage_runtime.http_server)
         loop="uvloop",
         # Behind the gateway, the client address is the gateway's: nothing reads X-Forwarded-For.
         proxy_headers=False,
