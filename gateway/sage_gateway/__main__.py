@@ -116,8 +116,8 @@ def serve(settings: GatewaySettings, counts: WorkerCounts | None = None, sock: s
 
     from sage_gateway.app import create_app  # noqa: PLC0415
     from sage_gateway.metrics import record_for_every_worker  # noqa: PLC0415
-    from sage_runtime.http_server import HttpServerProtocol  # noqa: PLC0415
     from sage_runtime.draining_server import DrainingServer  # noqa: PLC0415
+    from sage_runtime.http_server import HttpServerProtocol  # noqa: PLC0415
 
     if counts is not None:
         record_for_every_worker()

@@ -40,7 +40,7 @@ from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable
 from sage_gateway.relay import Relay
 from sage_gateway.settings import GatewaySettings
 from sage_gateway.upstream import NotStarted, ReadTimeout, UpstreamError, UpstreamPool, UpstreamResponse
-from sage_wire.asgi import RelayedStream, unless_disconnected
+from sage_wire.asgi import LastChunk, RelayedStream, unless_disconnected
 from sage_wire.envelopes import refused_before_start
 from sage_wire.errors import WireError
 from sage_wire.media import EVENT_STREAM
@@ -295,7 +295,12 @@ class Proxy:
                 if first:
                     exchange.first_byte()
                     first = False
-                if out := shaper.feed(chunk):
+                out = shaper.feed(chunk)
+                if response.drained and key not in self._cut:
+                    # The upstream already ended: this is the client's last write, terminator included.
+                    yield LastChunk(out + shaper.end())
+                    return
+                if out:
                     yield out
             if key in self._cut:
                 yield shaper.fail(SHUTTING_DOWN)

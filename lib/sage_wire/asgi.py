@@ -125,9 +125,18 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
         watch.stop()
 
 
+class LastChunk(bytes):
+    """A stream's last bytes, known to be last when they are yielded (its source already ended):
+    RelayedStream sends them as the end of the response, in the same write as the chunked
+    terminator, instead of sending the terminator on its own after them."""
+
+    __slots__ = ()
+
+
 class RelayedStream(Response):
     """A response streamed chunk by chunk as `chunks` yields them; a client that goes away ends it
-    (the generator is closed where it waits, so whatever feeds it is abandoned too).
+    (the generator is closed where it waits, so whatever feeds it is abandoned too). A LastChunk
+    ends the response with it.
 
     Starlette's StreamingResponse does the same with an anyio task group per response, which took a
     visible share of each stream's first-byte time in the gateway's profile; here a stream that
@@ -144,10 +153,16 @@ class RelayedStream(Response):
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         watch = _DisconnectWatch(receive, current)
         try:
+            ended = False
             async for chunk in self.chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            watch.done = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                if ended:
+                    raise RuntimeError("a stream yielded more after its LastChunk")
+                ended = type(chunk) is LastChunk
+                watch.done = ended
+                await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+            if not ended:
+                watch.done = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not watch.gone:
                 raise

@@ -71,6 +71,11 @@ class UpstreamResponse:
         return self._complete
 
     @property
+    def drained(self) -> bool:
+        """The body ended and every byte of it was read: `next_chunk` would return None."""
+        return self._complete and not self._chunks
+
+    @property
     def unbroken(self) -> bool:
         """Still arriving, with nothing gone wrong so far."""
         return not self._complete and self._error is None
