@@ -11,8 +11,8 @@ import uvicorn
 from sage_engine.app import create_app
 from sage_engine.cli import parse_settings
 from sage_engine.settings import EngineSettings
-from sage_runtime.http_server import HttpServerProtocol
 from sage_runtime.draining_server import DrainingServer
+from sage_runtime.http_server import HttpServerProtocol
 from sage_runtime.termination import write_termination_message
 
 log = logging.getLogger("sage_engine")
