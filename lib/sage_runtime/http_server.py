@@ -71,7 +71,8 @@ class HttpServerProtocol(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.expect_continue = False
-        self.upgraded = False
+        self.discarding = False
+        """Input is no longer read: a refused request, or an upgrade to a protocol not spoken here."""
         self.parsing: HttpExchange | None = None
         """The request whose body the parser is reading."""
         self.active: HttpExchange | None = None
@@ -118,15 +119,16 @@ class HttpServerProtocol(asyncio.Protocol):
             self.active.keep_alive = False
 
     def data_received(self, data: bytes) -> None:
-        if self.upgraded:
-            return  # the bytes of a protocol this server does not speak
+        if self.discarding:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.upgraded = True
+            self.discarding = True
             if self.parsing is not None:
                 self.parsing.keep_alive = False
         except httptools.HttpParserError:
+            self.discarding = True
             log.warning("Invalid HTTP request received.")
             self._refuse("Invalid HTTP request received.")
 

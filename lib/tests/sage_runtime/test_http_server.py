@@ -344,3 +344,14 @@ async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout() -> No
         assert (await _response(reader))[1] == b"hello"
         assert await _closed(reader)  # then idle: closed
         writer.close()
+
+
+async def test_an_upgrade_is_answered_as_plain_http_and_closed(server: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    upgrade = b"connection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\n"
+    writer.write(b"GET /plain HTTP/1.1\r\nhost: test\r\n" + upgrade + b"\r\n")
+    head, body = await _response(reader)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == b"hello"
+    assert await _closed(reader)
+    writer.close()
