@@ -1,7 +1,7 @@
 """One request's passage through the gateway: which route it came in on, its request id, when
 it started and (once the body is read) its model. Whoever finishes the exchange records it in
-the metrics, exactly once: the dispatcher for an answer made before forwarding, the proxy for an
-answer it relayed (a stream only when its last chunk is out)."""
+the metrics, exactly once: a stream's relay when its last chunk is out, the dispatcher for every
+other answer once its last byte was sent."""
 
 from __future__ import annotations
 

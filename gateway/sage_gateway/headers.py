@@ -6,7 +6,7 @@ import itertools
 import uuid
 from collections.abc import Iterable, Mapping
 
-from sage_wire.media import REQUEST_ID
+from sage_wire.media import REQUEST_ID, RawHeaders
 
 # RFC 9110 section 7.6.1, plus what the proxy recomputes itself.
 HOP_BY_HOP = frozenset(
@@ -25,14 +25,17 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-# The gateway's own server writes these on the way out.
-_RESPONSE_DROPPED = HOP_BY_HOP | {"date", "server"}
 # Anthropic clients' own headers mean nothing to an OpenAI-speaking replica; the translated body
 # is new, and the replica must answer in plain bytes the stream translator can read.
 _NOT_FOR_A_TRANSLATION = frozenset({"x-api-key", "authorization", "accept-encoding", "content-type"})
 
 REPLICA = "x-sage-replica"
 """Response header naming the replica that answered (for debugging and for tests)."""
+# The gateway's own server writes date and server on the way out; the request id and the replica
+# header are the gateway's to write.
+_RESPONSE_DROPPED = frozenset(name.encode() for name in HOP_BY_HOP | {"date", "server", REQUEST_ID, REPLICA})
+_REQUEST_ID = REQUEST_ID.encode()
+_REPLICA = REPLICA.encode()
 
 
 def _without(headers: Mapping[str, str], dropped: frozenset[str]) -> dict[str, str]:
@@ -80,10 +83,37 @@ def translated_request_headers(headers: Mapping[str, str], request_id: str) -> d
     return kept
 
 
-def response_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
-    kept = _without(headers, _RESPONSE_DROPPED)
-    kept[REQUEST_ID] = request_id
+def response_headers(upstream: Iterable[tuple[bytes, bytes]], request_id: str) -> RawHeaders:
+    """The upstream's response headers (names lower-case) the client gets, with the request id:
+    none hop-by-hop (nor those a `Connection` header names), in one pass, and never decoded."""
+    kept: RawHeaders = []
+    connection: bytes | None = None
+    for name, value in upstream:
+        if name in _RESPONSE_DROPPED:
+            if name == b"connection":
+                connection = value
+            continue
+        kept.append((name, value))
+    if connection:
+        named = {part.strip() for part in connection.lower().split(b",")}
+        kept = [(name, value) for name, value in kept if name not in named]
+    kept.append((_REQUEST_ID, request_id.encode("latin-1")))
     return kept
+
+
+def add_replica(headers: RawHeaders, url: str) -> None:
+    """Names the replica that answered in `headers` (which name none: see response_headers)."""
+    headers.append((_REPLICA, url.encode("latin-1")))
+
+
+def with_headers(headers: RawHeaders, added: Mapping[str, str]) -> RawHeaders:
+    """`headers` plus `added` (the gateway's own, e.g. rate limits), which replace any of the
+    same name."""
+    if not added:
+        return headers
+    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in added.items()]
+    replaced = {name for name, _ in encoded}
+    return [(name, value) for name, value in headers if name not in replaced] + encoded
 
 
 _ID_PREFIX = uuid.uuid4().hex[:16]

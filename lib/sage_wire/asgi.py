@@ -4,8 +4,9 @@ cancelled when its client goes away, and errors turned into responses in a proto
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
+from typing import Protocol as Interface
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from sage_wire.envelopes import Protocol, error_body
 from sage_wire.errors import WireError, body_too_large
-from sage_wire.media import JSON, REQUEST_ID
+from sage_wire.media import JSON, REQUEST_ID, RawHeaders
 
 
 class ClientGone(Exception):
@@ -53,6 +54,34 @@ async def receive_body(
             chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class Answer(Interface):
+    """A response ready to go out: a Starlette Response is one, so are the two below."""
+
+    status_code: int
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+
+class CompleteAnswer:
+    """A whole body and headers already as bytes, sent as the two ASGI messages themselves.
+
+    Starlette's Response encodes (and lower-cases) every header of a dict on each request; an
+    answer relayed from an upstream has its headers as bytes already (see docs/gateway.md)."""
+
+    __slots__ = ("body", "raw_headers", "status_code")
+
+    def __init__(self, body: bytes, status_code: int, raw_headers: RawHeaders) -> None:
+        self.body = body
+        self.status_code = status_code
+        if status_code >= 200 and status_code not in (204, 304):  # as Starlette's Response
+            raw_headers.append((b"content-length", b"%d" % len(body)))
+        self.raw_headers = raw_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 def error_response(error: WireError, protocol: Protocol = Protocol.OPENAI, request_id: str | None = None) -> Response:
@@ -112,8 +141,13 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
     """Await `work` (the body must already be read); if the client goes away first, cancel it
     and raise ClientGone, so that the upstream request is abandoned too. `work` runs in the
     current task."""
+    return await unless_gone(request.receive, work)
+
+
+async def unless_gone(receive: Receive, work: Coroutine[Any, Any, T]) -> T:
+    """`unless_disconnected` on a raw ASGI `receive`."""
     current = _current_task()
-    watch = _DisconnectWatch(request.receive, current)
+    watch = _DisconnectWatch(receive, current)
     try:
         return await work
     except asyncio.CancelledError:
@@ -133,11 +167,11 @@ class RelayedStream(Response):
     visible share of each stream's first-byte time in the gateway's profile; here a stream that
     lasts longer than WATCH_AFTER_SECONDS gets one plain task waiting for the disconnect."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], status_code: int, headers: Mapping[str, str]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], status_code: int, raw_headers: RawHeaders) -> None:
         self.chunks = chunks
         self.status_code = status_code
         self.background = None
-        self.init_headers(headers)
+        self.raw_headers = raw_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         current = _current_task()

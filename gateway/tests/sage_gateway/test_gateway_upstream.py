@@ -113,6 +113,29 @@ async def test_requests_reuse_one_kept_alive_connection() -> None:
         await client.close()
 
 
+async def test_headers_arrive_as_bytes_with_lower_case_names_and_decode_on_demand() -> None:
+    async def answer(number: int, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(fixed(b"{}", b"X-Trace: a\r\nSet-Cookie: s=1\r\nSet-Cookie: t=2\r\n"))
+        await writer.drain()
+        return True
+
+    async with replica(answer) as upstream:
+        client = pool()
+        response = await client.post(upstream.url, "/v1/x", b"{}", {})
+        assert response.raw_headers == [
+            (b"content-type", b"application/json"),
+            (b"x-trace", b"a"),
+            (b"set-cookie", b"s=1"),
+            (b"set-cookie", b"t=2"),
+            (b"content-length", b"2"),
+        ]
+        assert response.header(b"set-cookie") == b"s=1"
+        assert response.header(b"x-absent") is None
+        assert response.headers["set-cookie"] == "s=1, t=2"
+        assert await response.read() == b"{}"
+        await client.close()
+
+
 async def test_a_chunked_stream_arrives_piece_by_piece() -> None:
     release = asyncio.Event()
 
