@@ -27,6 +27,7 @@ from sage_gateway.routes import RouteSpec
 from sage_gateway.state import GatewayState
 from sage_wire.asgi import Answer, ClientGone, error_response
 from sage_wire.errors import WireError, internal_error
+from sage_wire.media import RawHeaders
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ class Dispatcher:
         """Answers the request, then does what does not shape the answer: the client has its last
         byte before the exchange is recorded and the request's budgets are given back."""
         state: GatewayState = self.owner.state.gateway
-        headers = plain_headers(scope["headers"])
-        exchange = Exchange(route.name, request_id_of(headers), state.metrics, headers)
+        raw_headers: RawHeaders = scope["headers"]
+        headers = plain_headers(raw_headers)
+        exchange = Exchange(route.name, request_id_of(headers), state.metrics, headers, raw_headers)
         answer: Answer | None = None
         try:
             answer = await self._answer(route, scope["method"], receive, exchange, state)

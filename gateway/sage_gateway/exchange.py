@@ -12,6 +12,7 @@ from sage_gateway.auth.guard import Grant
 from sage_gateway.auth.usage import Usage
 from sage_gateway.budget import Budget
 from sage_gateway.metrics import GatewayMetrics
+from sage_wire.media import RawHeaders
 
 UNKNOWN_MODEL = "unknown"
 CLIENT_CLOSED = 499
@@ -26,6 +27,8 @@ class Exchange:
     metrics: GatewayMetrics
     headers: dict[str, str] = field(default_factory=dict)
     """The request's headers, lower-case names (headers.plain_headers)."""
+    raw_headers: RawHeaders = field(default_factory=list)
+    """The same, as the server gave them (what is forwarded goes on as bytes)."""
     started: float = field(default_factory=time.perf_counter)
     model: str = UNKNOWN_MODEL
     finished: bool = False

@@ -42,7 +42,7 @@ from sage_gateway.upstream import NotStarted, ReadTimeout, UpstreamError, Upstre
 from sage_wire.asgi import Answer, CompleteAnswer, RelayedStream, unless_gone
 from sage_wire.envelopes import refused_before_start
 from sage_wire.errors import WireError
-from sage_wire.media import EVENT_STREAM
+from sage_wire.media import EVENT_STREAM, RawHeaders
 
 if TYPE_CHECKING:
     from sage_gateway.wake import Waker
@@ -58,7 +58,7 @@ class Outbound:
 
     path: str
     body: bytes
-    headers: dict[str, str]
+    headers: RawHeaders
     affinity_key: str | None = None
 
 

@@ -80,7 +80,7 @@ def _openai(path: str, route: str) -> Handler:
                 body, exchange.strip_usage = asked, True
             affinity_key = fields.affinity_key
             del fields  # the parsed document: only the body's bytes go on
-        headers = forward_headers(exchange.headers, exchange.request_id, keep_credentials=caller is None)
+        headers = forward_headers(exchange.raw_headers, exchange.request_id, keep_credentials=caller is None)
         outbound = Outbound(path, body, headers, affinity_key)
         return await state.proxy.forward(receive, exchange, outbound, OPENAI_PASSTHROUGH)
 
@@ -101,7 +101,7 @@ async def messages(receive: Receive, exchange: Exchange, state: GatewayState) ->
         translated = orjson.dumps(chat)
         affinity_key = chat_prefix(chat["messages"], state.settings.prefix_chars)
         del parsed, chat
-    headers = translated_request_headers(exchange.headers, exchange.request_id)
+    headers = translated_request_headers(exchange.raw_headers, exchange.request_id)
     outbound = Outbound("/v1/chat/completions", translated, headers, affinity_key)
     relay = AnthropicMessages(requested, f"msg_{uuid.uuid4().hex}")
     return await state.proxy.forward(receive, exchange, outbound, relay)

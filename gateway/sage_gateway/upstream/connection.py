@@ -16,6 +16,7 @@ from typing import Protocol, cast
 import httptools
 
 from sage_gateway.upstream.errors import BrokenResponse, Disconnected, ReadTimeout, UpstreamError
+from sage_wire.media import RawHeaders
 
 HIGH_WATER = 256 * 1024
 """Unread bytes of a response at which the connection stops reading from the replica."""
@@ -45,7 +46,7 @@ class UpstreamResponse:
         "status",
     )
 
-    def __init__(self, connection: UpstreamConnection, status: int, raw_headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, connection: UpstreamConnection, status: int, raw_headers: RawHeaders) -> None:
         self.status = status
         self.raw_headers = raw_headers
         self._decoded: dict[str, str] | None = None
@@ -336,9 +337,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer = None
 
 
-def head_of(path: str, host: str, headers: dict[str, str], length: int) -> bytes:
+def head_of(path: str, host: str, headers: RawHeaders, length: int) -> bytes:
     """The request line and headers of a POST with a body of `length` bytes."""
-    lines = [f"POST {path} HTTP/1.1\r\nhost: {host}\r\n"]
-    lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-    lines.append(f"content-length: {length}\r\n\r\n")
-    return "".join(lines).encode("latin-1")
+    lines = [f"POST {path} HTTP/1.1\r\nhost: {host}\r\n".encode("latin-1")]
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    lines.append(b"content-length: %d\r\n\r\n" % length)
+    return b"".join(lines)

@@ -39,8 +39,23 @@ def test_series_of_departed_replicas_are_dropped() -> None:
 
 
 def test_headers_forwarded_and_returned() -> None:
-    given = {"Connection": "keep-alive, X-Hop", "X-Hop": "1", "Host": "gw", "Content-Length": "3", "X-Keep": "k"}
-    assert forward_headers(given, "rid") == {"X-Keep": "k", "x-request-id": "rid", "content-type": "application/json"}
+    given = [
+        (b"connection", b"keep-alive, X-Hop"),
+        (b"x-hop", b"1"),
+        (b"host", b"gw"),
+        (b"content-length", b"3"),
+        (b"x-keep", b"k"),
+        (b"x-request-id", b"the-clients"),
+        (b"authorization", b"Bearer k"),
+    ]
+    forwarded = [(b"x-keep", b"k"), (b"authorization", b"Bearer k")]
+    assert forward_headers(given, "rid") == [
+        *forwarded,
+        (b"x-request-id", b"rid"),
+        (b"content-type", b"application/json"),
+    ]
+    without_key = forward_headers([*given, (b"content-type", b"text/plain")], "rid", keep_credentials=False)
+    assert without_key == [(b"x-keep", b"k"), (b"content-type", b"text/plain"), (b"x-request-id", b"rid")]
     upstream = [(b"content-type", b"text/event-stream"), (b"server", b"uvicorn"), (b"te", b"x")]
     assert response_headers(upstream, "rid") == [(b"content-type", b"text/event-stream"), (b"x-request-id", b"rid")]
 
@@ -77,9 +92,14 @@ def test_the_client_gets_the_replicas_headers_as_bytes_with_the_gateways_own_in_
 
 
 def test_a_translated_body_goes_out_without_the_clients_protocol_headers() -> None:
-    given = {"x-api-key": "k", "anthropic-version": "2023-06-01", "Content-Type": "text/plain", "X-Keep": "k"}
-    assert translated_request_headers(given, "rid") == {
-        "X-Keep": "k",
-        "x-request-id": "rid",
-        "content-type": "application/json",
-    }
+    given = [
+        (b"x-api-key", b"k"),
+        (b"anthropic-version", b"2023-06-01"),
+        (b"content-type", b"text/plain"),
+        (b"x-keep", b"k"),
+    ]
+    assert translated_request_headers(given, "rid") == [
+        (b"x-keep", b"k"),
+        (b"x-request-id", b"rid"),
+        (b"content-type", b"application/json"),
+    ]
