@@ -4,9 +4,8 @@ once; it raises WireError for anything the client did wrong (the dispatcher answ
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ from starlette.types import Receive
 
 from sage_gateway.anthropic import messages_to_chat
 from sage_gateway.auth.usage import asking_for_usage
-from sage_gateway.budget import PARSE_FACTOR
+from sage_gateway.budget import PARSE_FACTOR, Held
 from sage_gateway.exchange import Exchange
 from sage_gateway.headers import forward_headers, translated_request_headers
 from sage_gateway.proxy import Outbound
@@ -53,15 +52,9 @@ async def _read(receive: Receive, exchange: Exchange, state: GatewayState) -> by
     return await receive_body(receive, state.settings.max_body_bytes, exchange.headers.get("content-length"), hold)
 
 
-@contextlib.contextmanager
-def _parsing(state: GatewayState, size: int) -> Iterator[None]:
+def _parsing(state: GatewayState, size: int) -> Held:
     """While a body of `size` bytes is parsed and its fields read: what that can cost, charged."""
-    cost = size * PARSE_FACTOR
-    state.buffers.take(cost)
-    try:
-        yield
-    finally:
-        state.buffers.give(cost)
+    return Held(state.buffers, size * PARSE_FACTOR)
 
 
 def _openai(path: str, route: str) -> Handler:
