@@ -39,3 +39,21 @@ class Budget:
 
     def give(self, amount: int) -> None:
         self.used = max(0, self.used - amount)
+
+
+class Held:
+    """`amount` of a budget, taken on entering a `with` block (or refused with its 503) and given
+    back on leaving it. A class: contextlib's generator-based manager cost three times as much,
+    and this runs on every request."""
+
+    __slots__ = ("amount", "budget")
+
+    def __init__(self, budget: Budget, amount: int) -> None:
+        self.budget = budget
+        self.amount = amount
+
+    def __enter__(self) -> None:
+        self.budget.take(self.amount)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.budget.give(self.amount)

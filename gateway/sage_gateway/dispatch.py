@@ -4,7 +4,11 @@ Profiling showed FastAPI's per-request machinery (telemetry checks, middleware l
 dependency solving) costing about as much as the proxying itself on the hot `/v1` routes. This
 ASGI layer wraps the whole app: a path in the route table goes straight to its handler, and every
 error on the way out (a WireError, a client that left, anything unexpected) is answered here in
-the route's protocol, with the request id, and counted once. Everything else (health, metrics,
+the route's protocol, with the request id, and counted once, after the answer's last byte went
+out (the latency histogram measures to it, and the client does not wait for the bookkeeping).
+Answers relayed from a replica go out as raw ASGI messages with the replica's headers kept as
+bytes (sage_wire.asgi.CompleteAnswer, RelayedStream); Starlette builds only the rare ones (errors,
+/v1/models). Everything else (health, metrics,
 unknown paths) goes through FastAPI.
 """
 
@@ -13,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from starlette.requests import Request
+from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -21,17 +25,18 @@ from sage_gateway.exchange import CLIENT_CLOSED, Exchange
 from sage_gateway.headers import plain_headers, request_id_of
 from sage_gateway.routes import RouteSpec
 from sage_gateway.state import GatewayState
-from sage_wire.asgi import ClientGone, error_response
+from sage_wire.asgi import Answer, ClientGone, error_response
 from sage_wire.errors import WireError, internal_error
+from sage_wire.media import RawHeaders
 
 log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    def __init__(self, app: ASGIApp, routes: Mapping[str, RouteSpec], owner: object) -> None:
+    def __init__(self, app: ASGIApp, routes: Mapping[str, RouteSpec], owner: Starlette) -> None:
         self.app = app
         self.routes = dict(routes)
-        self.owner = owner  # the app whose state holds the gateway (reached as `request.app`)
+        self.owner = owner  # the app whose state holds the gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -41,33 +46,41 @@ class Dispatcher:
                 path = path[len(root) :]
             route = self.routes.get(path)
             if route is not None:
-                scope["app"] = self.owner
-                response = await self._answer(route, Request(scope, receive, send))
-                await response(scope, receive, send)
+                await self._serve(route, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _answer(self, route: RouteSpec, request: Request) -> Response:
-        state: GatewayState = request.app.state.gateway
-        headers = plain_headers(request.scope["headers"])
-        exchange = Exchange(route.name, request_id_of(headers), state.metrics, headers)
+    async def _serve(self, route: RouteSpec, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answers the request, then does what does not shape the answer: the client has its last
+        byte before the exchange is recorded and the request's budgets are given back."""
+        state: GatewayState = self.owner.state.gateway
+        raw_headers: RawHeaders = scope["headers"]
+        headers = plain_headers(raw_headers)
+        exchange = Exchange(route.name, request_id_of(headers), state.metrics, headers, raw_headers)
+        answer: Answer | None = None
         try:
-            if request.method != route.method:
-                message = f"{request.method} {route.path}: use {route.method}."
+            answer = await self._answer(route, scope["method"], receive, exchange, state)
+            await answer(scope, receive, send)
+        finally:
+            if answer is not None:
+                exchange.finish(answer.status_code)  # a stream's relay finished it with its own status
+            state.buffers.give(exchange.held_bytes)  # the body went out (or never will)
+            exchange.held_bytes = 0
+
+    async def _answer(
+        self, route: RouteSpec, method: str, receive: Receive, exchange: Exchange, state: GatewayState
+    ) -> Answer:
+        try:
+            if method != route.method:
+                message = f"{method} {route.path}: use {route.method}."
                 raise WireError(405, message, "method_not_allowed", headers={"Allow": route.method})
             state.requests.take(1)
             exchange.gate = state.requests
-            return await route.handler(request, exchange, state)
+            return await route.handler(receive, exchange, state)
         except WireError as error:
-            exchange.finish(error.status)
             return error_response(error, route.protocol, exchange.request_id)
         except ClientGone:
-            exchange.finish(CLIENT_CLOSED)
             return Response(status_code=CLIENT_CLOSED)
         except Exception:
-            log.exception("unexpected error on %s %s", request.method, route.path)
-            exchange.finish(500)
+            log.exception("unexpected error on %s %s", method, route.path)
             return error_response(internal_error("gateway"), route.protocol, exchange.request_id)
-        finally:
-            state.buffers.give(exchange.held_bytes)  # the body went out (or never will)
-            exchange.held_bytes = 0

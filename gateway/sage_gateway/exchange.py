@@ -1,7 +1,7 @@
 """One request's passage through the gateway: which route it came in on, its request id, when
 it started and (once the body is read) its model. Whoever finishes the exchange records it in
-the metrics, exactly once: the dispatcher for an answer made before forwarding, the proxy for an
-answer it relayed (a stream only when its last chunk is out)."""
+the metrics, exactly once: a stream's relay when its last chunk is out, the dispatcher for every
+other answer once its last byte was sent."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sage_gateway.auth.guard import Grant
 from sage_gateway.auth.usage import Usage
 from sage_gateway.budget import Budget
 from sage_gateway.metrics import GatewayMetrics
+from sage_wire.media import RawHeaders
 
 UNKNOWN_MODEL = "unknown"
 CLIENT_CLOSED = 499
@@ -26,6 +27,8 @@ class Exchange:
     metrics: GatewayMetrics
     headers: dict[str, str] = field(default_factory=dict)
     """The request's headers, lower-case names (headers.plain_headers)."""
+    raw_headers: RawHeaders = field(default_factory=list)
+    """The same, as the server gave them (what is forwarded goes on as bytes)."""
     started: float = field(default_factory=time.perf_counter)
     model: str = UNKNOWN_MODEL
     finished: bool = False

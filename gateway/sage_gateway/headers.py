@@ -6,7 +6,7 @@ import itertools
 import uuid
 from collections.abc import Iterable, Mapping
 
-from sage_wire.media import REQUEST_ID
+from sage_wire.media import REQUEST_ID, RawHeaders
 
 # RFC 9110 section 7.6.1, plus what the proxy recomputes itself.
 HOP_BY_HOP = frozenset(
@@ -25,65 +25,85 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-# The gateway's own server writes these on the way out.
-_RESPONSE_DROPPED = HOP_BY_HOP | {"date", "server"}
 # Anthropic clients' own headers mean nothing to an OpenAI-speaking replica; the translated body
 # is new, and the replica must answer in plain bytes the stream translator can read.
-_NOT_FOR_A_TRANSLATION = frozenset({"x-api-key", "authorization", "accept-encoding", "content-type"})
+_NOT_FOR_A_TRANSLATION = frozenset({b"x-api-key", b"authorization", b"accept-encoding", b"content-type"})
 
 REPLICA = "x-sage-replica"
 """Response header naming the replica that answered (for debugging and for tests)."""
+_REQUEST_ID = REQUEST_ID.encode()
+_REPLICA = REPLICA.encode()
+_HOP_BY_HOP = frozenset(name.encode() for name in HOP_BY_HOP)
+# The request id is the gateway's to send (the client's own, or a new one).
+_REQUEST_DROPPED = _HOP_BY_HOP | {_REQUEST_ID}
+CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
+"""The client's key: with keys required it is the gateway's to check, never an engine's to see."""
+_REQUEST_AND_CREDENTIALS_DROPPED = _REQUEST_DROPPED | CREDENTIALS
+# The gateway's own server writes date and server on the way out; the request id and the replica
+# header are the gateway's to write.
+_RESPONSE_DROPPED = _HOP_BY_HOP | {b"date", b"server", _REQUEST_ID, _REPLICA}
 
 
-def _without(headers: Mapping[str, str], dropped: frozenset[str]) -> dict[str, str]:
-    """`headers` less those named in `dropped` (lower-case) and those a `Connection` header names
-    hop-by-hop, in one pass (this runs twice per request)."""
-    kept: dict[str, str] = {}
-    connection: str | None = None
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in dropped:
-            if lower == "connection":
+def _without(headers: Iterable[tuple[bytes, bytes]], dropped: frozenset[bytes]) -> RawHeaders:
+    """`headers` (names lower-case, as ASGI servers and the upstream client give them) less those
+    named in `dropped` and those a `Connection` header names hop-by-hop, in one pass, as bytes."""
+    kept: RawHeaders = []
+    connection: bytes | None = None
+    for name, value in headers:
+        if name in dropped:
+            if name == b"connection":
                 connection = value
             continue
-        kept[name] = value
+        kept.append((name, value))
     if connection:
-        named = {part.strip() for part in connection.lower().split(",")}
-        kept = {name: value for name, value in kept.items() if name.lower() not in named}
+        named = {part.strip() for part in connection.lower().split(b",")}
+        kept = [(name, value) for name, value in kept if name not in named]
     return kept
 
 
-CREDENTIALS = frozenset({"authorization", "x-api-key"})
-"""The client's key: with keys required it is the gateway's to check, never an engine's to see."""
-_HOP_BY_HOP_AND_CREDENTIALS = HOP_BY_HOP | CREDENTIALS
-
-
-def forward_headers(headers: Mapping[str, str], request_id: str, *, keep_credentials: bool = True) -> dict[str, str]:
+def forward_headers(
+    headers: Iterable[tuple[bytes, bytes]], request_id: str, *, keep_credentials: bool = True
+) -> RawHeaders:
     """Request headers for the upstream: no hop-by-hop ones (nor those `Connection` names), and
     without the client's credentials when the gateway checked them itself."""
-    kept = _without(headers, HOP_BY_HOP if keep_credentials else _HOP_BY_HOP_AND_CREDENTIALS)
-    kept[REQUEST_ID] = request_id
-    if "content-type" not in kept and not any(name.lower() == "content-type" for name in kept):
-        kept["content-type"] = "application/json"
+    kept = _without(headers, _REQUEST_DROPPED if keep_credentials else _REQUEST_AND_CREDENTIALS_DROPPED)
+    kept.append((_REQUEST_ID, request_id.encode("latin-1")))
+    if not any(name == b"content-type" for name, _ in kept):
+        kept.append((b"content-type", b"application/json"))
     return kept
 
 
-def translated_request_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
+def translated_request_headers(headers: Iterable[tuple[bytes, bytes]], request_id: str) -> RawHeaders:
     """Request headers for a body the gateway wrote itself (Anthropic -> chat completions)."""
-    forwarded = forward_headers(headers, request_id).items()
-    kept = {
-        name: value
-        for name, value in forwarded
-        if not name.lower().startswith("anthropic-") and name.lower() not in _NOT_FOR_A_TRANSLATION
-    }
-    kept["content-type"] = "application/json"
+    kept = [
+        (name, value)
+        for name, value in forward_headers(headers, request_id)
+        if not name.startswith(b"anthropic-") and name not in _NOT_FOR_A_TRANSLATION
+    ]
+    kept.append((b"content-type", b"application/json"))
     return kept
 
 
-def response_headers(headers: Mapping[str, str], request_id: str) -> dict[str, str]:
-    kept = _without(headers, _RESPONSE_DROPPED)
-    kept[REQUEST_ID] = request_id
+def response_headers(upstream: Iterable[tuple[bytes, bytes]], request_id: str) -> RawHeaders:
+    """The upstream's response headers the client gets, with the request id, never decoded."""
+    kept = _without(upstream, _RESPONSE_DROPPED)
+    kept.append((_REQUEST_ID, request_id.encode("latin-1")))
     return kept
+
+
+def add_replica(headers: RawHeaders, url: str) -> None:
+    """Names the replica that answered in `headers` (which name none: see response_headers)."""
+    headers.append((_REPLICA, url.encode("latin-1")))
+
+
+def with_headers(headers: RawHeaders, added: Mapping[str, str]) -> RawHeaders:
+    """`headers` plus `added` (the gateway's own, e.g. rate limits), which replace any of the
+    same name."""
+    if not added:
+        return headers
+    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in added.items()]
+    replaced = {name for name, _ in encoded}
+    return [(name, value) for name, value in headers if name not in replaced] + encoded
 
 
 _ID_PREFIX = uuid.uuid4().hex[:16]

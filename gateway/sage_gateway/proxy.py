@@ -19,8 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive
 
 from sage_gateway.adapter_misses import AdapterMisses
 from sage_gateway.auth.keys import KeyPolicy
@@ -33,20 +32,23 @@ from sage_gateway.errors import (
     upstream_timeout,
 )
 from sage_gateway.exchange import Exchange
-from sage_gateway.headers import REPLICA
+from sage_gateway.headers import add_replica, with_headers
 from sage_gateway.metrics import GatewayMetrics
 from sage_gateway.policies import Inflight, InflightCounter, LocalTally, RoutingPolicy, Tally, make_policy
 from sage_gateway.registry import EngineRegistry, PolicyName, Route, Unavailable, Unknown
 from sage_gateway.relay import Relay
 from sage_gateway.settings import GatewaySettings
 from sage_gateway.upstream import NotStarted, ReadTimeout, UpstreamError, UpstreamPool, UpstreamResponse
-from sage_wire.asgi import LastChunk, RelayedStream, unless_disconnected
+from sage_wire.asgi import Answer, CompleteAnswer, LastChunk, RelayedStream, unless_gone
 from sage_wire.envelopes import refused_before_start
 from sage_wire.errors import WireError
-from sage_wire.media import EVENT_STREAM
+from sage_wire.media import EVENT_STREAM, RawHeaders
 
 if TYPE_CHECKING:
     from sage_gateway.wake import Waker
+
+
+_EVENT_STREAM = EVENT_STREAM.encode()
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class Outbound:
 
     path: str
     body: bytes
-    headers: dict[str, str]
+    headers: RawHeaders
     affinity_key: str | None = None
 
 
@@ -115,35 +117,33 @@ class Proxy:
             raise model_not_found(model, known)
         raise model_not_found(model, list(found.known))
 
-    async def forward(self, request: Request, exchange: Exchange, outbound: Outbound, relay: Relay) -> Response:
-        """The client's response. Raises WireError only before any byte was sent (the caller
-        answers it in the route's protocol); a client that hangs up raises ClientGone."""
-        upstream = await unless_disconnected(request, self._open(exchange, outbound))
+    async def forward(self, receive: Receive, exchange: Exchange, outbound: Outbound, relay: Relay) -> Answer:
+        """The client's response (whoever sends it finishes the exchange after its last byte; a
+        stream's relay finishes it itself). Raises WireError only before any byte was sent (the
+        caller answers it in the route's protocol); a client that hangs up raises ClientGone."""
+        upstream = await unless_gone(receive, self._open(exchange, outbound))
         response = upstream.response
-        streaming = response.status < 400 and response.headers.get("content-type", "").startswith(EVENT_STREAM)
-        headers = relay.headers(response.headers, exchange.request_id, streaming=streaming)
+        streaming = response.status < 400 and (response.header(b"content-type") or b"").startswith(_EVENT_STREAM)
+        headers = relay.headers(response.raw_headers, exchange.request_id, streaming=streaming)
         if exchange.grant is not None:
-            headers.update(exchange.grant.headers)
+            headers = with_headers(headers, exchange.grant.headers)
         if self.settings.expose_replica:
-            headers[REPLICA] = upstream.url
+            add_replica(headers, upstream.url)
         if streaming:
             return RelayedStream(self._relay(upstream, exchange, relay), response.status, headers)
         try:
             content = await self._read(upstream, exchange.model)
         finally:
             self._close(upstream)
+        encoded = response.header(b"content-encoding") is not None
         if response.status >= 400:
-            encoded = "content-encoding" in response.headers
             failure = relay.error(response.status, content, upstream.url, encoded=encoded)
             if failure is not None:
                 raise failure
-            exchange.finish(response.status)
-            return Response(content, response.status, headers)
-        if exchange.grant is not None and "content-encoding" not in response.headers:
+            return CompleteAnswer(content, response.status, headers)
+        if exchange.grant is not None and not encoded:
             exchange.tokens = body_usage(content)
-        body = relay.body(content)
-        exchange.finish(response.status)
-        return Response(body, response.status, headers)
+        return CompleteAnswer(relay.body(content), response.status, headers)
 
     def _policy(self, route: Route, use_affinity: bool) -> RoutingPolicy:
         name = route.engine.routing_policy if use_affinity else PolicyName.LEAST_INFLIGHT

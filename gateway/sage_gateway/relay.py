@@ -8,7 +8,7 @@ through untouched; the Anthropic Messages route translates chat completions back
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol as Interface
 
@@ -20,7 +20,7 @@ from sage_gateway.errors import upstream_error
 from sage_gateway.headers import response_headers
 from sage_wire.envelopes import Protocol, envelope, error_in, error_of
 from sage_wire.errors import WireError
-from sage_wire.media import EVENT_STREAM, JSON, REQUEST_ID
+from sage_wire.media import EVENT_STREAM, JSON, REQUEST_ID, RawHeaders
 from sage_wire.sse import DONE_DATA, SSEDecoder, data_event
 
 MID_STREAM_FAILURE = 502
@@ -52,7 +52,9 @@ class StreamShaper(Interface):
 class Relay(Interface):
     protocol: Protocol
 
-    def headers(self, upstream: Mapping[str, str], request_id: str, *, streaming: bool) -> dict[str, str]: ...
+    def headers(self, upstream: Iterable[tuple[bytes, bytes]], request_id: str, *, streaming: bool) -> RawHeaders:
+        """The client's headers, from the upstream's (names lower-case, as bytes)."""
+        ...
 
     def body(self, content: bytes) -> bytes:
         """The client's body for a successful, complete upstream answer."""
@@ -108,7 +110,7 @@ class OpenAIPassthrough:
 
     protocol = Protocol.OPENAI
 
-    def headers(self, upstream: Mapping[str, str], request_id: str, *, streaming: bool) -> dict[str, str]:
+    def headers(self, upstream: Iterable[tuple[bytes, bytes]], request_id: str, *, streaming: bool) -> RawHeaders:
         return response_headers(upstream, request_id)
 
     def body(self, content: bytes) -> bytes:
@@ -171,6 +173,11 @@ class _MessagesStream:
         return encode_events(self.translator.error(envelope(error, Protocol.ANTHROPIC)))
 
 
+_REQUEST_ID = REQUEST_ID.encode()
+_STREAM_HEADERS = [(b"content-type", EVENT_STREAM.encode()), (b"cache-control", b"no-cache")]
+_JSON_HEADERS = [(b"content-type", JSON.encode())]
+
+
 @dataclass
 class AnthropicMessages:
     """The client speaks the Messages API to a replica that answers chat completions."""
@@ -179,10 +186,9 @@ class AnthropicMessages:
     message_id: str
     protocol = Protocol.ANTHROPIC
 
-    def headers(self, upstream: Mapping[str, str], request_id: str, *, streaming: bool) -> dict[str, str]:
-        if streaming:
-            return {REQUEST_ID: request_id, "content-type": EVENT_STREAM, "cache-control": "no-cache"}
-        return {REQUEST_ID: request_id, "content-type": JSON}
+    def headers(self, upstream: Iterable[tuple[bytes, bytes]], request_id: str, *, streaming: bool) -> RawHeaders:
+        own = [(_REQUEST_ID, request_id.encode("latin-1"))]
+        return own + (_STREAM_HEADERS if streaming else _JSON_HEADERS)
 
     def body(self, content: bytes) -> bytes:
         try:

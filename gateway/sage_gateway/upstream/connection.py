@@ -16,6 +16,7 @@ from typing import Protocol, cast
 import httptools
 
 from sage_gateway.upstream.errors import BrokenResponse, Disconnected, ReadTimeout, UpstreamError
+from sage_wire.media import RawHeaders
 
 HIGH_WATER = 256 * 1024
 """Unread bytes of a response at which the connection stops reading from the replica."""
@@ -28,14 +29,27 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 class UpstreamResponse:
     """A response whose status line and headers arrived; the body arrives behind them.
 
-    `headers` has lower-case names (a repeated header's values joined with ", "). Read the body
-    with `read()`, `chunks()` or `next_chunk()` until None, once; `close()` abandons what is left of it."""
+    `raw_headers` are the headers as they came, as bytes, names lower-case (what the proxy passes
+    on without decoding them); `header()` looks one up, `headers` is a decoded dict of them (a
+    repeated header's values joined with ", "). Read the body with `read()`, `chunks()` or
+    `next_chunk()` until None, once; `close()` abandons what is left of it."""
 
-    __slots__ = ("_chunks", "_complete", "_connection", "_error", "_unread", "_waiter", "headers", "status")
+    __slots__ = (
+        "_chunks",
+        "_complete",
+        "_connection",
+        "_decoded",
+        "_error",
+        "_unread",
+        "_waiter",
+        "raw_headers",
+        "status",
+    )
 
-    def __init__(self, connection: UpstreamConnection, status: int, headers: dict[str, str]) -> None:
+    def __init__(self, connection: UpstreamConnection, status: int, raw_headers: RawHeaders) -> None:
         self.status = status
-        self.headers = headers
+        self.raw_headers = raw_headers
+        self._decoded: dict[str, str] | None = None
         self._connection = connection
         self._chunks: deque[bytes] = deque()
         self._unread = 0
@@ -66,6 +80,23 @@ class UpstreamResponse:
             waiter.set_result(None)
 
     # --- read by the consumer ---------------------------------------------------------------
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of the header `name` (lower-case), None when absent."""
+        for key, value in self.raw_headers:
+            if key == name:
+                return value
+        return None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self._decoded is None:
+            decoded: dict[str, str] = {}
+            for raw_name, raw_value in self.raw_headers:
+                name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+                decoded[name] = f"{decoded[name]}, {value}" if name in decoded else value
+            self._decoded = decoded
+        return self._decoded
+
     @property
     def complete(self) -> bool:
         return self._complete
@@ -200,11 +231,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._header_values.append(value)
 
     def on_headers_complete(self) -> None:
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in zip(self._header_names, self._header_values, strict=True):
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        headers = [(name.lower(), value) for name, value in zip(self._header_names, self._header_values, strict=True)]
         self._header_names.clear()
         self._header_values.clear()
         status = self._parser.get_status_code()
@@ -280,7 +307,7 @@ class UpstreamConnection(asyncio.Protocol):
         return response is None or response._unread <= LOW_WATER
 
     def _ends_at_eof(self, response: UpstreamResponse) -> bool:
-        headers = response.headers
+        headers = response.headers  # decoded here only: a connection closing mid-answer is rare
         return (
             response.status not in _NO_BODY_STATUSES
             and "content-length" not in headers
@@ -315,9 +342,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer = None
 
 
-def head_of(path: str, host: str, headers: dict[str, str], length: int) -> bytes:
+def head_of(path: str, host: str, headers: RawHeaders, length: int) -> bytes:
     """The request line and headers of a POST with a body of `length` bytes."""
-    lines = [f"POST {path} HTTP/1.1\r\nhost: {host}\r\n"]
-    lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-    lines.append(f"content-length: {length}\r\n\r\n")
-    return "".join(lines).encode("latin-1")
+    lines = [f"POST {path} HTTP/1.1\r\nhost: {host}\r\n".encode("latin-1")]
+    for name, value in headers:
+        lines += (name, b": ", value, b"\r\n")
+    lines.append(b"content-length: %d\r\n\r\n" % length)
+    return b"".join(lines)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from sage_gateway.upstream.connection import UpstreamConnection, UpstreamResponse, head_of
 from sage_gateway.upstream.errors import ConnectFailed, ConnectTimeout, Disconnected
+from sage_wire.media import RawHeaders
 
 _ORIGINS_KEPT = 4096
 
@@ -70,7 +71,7 @@ class UpstreamPool:
     def open_connections(self) -> int:
         return len(self._open) + self._opening
 
-    async def post(self, base_url: str, path: str, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
+    async def post(self, base_url: str, path: str, body: bytes, headers: RawHeaders) -> UpstreamResponse:
         """POST `body` to `base_url + path`; the response once its headers arrived. Raises
         NotStarted (safe to try elsewhere), ReadTimeout or BrokenResponse."""
         origin = self._origin(base_url)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sage_gateway.budget import PARSE_FACTOR, Budget
+from sage_gateway.budget import PARSE_FACTOR, Budget, Held
 from sage_gateway.settings import GatewaySettings
 from sage_harness.gateway import GatedUpstream, GatewayProcess
 from sage_wire.errors import WireError
@@ -38,6 +38,19 @@ def test_a_budget_refuses_what_would_cross_it_but_never_a_first_holder() -> None
     budget.give(250)
     budget.take(100)
     assert budget.used == 100
+
+
+def test_what_is_held_for_a_block_is_given_back_when_it_ends_even_by_an_error() -> None:
+    budget = Budget(100, "things")
+    with Held(budget, 60):
+        assert budget.used == 60
+        with pytest.raises(WireError), Held(budget, 50):
+            pass  # refused on the way in: nothing more taken
+        assert budget.used == 60
+    assert budget.used == 0
+    with pytest.raises(ValueError, match="parse failed"), Held(budget, 30):
+        raise ValueError("parse failed")
+    assert budget.used == 0
 
 
 def test_settings_refuse_buffers_too_small_for_the_largest_body() -> None:

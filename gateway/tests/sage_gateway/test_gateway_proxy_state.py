@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sage_gateway.headers import forward_headers, response_headers, translated_request_headers
+from sage_gateway.headers import (
+    add_replica,
+    forward_headers,
+    response_headers,
+    translated_request_headers,
+    with_headers,
+)
 from sage_gateway.metrics import GatewayMetrics
 from sage_gateway.proxy import Proxy
 from sage_gateway.registry import Endpoint, EngineInfo, EngineRegistry
@@ -33,16 +39,67 @@ def test_series_of_departed_replicas_are_dropped() -> None:
 
 
 def test_headers_forwarded_and_returned() -> None:
-    given = {"Connection": "keep-alive, X-Hop", "X-Hop": "1", "Host": "gw", "Content-Length": "3", "X-Keep": "k"}
-    assert forward_headers(given, "rid") == {"X-Keep": "k", "x-request-id": "rid", "content-type": "application/json"}
-    returned = response_headers({"content-type": "text/event-stream", "server": "uvicorn", "te": "x"}, "rid")
-    assert returned == {"content-type": "text/event-stream", "x-request-id": "rid"}
+    given = [
+        (b"connection", b"keep-alive, X-Hop"),
+        (b"x-hop", b"1"),
+        (b"host", b"gw"),
+        (b"content-length", b"3"),
+        (b"x-keep", b"k"),
+        (b"x-request-id", b"the-clients"),
+        (b"authorization", b"Bearer k"),
+    ]
+    forwarded = [(b"x-keep", b"k"), (b"authorization", b"Bearer k")]
+    assert forward_headers(given, "rid") == [
+        *forwarded,
+        (b"x-request-id", b"rid"),
+        (b"content-type", b"application/json"),
+    ]
+    without_key = forward_headers([*given, (b"content-type", b"text/plain")], "rid", keep_credentials=False)
+    assert without_key == [(b"x-keep", b"k"), (b"content-type", b"text/plain"), (b"x-request-id", b"rid")]
+    upstream = [(b"content-type", b"text/event-stream"), (b"server", b"uvicorn"), (b"te", b"x")]
+    assert response_headers(upstream, "rid") == [(b"content-type", b"text/event-stream"), (b"x-request-id", b"rid")]
+
+
+def test_the_client_gets_the_replicas_headers_as_bytes_with_the_gateways_own_in_place_of_the_replicas() -> None:
+    upstream = [
+        (b"connection", b"keep-alive, x-hop"),
+        (b"x-hop", b"1"),
+        (b"set-cookie", b"a=1"),
+        (b"set-cookie", b"b=2"),  # a repeated header stays two
+        (b"x-request-id", b"the-replicas"),
+        (b"x-sage-replica", b"http://inner:1"),
+        (b"content-length", b"12"),
+        (b"x-ratelimit-remaining-requests", b"99"),
+    ]
+    returned = response_headers(upstream, "rid")
+    assert returned == [
+        (b"set-cookie", b"a=1"),
+        (b"set-cookie", b"b=2"),
+        (b"x-ratelimit-remaining-requests", b"99"),
+        (b"x-request-id", b"rid"),
+    ]
+    limited = with_headers(returned, {"X-RateLimit-Remaining-Requests": "7", "x-ratelimit-limit-requests": "8"})
+    add_replica(limited, "http://10.0.0.7:8000")
+    assert limited == [
+        (b"set-cookie", b"a=1"),
+        (b"set-cookie", b"b=2"),
+        (b"x-request-id", b"rid"),
+        (b"x-ratelimit-remaining-requests", b"7"),
+        (b"x-ratelimit-limit-requests", b"8"),
+        (b"x-sage-replica", b"http://10.0.0.7:8000"),
+    ]
+    assert with_headers(returned, {}) is returned
 
 
 def test_a_translated_body_goes_out_without_the_clients_protocol_headers() -> None:
-    given = {"x-api-key": "k", "anthropic-version": "2023-06-01", "Content-Type": "text/plain", "X-Keep": "k"}
-    assert translated_request_headers(given, "rid") == {
-        "X-Keep": "k",
-        "x-request-id": "rid",
-        "content-type": "application/json",
-    }
+    given = [
+        (b"x-api-key", b"k"),
+        (b"anthropic-version", b"2023-06-01"),
+        (b"content-type", b"text/plain"),
+        (b"x-keep", b"k"),
+    ]
+    assert translated_request_headers(given, "rid") == [
+        (b"x-keep", b"k"),
+        (b"x-request-id", b"rid"),
+        (b"content-type", b"application/json"),
+    ]

@@ -101,7 +101,7 @@ async def test_requests_reuse_one_kept_alive_connection() -> None:
     async with replica(echo) as upstream:
         client = pool()
         for expected in (1, 2, 3):
-            response = await client.post(upstream.url, "/v1/x", b'"hi"', {"content-type": "application/json"})
+            response = await client.post(upstream.url, "/v1/x", b'"hi"', [(b"content-type", b"application/json")])
             assert response.status == 200
             assert response.headers["content-type"] == "application/json"
             assert await response.read() == b'{"n":%d,"echo":"hi"}' % expected
@@ -110,6 +110,29 @@ async def test_requests_reuse_one_kept_alive_connection() -> None:
         assert head.startswith(b"post /v1/x http/1.1")
         assert f"host: 127.0.0.1:{upstream.port}".encode() in head
         assert b"content-length: 4" in head
+        await client.close()
+
+
+async def test_headers_arrive_as_bytes_with_lower_case_names_and_decode_on_demand() -> None:
+    async def answer(number: int, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(fixed(b"{}", b"X-Trace: a\r\nSet-Cookie: s=1\r\nSet-Cookie: t=2\r\n"))
+        await writer.drain()
+        return True
+
+    async with replica(answer) as upstream:
+        client = pool()
+        response = await client.post(upstream.url, "/v1/x", b"{}", [])
+        assert response.raw_headers == [
+            (b"content-type", b"application/json"),
+            (b"x-trace", b"a"),
+            (b"set-cookie", b"s=1"),
+            (b"set-cookie", b"t=2"),
+            (b"content-length", b"2"),
+        ]
+        assert response.header(b"set-cookie") == b"s=1"
+        assert response.header(b"x-absent") is None
+        assert response.headers["set-cookie"] == "s=1, t=2"
+        assert await response.read() == b"{}"
         await client.close()
 
 
@@ -127,14 +150,14 @@ async def test_a_chunked_stream_arrives_piece_by_piece() -> None:
 
     async with replica(stream) as upstream:
         client = pool()
-        response = await client.post(upstream.url, "/v1/s", b"{}", {})
+        response = await client.post(upstream.url, "/v1/s", b"{}", [])
         pieces = response.chunks()
         assert await anext(pieces) == b"data: 1"  # before the replica sent the rest
         release.set()
         assert [piece async for piece in pieces] == [b"data: 2"]
         assert response.complete
         # the connection went back to the pool once the stream ended
-        again = await client.post(upstream.url, "/v1/s", b"{}", {})
+        again = await client.post(upstream.url, "/v1/s", b"{}", [])
         release.set()
         assert await again.read() == b"data: 1data: 2"
         assert upstream.connections == 1
@@ -149,8 +172,8 @@ async def test_a_kept_alive_connection_the_replica_dropped_is_replaced_once() ->
 
     async with replica(drop_the_second) as upstream:
         client = pool()
-        assert (await client.post(upstream.url, "/", b"1", {})).status == 200
-        second = await client.post(upstream.url, "/", b"2", {})
+        assert (await client.post(upstream.url, "/", b"1", [])).status == 200
+        second = await client.post(upstream.url, "/", b"2", [])
         assert await second.read() == b'{"n":1,"echo":2}'  # answered on a new connection
         assert upstream.connections == 2
         await client.close()
@@ -163,7 +186,7 @@ async def test_a_new_connection_closed_before_an_answer_is_disconnected() -> Non
     async with replica(hang_up) as upstream:
         client = pool()
         with pytest.raises(Disconnected):
-            await client.post(upstream.url, "/", b"{}", {})
+            await client.post(upstream.url, "/", b"{}", [])
         assert upstream.connections == 1  # never sent twice: nothing says the replica did no work
         assert client.open_connections == 0
 
@@ -171,7 +194,7 @@ async def test_a_new_connection_closed_before_an_answer_is_disconnected() -> Non
 async def test_a_refused_connection_fails_to_connect() -> None:
     client = pool()
     with pytest.raises(ConnectFailed, match=r"connecting to http://127\.0\.0\.1"):
-        await client.post(f"http://127.0.0.1:{free_port()}", "/", b"{}", {})
+        await client.post(f"http://127.0.0.1:{free_port()}", "/", b"{}", [])
     assert client.open_connections == 0
 
 
@@ -183,7 +206,7 @@ async def test_a_silent_replica_times_out_and_its_connection_is_closed() -> None
     async with replica(silent) as upstream:
         client = pool(read_timeout=0.2)
         with pytest.raises(ReadTimeout):
-            await client.post(upstream.url, "/", b"{}", {})
+            await client.post(upstream.url, "/", b"{}", [])
         assert client.open_connections == 0
 
 
@@ -197,12 +220,12 @@ async def test_the_read_timeout_counts_from_each_request_on_a_kept_alive_connect
 
     async with replica(slow_second) as upstream:
         client = pool(read_timeout=0.4)
-        assert (await client.post(upstream.url, "/", b"1", {})).status == 200
+        assert (await client.post(upstream.url, "/", b"1", [])).status == 200
         await asyncio.sleep(0.25)
-        second = await client.post(upstream.url, "/", b"2", {})
+        second = await client.post(upstream.url, "/", b"2", [])
         assert await second.read() == b'{"n":2,"echo":2}'
         with pytest.raises(ReadTimeout):
-            await client.post(upstream.url, "/", b"3", {})
+            await client.post(upstream.url, "/", b"3", [])
         assert upstream.connections == 1
         assert client.open_connections == 0
 
@@ -215,7 +238,7 @@ async def test_an_answer_cut_off_mid_body_is_broken() -> None:
 
     async with replica(cut) as upstream:
         client = pool()
-        response = await client.post(upstream.url, "/", b"{}", {})
+        response = await client.post(upstream.url, "/", b"{}", [])
         with pytest.raises(BrokenResponse):
             await response.read()
         assert client.open_connections == 0
@@ -229,7 +252,7 @@ async def test_a_body_that_ends_with_the_connection_is_read_whole() -> None:
 
     async with replica(until_close) as upstream:
         client = pool()
-        response = await client.post(upstream.url, "/", b"{}", {})
+        response = await client.post(upstream.url, "/", b"{}", [])
         assert await response.read() == b"all of it"
         assert client.open_connections == 0  # not kept: the replica said close
 
@@ -246,7 +269,7 @@ async def test_a_large_body_read_slowly_arrives_whole() -> None:
 
     async with replica(large) as upstream:
         client = pool()
-        response = await client.post(upstream.url, "/", b"{}", {})
+        response = await client.post(upstream.url, "/", b"{}", [])
         received = bytearray()
         async for piece in response.chunks():
             assert len(piece) <= 2 * HIGH_WATER + 65536  # reading paused: the buffer stayed bounded
@@ -268,14 +291,14 @@ async def test_closing_a_response_mid_body_drops_its_connection() -> None:
 
     async with replica(endless) as upstream:
         client = pool()
-        response = await client.post(upstream.url, "/", b"{}", {})
+        response = await client.post(upstream.url, "/", b"{}", [])
         assert await anext(response.chunks())
         response.close()
         with pytest.raises(BrokenResponse):
             await response.read()
         await asyncio.sleep(0.05)
         assert client.open_connections == 0
-        assert (await client.post(upstream.url, "/", b"{}", {})).status == 200
+        assert (await client.post(upstream.url, "/", b"{}", [])).status == 200
         assert upstream.connections == 2  # the abandoned one was never reused
         await client.close()
 
@@ -289,11 +312,11 @@ async def test_a_full_pool_makes_a_request_wait_then_gives_up() -> None:
 
     async with replica(slow) as upstream:
         client = pool(max_connections=1, pool_timeout=0.3)
-        first = asyncio.create_task(client.post(upstream.url, "/", b"1", {}))
+        first = asyncio.create_task(client.post(upstream.url, "/", b"1", []))
         await asyncio.sleep(0.05)
         with pytest.raises(ConnectTimeout, match="no free connection"):
-            await client.post(upstream.url, "/", b"2", {})
-        waiting = asyncio.create_task(client.post(upstream.url, "/", b"3", {}))
+            await client.post(upstream.url, "/", b"2", [])
+        waiting = asyncio.create_task(client.post(upstream.url, "/", b"3", []))
         await asyncio.sleep(0.05)
         release.set()
         assert await (await first).read() == b'{"n":1,"echo":1}'

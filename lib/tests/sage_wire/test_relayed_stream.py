@@ -23,7 +23,7 @@ async def _relayed(chunks: AsyncIterator[bytes]) -> list[Message]:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await RelayedStream(chunks, 200, {"content-type": "text/event-stream"})({"type": "http"}, receive, send)
+    await RelayedStream(chunks, 200, [(b"content-type", b"text/event-stream")])({"type": "http"}, receive, send)
     return sent
 
 
