@@ -8,8 +8,7 @@ the route's protocol, with the request id, and counted once, after the answer's 
 out (the latency histogram measures to it, and the client does not wait for the bookkeeping).
 Answers relayed from a replica go out as raw ASGI messages with the replica's headers kept as
 bytes (sage_wire.asgi.CompleteAnswer, RelayedStream); Starlette builds only the rare ones (errors,
-/v1/models). Everything else (health, metrics,
-unknown paths) goes through FastAPI.
+/v1/models). Everything else (health, metrics, unknown paths) goes through FastAPI.
 """
 
 from __future__ import annotations
