@@ -12,8 +12,11 @@ counted to see how much they took. Each setup has its own nginx and gateway, sta
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import textwrap
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import orjson
 from bench.gateway_scaling_report import (
     GATEWAY,
     LOAD,
+    OTHERS,
     SCALING_AIM,
     UPSTREAM,
     ScalingCell,
@@ -143,12 +147,57 @@ def gateway_workers(gateway: Target) -> list[int]:
     return sorted(descendants(gateway.pid)) or [gateway.pid]
 
 
+def established_inodes(tcp_table: str, port: int) -> set[str]:
+    """The socket inodes of the connections accepted on `port` and still established, from the
+    text of /proc/net/tcp (columns: sl, local address:port in hex, remote, state, ..., inode)."""
+    inodes = set()
+    for line in tcp_table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
+def busy_ticks(proc_stat: str, cpus: frozenset[int]) -> int:
+    """Clock ticks `cpus` spent busy (not idle or waiting for I/O), from the text of /proc/stat."""
+    total = 0
+    for line in proc_stat.splitlines():
+        name, *ticks = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = (int(tick) for tick in ticks[:8])
+            total += user + nice + system + irq + softirq + steal
+    return total
+
+
+def busy_seconds(cpus: frozenset[int]) -> float:
+    return busy_ticks(Path("/proc/stat").read_text(), cpus) / os.sysconf("SC_CLK_TCK")
+
+
+def connections_by_worker(workers: list[int], port: int) -> list[int]:
+    """How many of the connections accepted on `port` each of `workers` holds now (/proc)."""
+    inodes = established_inodes(Path("/proc/net/tcp").read_text(), port)
+    counts = []
+    for pid in workers:
+        held = 0
+        with contextlib.suppress(OSError):
+            for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    held += os.readlink(descriptor).removeprefix("socket:[").removesuffix("]") in inodes
+        counts.append(held)
+    return counts
+
+
 def run_once(rig: ScalingRig, body: bytes, seconds: float) -> ScalingSample:
-    """One wrk run through `rig`'s gateway, wrk on the setup's peer CPUs; each tree's CPU time
-    (and each gateway worker's)."""
+    """One wrk run through `rig`'s gateway, wrk on the setup's peer CPUs; each tree's CPU time,
+    each gateway worker's, and how wrk's connections were spread over the workers mid-run."""
     headers = {"content-type": "application/json"}
     workers = gateway_workers(rig.gateway)
+    split: list[int] = []
+    counting = threading.Timer(seconds / 2, lambda: split.extend(connections_by_worker(workers, rig.gateway.port)))
+    counting.start()
     workers_before = [process_cpu_seconds(pid) for pid in workers]
+    used = rig.setup.gateway_cpus | rig.setup.peer_cpus
+    machine_before = busy_seconds(used)
     gateway_before, upstream_before = rig.gateway.cpu_seconds(), rig.upstream.cpu_seconds()
     run = wrk(
         rig.gateway.url,
@@ -158,13 +207,17 @@ def run_once(rig: ScalingRig, body: bytes, seconds: float) -> ScalingSample:
         seconds=seconds,
         prefix=pinned_to(rig.setup.peer_cpus),
     )
+    counting.cancel()
     cpu = {
         GATEWAY: rig.gateway.cpu_seconds() - gateway_before,
         UPSTREAM: rig.upstream.cpu_seconds() - upstream_before,
         LOAD: run.cpu_seconds,
     }
+    cpu[OTHERS] = max(0.0, busy_seconds(used) - machine_before - sum(cpu.values()))
     by_worker = [process_cpu_seconds(pid) - before for pid, before in zip(workers, workers_before, strict=True)]
-    return ScalingSample(run.requests - run.failed, run.failed, run.seconds, cpu, tuple(by_worker), run.error)
+    return ScalingSample(
+        run.requests - run.failed, run.failed, run.seconds, cpu, tuple(by_worker), tuple(split), run.error
+    )
 
 
 def measure_scaling(rigs: list[ScalingRig], body: bytes, *, rounds: int, seconds: float) -> list[ScalingCell]:
@@ -229,7 +282,9 @@ def scaling_section(rigs: list[ScalingRig], cells: list[ScalingCell], *, rounds:
         + f" (taskset). {rounds} rounds, one run of each setup per round (the order turns each round), after "
         "a warm-up run of each. CPU: each process tree's CPU time over the runs (the gateway's supervisor and "
         "workers, nginx's master and worker, from /proc; wrk's from its resource usage), per request and as the "
-        "CPUs it kept busy on average."
+        "CPUs it kept busy on average; beside them, what else kept the setup's CPUs busy (their busy time in "
+        "/proc/stat less the three trees': other processes, and interrupts not charged to a process). Where "
+        "that is well above 0, other work shared the CPUs and the run's req/s are low."
     )
     reading = (
         f"How to read it. In the {workers}-worker setup nginx and wrk run on the gateway's CPUs and took the "
@@ -237,8 +292,11 @@ def scaling_section(rigs: list[ScalingRig], cells: list[ScalingCell], *, rounds:
         "scaling. The derived ratio sets their share aside: req/s per gateway CPU-second (the requests over the "
         f"gateway's CPU time) of {workers} workers over one's, times {workers}: what {workers} workers would "
         f"answer on {workers} CPUs of their own at the CPU per request measured, over one worker on one. It is "
-        "derived, not measured, and assumes the workers would keep their CPUs busy. Failed requests: wrk's "
-        "socket errors and non-2xx answers."
+        "derived, not measured, and assumes each worker would keep its CPU busy, which depends on how the "
+        "connections are spread: the workers accept on one shared socket, and the kernel hands each new "
+        "connection to whichever worker accepts it, so the split of wrk's connections (counted from /proc "
+        "halfway through each run) and each worker's CPU are shown. Failed requests: wrk's socket errors "
+        "and non-2xx answers."
     )
     return (
         "\n## Scaling with cores\n\n"

@@ -22,6 +22,8 @@ UPSTREAM = "nginx"
 LOAD = "wrk"
 PARTS = (GATEWAY, UPSTREAM, LOAD)
 """The process trees whose CPU time each sample counts."""
+OTHERS = "everything else"
+"""The setup's CPUs' busy time (/proc/stat) less the trees': other work on the machine."""
 SCALING_AIM = 0.8
 """Of N times one worker's req/s, on N CPUs (issue 16)."""
 
@@ -34,9 +36,11 @@ class ScalingSample:
     failed: int
     seconds: float
     cpu_seconds: dict[str, float]
-    """Process tree (`PARTS`) -> its CPU time over the run."""
+    """Process tree (`PARTS`, and `OTHERS`) -> its CPU time over the run."""
     worker_cpu_seconds: tuple[float, ...] = ()
     """Each gateway worker's CPU time over the run."""
+    worker_connections: tuple[int, ...] = ()
+    """How many of wrk's connections each worker held mid-run."""
     reason: str = ""
     """Why wrk reported nothing (then the counts are 0)."""
 
@@ -59,6 +63,8 @@ class ScalingCell:
     """Runs without wrk's summary (their reasons are in `reasons`)."""
     worker_cpu_seconds: list[float] = field(default_factory=list)
     """Summed over the runs: the busiest worker of each run's, then the next, ..."""
+    connection_splits: list[tuple[int, ...]] = field(default_factory=list)
+    """Each run's connections per worker, the most first."""
 
     def add(self, sample: ScalingSample) -> None:
         self.round_rates.append(sample.rate)
@@ -70,6 +76,8 @@ class ScalingCell:
             if index == len(self.worker_cpu_seconds):
                 self.worker_cpu_seconds.append(0.0)
             self.worker_cpu_seconds[index] += seconds
+        if sample.worker_connections:
+            self.connection_splits.append(tuple(sorted(sample.worker_connections, reverse=True)))
         if sample.reason:
             self.unreported_runs += 1
             self.reasons[sample.reason[:80]] += 1
@@ -154,11 +162,12 @@ def scaling_table(one: ScalingCell, many: ScalingCell, setups: tuple[ScalingSetu
                 _ratio(many.cpu_us_per_request(part), one.cpu_us_per_request(part)),
             ]
         )
-    for part in PARTS:
+    for part in (*PARTS, OTHERS):
         rows.append(
             [f"{part}: CPUs kept busy", _fmt(one.cpus_used(part), ".2f"), _fmt(many.cpus_used(part), ".2f"), ""]
         )
     rows.append(["gateway: CPUs kept busy by each worker, busiest first", _workers(one), _workers(many), ""])
+    rows.append(["wrk's connections per worker mid-run, each run", _splits(one), _splits(many), ""])
     per_cpu_one, per_cpu_many = one.requests_per_gateway_cpu_second(), many.requests_per_gateway_cpu_second()
     rows.append(
         [
@@ -175,6 +184,10 @@ def scaling_table(one: ScalingCell, many: ScalingCell, setups: tuple[ScalingSetu
 
 def _workers(cell: ScalingCell) -> str:
     return " + ".join(f"{cpus:.2f}" for cpus in cell.cpus_used_by_workers())
+
+
+def _splits(cell: ScalingCell) -> str:
+    return ", ".join("+".join(str(count) for count in split) for split in cell.connection_splits)
 
 
 def _failures(cell: ScalingCell) -> str:

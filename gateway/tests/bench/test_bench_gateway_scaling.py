@@ -8,10 +8,11 @@ import json
 
 import pytest
 from bench.gateway_report import read_markdown
-from bench.gateway_scaling import STATIC_ANSWER, STATIC_NGINX_CONF
+from bench.gateway_scaling import STATIC_ANSWER, STATIC_NGINX_CONF, busy_ticks, established_inodes
 from bench.gateway_scaling_report import (
     GATEWAY,
     LOAD,
+    OTHERS,
     UPSTREAM,
     ScalingCell,
     ScalingSample,
@@ -42,14 +43,18 @@ def test_a_setup_needs_a_cpu_per_worker() -> None:
         scaling_setups([0], 2)
 
 
-def sample(rate: float, seconds: float, cpus: dict[str, float], workers: tuple[float, ...]) -> ScalingSample:
-    """A run of `seconds` at `rate` req/s; `cpus`: CPUs each tree kept busy; `workers`: each worker's."""
+def sample(
+    rate: float, seconds: float, cpus: dict[str, float], workers: tuple[float, ...], split: tuple[int, ...] = ()
+) -> ScalingSample:
+    """A run of `seconds` at `rate` req/s; `cpus`: CPUs each tree kept busy; `workers`: each
+    worker's; `split`: connections per worker."""
     return ScalingSample(
         completed=int(rate * seconds),
         failed=0,
         seconds=seconds,
         cpu_seconds={part: busy * seconds for part, busy in cpus.items()},
         worker_cpu_seconds=tuple(busy * seconds for busy in workers),
+        worker_connections=split,
     )
 
 
@@ -66,8 +71,8 @@ ONE = pooled(
     sample(2_000, 4, {GATEWAY: 0.2, UPSTREAM: 0.05, LOAD: 0.05}, (0.2,)),  # spoilt by other work
 )
 TWO = pooled(
-    sample(12_500, 4, {GATEWAY: 1.5, UPSTREAM: 0.25, LOAD: 0.25}, (0.8, 0.7)),
-    sample(12_500, 4, {GATEWAY: 1.5, UPSTREAM: 0.25, LOAD: 0.25}, (0.7, 0.8)),
+    sample(12_500, 4, {GATEWAY: 1.5, UPSTREAM: 0.25, LOAD: 0.25, OTHERS: 0.1}, (0.8, 0.7), (40, 24)),
+    sample(12_500, 4, {GATEWAY: 1.5, UPSTREAM: 0.25, LOAD: 0.25}, (0.7, 0.8), (15, 49)),
 )
 
 
@@ -85,7 +90,9 @@ def test_the_table_sets_the_setups_side_by_side() -> None:
     assert by_row["req/s (median of rounds)"] == ["9,000", "12,500", "1.39"]
     assert by_row["gateway CPU µs/request"] == ["104.8", "120.0", "1.15"]  # 8.8 s over 84,000; 6 s over 50,000
     assert by_row["nginx: CPUs kept busy"][1] == "0.25"
+    assert by_row["everything else: CPUs kept busy"][1] == "0.05"  # 0.1 in one of two runs
     assert by_row["gateway: CPUs kept busy by each worker, busiest first"][1] == "0.80 + 0.70"
+    assert by_row["wrk's connections per worker mid-run, each run"][1] == "40+24, 49+15"
     assert by_row["failed requests (and runs wrk did not report)"] == ["0", "0", ""]
 
 
@@ -105,6 +112,29 @@ def test_a_run_wrk_did_not_report_counts_as_a_failure_with_its_reason() -> None:
     by_row = read_markdown(scaling_table(cell, TWO, scaling_setups([0, 1], 2)))
     assert by_row["failed requests (and runs wrk did not report)"][0] == "0 (1 runs)"
     assert by_row["req/s per gateway CPU-second"][0] == ""
+
+
+def test_connections_accepted_on_the_port_are_found_by_inode() -> None:
+    table = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 111 1\n"
+        "   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 222 1\n"
+        "   2: 0100007F:C350 0100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 333 1\n"
+        "   3: 0100007F:1F90 0100007F:C351 06 00000000:00000000 00:00000000 00000000  1000        0 0 3\n"
+    )
+    assert established_inodes(table, 8080) == {"222"}  # not the listener, wrk's end or a closed one
+
+
+def test_busy_time_is_summed_over_the_chosen_cpus_leaving_out_idle_and_io_wait() -> None:
+    stat = (
+        "cpu  1000 0 1000 9000 50 0 10 0 0 0\n"
+        "cpu0 100 1 200 4000 30 3 4 5 0 0\n"
+        "cpu1 10 0 20 5000 20 0 1 0 0 0\n"
+        "cpu10 7 0 0 0 0 0 0 0 0 0\n"
+        "intr 12345 0 0\n"
+    )
+    assert busy_ticks(stat, frozenset({0})) == 100 + 1 + 200 + 3 + 4 + 5
+    assert busy_ticks(stat, frozenset({1, 10})) == 10 + 20 + 1 + 7
 
 
 def test_the_static_upstream_answers_a_chat_completion_nginx_can_quote() -> None:
