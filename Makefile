@@ -129,7 +129,7 @@ bench-engine: env-ready ## Engine embeddings, torch and onnx, vs in-process limi
 	@$(call timed,$(PY) images/engine/bench/engine_bench.py $(BENCH_ARGS),bench-engine)
 
 .PHONY: bench-gateway
-bench-gateway: env-ready ## Gateway beside direct, nginx, vllm-router, LiteLLM (pinned, interleaved; BENCH_ARGS=--install-peers, --profile: py-spy flame graphs); docs/perf/gateway.md
+bench-gateway: env-ready ## Gateway beside direct, nginx, vllm-router, LiteLLM (pinned, interleaved), then 1 worker on 1 CPU vs 2 on 2 (BENCH_ARGS=--install-peers, --profile: py-spy flame graphs, --no-scaling); docs/perf/gateway.md
 	@$(call timed,$(PY) gateway/bench/bench_gateway.py $(BENCH_ARGS),bench-gateway)
 
 .PHONY: bench-finetune

@@ -10,6 +10,11 @@ process tree's CPU time (/proc) over the requests, RSS the tree's at the end. Pr
 and writes docs/perf/gateway.md. nginx comes from PATH; vllm-router and LiteLLM from their own
 virtualenvs under the user cache, which `--install-peers` creates (a peer not there is skipped).
 
+Then the scaling scenario (`gateway_scaling`; `--no-scaling` skips it, `--scaling-only` runs it
+alone): SAGE's gateway as one worker on one CPU beside two workers on two CPUs, under wrk against
+an nginx that answers by itself, the setups alternating over the rounds: req/s of each, their
+ratio, and the CPU per request of the gateway, nginx and wrk. It needs two CPUs, nginx and wrk.
+
 `--profile`: after the measured rounds, SAGE's gateway (plain, and with keys and limits unless
 `--no-keys`) is sampled by py-spy under the 64-client chat and the 16-client stream load (none of
 it counted in the tables): flame graphs beside the output document (gateway-flame-chat.svg, ...)
@@ -21,6 +26,7 @@ needs ptrace (root or CAP_SYS_PTRACE). Without py-spy, `--profile` says how to g
     make bench-gateway BENCH_ARGS="--install-peers"          # install vllm-router and LiteLLM first
     make bench-gateway BENCH_ARGS="--install-peers --profile" # and py-spy: flame graphs too
     python gateway/bench/bench_gateway.py --rounds 2 --peers nginx,vllm-router --output /tmp/g.md
+    python gateway/bench/bench_gateway.py --scaling-only --output /tmp/scaling.md
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ from pathlib import Path
 import orjson
 import uvloop
 from bench import gateway_wrk
-from bench.gateway_document import RunFacts, document, tables
+from bench.gateway_document import RunFacts, document, scaling_document, tables
 from bench.gateway_flame import ProfiledRun, section, svg_name
 from bench.gateway_load import Measurement, encode_request, run_load
+from bench.gateway_options import parse_args
 from bench.gateway_peers import PEERS, peer_targets
 from bench.gateway_profile import PY_SPY, ProfileError, Sampling, preflight, profile_run, profiler
 from bench.gateway_report import (
@@ -58,10 +65,10 @@ from bench.gateway_report import (
     Results,
     Scenario,
 )
+from bench.gateway_scaling import scaling_scenario
 from bench.gateway_servers import MODEL, Layout, Target, choose_layout, sage_gateway, upstream_target
 
 from sage_harness.process import ManagedProcess, ProcessError
-from sage_harness.repo import REPO_ROOT
 from sage_harness.stats import percentile
 
 PROMPT = "the quick brown fox jumps over the lazy dog"
@@ -238,43 +245,6 @@ def peer_versions() -> str:
     return ", ".join(versions)
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: %(default)s)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply the request counts (default: 1)")
-    parser.add_argument("--max-seconds", type=float, default=8.0, help="time cap of one measurement (default: 8)")
-    parser.add_argument("--wrk-seconds", type=float, default=3.0, help="length of one wrk measurement (default: 3)")
-    parser.add_argument("--no-wrk", action="store_true", help="skip the wrk row even when wrk is installed")
-    parser.add_argument("--peers", default=",".join(peer.name for peer in PEERS), help="default: %(default)s")
-    parser.add_argument(
-        "--install-peers", action="store_true", help="install vllm-router, LiteLLM and py-spy into the user cache first"
-    )
-    parser.add_argument(
-        "--pin", action=argparse.BooleanOptionalAction, default=None,
-        help="servers on one CPU, the load generator on another (default: when there are two CPUs)",
-    )  # fmt: skip
-    parser.add_argument("--no-keys", action="store_true", help="skip SAGE with API keys and limits")
-    parser.add_argument(
-        "--no-workers", action="store_true",
-        help="skip SAGE as 2 workers (on the servers' one CPU: what running several workers costs per request)",
-    )  # fmt: skip
-    parser.add_argument("--upstream", choices=["mock", "deterministic"], default="mock")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "gateway.md")
-    parser.add_argument(
-        "--profile", action="store_true",
-        help="after the rounds, sample SAGE's gateway with py-spy under load: flame graphs beside --output",
-    )  # fmt: skip
-    parser.add_argument("--profile-seconds", type=float, default=6.0, help="per recording (default: %(default)s)")
-    parser.add_argument("--profile-rate", type=int, default=500, help="py-spy samples/s (default: %(default)s)")
-    args = parser.parse_args()
-    unknown = set(args.peers.split(",")) - {peer.name for peer in PEERS} - {""}
-    if unknown:
-        parser.error(
-            f"--peers: no peer named {', '.join(sorted(unknown))} (there are {', '.join(p.name for p in PEERS)})"
-        )
-    return args
-
-
 def find_profiler(args: argparse.Namespace) -> Path | None:
     """py-spy when `--profile` (installed first with `--install-peers`, whether or not this run
     profiles); ends the run, saying how to get it, when it is not there."""
@@ -293,43 +263,82 @@ def profile_section(runs: list[ProfiledRun], args: argparse.Namespace) -> str:
     return "\n" + section(runs, Sampling(args.profile_rate, args.profile_seconds).about(PY_SPY.version(), load))
 
 
+def side_by_side(
+    args: argparse.Namespace, layout: Layout, spy: Path | None, folder: Path, launched: list[Target]
+) -> tuple[list[Target], Results, dict[str, int], list[ProfiledRun], dict[str, str]]:
+    """The targets, measured side by side (and profiled with `spy`): (the targets that stayed,
+    the results, their RSS at the end, the profiled runs, why each peer left out was)."""
+    targets, skipped = start_targets(args, layout, folder, launched)
+    results = measure(targets, scenarios(args), args, skipped)
+    rss_bytes = {target.name: target.rss_bytes() for target in targets}
+    try:
+        runs = profile(targets, args, spy, args.output.parent) if spy is not None else []
+    except ProfileError as error:
+        sys.exit(f"==> {error}")
+    return targets, results, rss_bytes, runs, skipped
+
+
+def scenarios(args: argparse.Namespace) -> list[Scenario]:
+    chosen = [CHAT_1, CHAT_64, STREAM_16]
+    if not args.no_wrk and gateway_wrk.available():
+        chosen.append(WRK_64)
+    return chosen
+
+
+def scaling(args: argparse.Namespace, cpus: list[int], folder: Path) -> str:
+    """The scaling scenario's section ("" with `--no-scaling`)."""
+    if args.no_scaling:
+        return ""
+    body = chat_body(stream=False)
+    return scaling_scenario(
+        cpus, folder, body, rounds=args.rounds, seconds=args.scaling_seconds, timeout=STARTUP_TIMEOUT
+    )
+
+
+def print_failures(results: Results) -> None:
+    for scenario_name, cells in results.items():
+        for target_name, cell in cells.items():
+            if cell.reasons:
+                print(f"failed {scenario_name} {target_name}: {dict(cell.reasons)}")
+
+
 def main() -> None:
-    args = parse_args()
+    args = parse_args(__doc__ or "")
     spy = find_profiler(args)
+    cpus = sorted(os.sched_getaffinity(0))  # before this process moves onto the client's CPU
     layout = choose_layout(args.pin)
     if layout.client_cpu is not None:  # the servers get theirs from taskset
         os.sched_setaffinity(0, {layout.client_cpu})
     print(f"==> {layout.describe()}", flush=True)
-    scenarios = [CHAT_1, CHAT_64, STREAM_16]
-    if not args.no_wrk:
-        if gateway_wrk.available():
-            scenarios.append(WRK_64)
-        else:
-            print("==> wrk: not on PATH (the Debian package wrk), no wrk row", flush=True)
+    if not args.no_wrk and not gateway_wrk.available():
+        print("==> wrk: not on PATH (the Debian package wrk), no wrk row", flush=True)
     load_before = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="sage-bench-gateway-"))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     launched: list[Target] = []
+    targets: list[Target] = []
+    results: Results = {}
+    rss_bytes: dict[str, int] = {}
+    runs: list[ProfiledRun] = []
+    skipped: dict[str, str] = {}
     try:
-        targets, skipped = start_targets(args, layout, folder, launched)
-        results = measure(targets, scenarios, args, skipped)
-        rss_bytes = {target.name: target.rss_bytes() for target in targets}
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            runs = profile(targets, args, spy, args.output.parent) if spy is not None else []
-        except ProfileError as error:
-            sys.exit(f"==> {error}")
+        if not args.scaling_only:
+            targets, results, rss_bytes, runs, skipped = side_by_side(args, layout, spy, folder, launched)
+            for target in reversed(launched):  # the proxies before their upstream
+                target.process.stop()
+        scaling_text = scaling(args, cpus, folder)
     finally:
-        for target in reversed(launched):  # the proxies before their upstream
+        for target in reversed(launched):
             target.process.stop()
         shutil.rmtree(folder, ignore_errors=True)
     for target in targets:  # they served the whole run: their logs say nothing worth keeping
         target.process.remove_log()
     names = [target.name for target in targets]
-    print("\n" + tables(results, rss_bytes, scenarios, names))
-    for scenario_name, cells in results.items():
-        for target_name, cell in cells.items():
-            if cell.reasons:
-                print(f"failed {scenario_name} {target_name}: {dict(cell.reasons)}")
+    if not args.scaling_only:
+        print("\n" + tables(results, rss_bytes, scenarios(args), names))
+    print_failures(results)
+    if scaling_text:
+        print(scaling_text)
     facts = RunFacts(
         when=f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         command=" ".join(
@@ -342,7 +351,10 @@ def main() -> None:
         rounds=args.rounds,
         skipped=skipped,
     )
-    text = document(facts, results, rss_bytes, scenarios, names)
+    if args.scaling_only:
+        text = scaling_document(facts, scaling_text)
+    else:
+        text = document(facts, results, rss_bytes, scenarios(args), names) + scaling_text
     if runs:
         text += profile_section(runs, args)
         print("".join(f"\nwrote {args.output.parent / run.svg}" for run in runs))

@@ -76,7 +76,7 @@ def document(
         f"{SAGE_WORKERS} is SAGE's gateway as two worker processes sharing their routing counts "
         "(SAGE_GATEWAY_WORKERS=2): on the servers' one CPU they cannot serve more than one, so its "
         "figure to read is its CPU per request beside one worker's, what running several workers costs "
-        "(a machine with a core per worker is where their req/s adds up). The aim column is SAGE's."
+        "(their req/s on a CPU each is the scaling section's, below). The aim column is SAGE's."
     )
     cpu_note = (
         "Server CPU per request by scenario (µs, the target's process tree; direct: the mock upstream's). "
@@ -102,3 +102,9 @@ def document(
         + detail_table(results, scenarios, targets)
         + "\n"
     )
+
+
+def scaling_document(facts: RunFacts, scaling: str) -> str:
+    """The document of a run of the scaling scenario alone (`--scaling-only`)."""
+    about = f"Measured on {facts.when} by `{facts.command}`: {facts.machine}. The scaling scenario alone."
+    return "# Gateway scaling with cores\n\n" + _paragraph(about) + scaling

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,11 @@ spec:
 """
 
 
+def pinned_to(cpus: Iterable[int]) -> list[str]:
+    """What a command line starts with to run on `cpus` only (its children too)."""
+    return ["taskset", "-c", ",".join(str(cpu) for cpu in sorted(cpus))]
+
+
 @dataclass(frozen=True)
 class Layout:
     """Which CPUs the servers and the load generator run on (no pinning: both None)."""
@@ -50,7 +56,7 @@ class Layout:
     @property
     def prefix(self) -> list[str]:
         """What a server's command line starts with."""
-        return [] if self.server_cpu is None else ["taskset", "-c", str(self.server_cpu)]
+        return [] if self.server_cpu is None else pinned_to([self.server_cpu])
 
     def describe(self) -> str:
         if self.server_cpu is None:
@@ -74,6 +80,15 @@ def choose_layout(pin: bool | None) -> Layout:
 
 def _stat_fields(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` alone (0 when it is gone)."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -168,15 +183,20 @@ def upstream_target(layout: Layout, kind: str) -> Target:
     return Target("direct", ManagedProcess(f"{kind}-upstream", [*layout.prefix, *command], env=env), port)
 
 
-def sage_gateway(layout: Layout, upstream: Target, *, keys_folder: Path | None = None, workers: int = 1) -> Target:
-    """SAGE's gateway with static discovery in front of `upstream`; with `keys_folder`, it
-    requires the bench key and checks requests-, tokens- and concurrency limits; with `workers`
-    above 1, it runs that many worker processes (without keys)."""
-    env = {
+def gateway_env(upstream: Target) -> dict[str, str]:
+    """SAGE's gateway routing the bench model to `upstream` (static discovery), logging warnings only."""
+    return {
         "SAGE_GATEWAY_DISCOVERY": "static",
         "SAGE_GATEWAY_STATIC_ENGINES": json.dumps([{"name": MODEL, "urls": [upstream.url]}]),
         "SAGE_GATEWAY_LOG_LEVEL": "warning",
     }
+
+
+def sage_gateway(layout: Layout, upstream: Target, *, keys_folder: Path | None = None, workers: int = 1) -> Target:
+    """SAGE's gateway with static discovery in front of `upstream`; with `keys_folder`, it
+    requires the bench key and checks requests-, tokens- and concurrency limits; with `workers`
+    above 1, it runs that many worker processes (without keys)."""
+    env = gateway_env(upstream)
     if workers > 1:
         process = PinnedGateway(layout.prefix, env | {"SAGE_GATEWAY_WORKERS": str(workers)})
         return Target(f"SAGE {workers} workers", process, process.port, ready_path="/readyz")
