@@ -12,7 +12,6 @@ counted to see how much they took. Each setup has its own nginx and gateway, sta
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import textwrap
@@ -38,7 +37,7 @@ from bench.gateway_servers import MODEL, PinnedGateway, Target, gateway_env, pin
 from bench.gateway_wrk import wrk
 
 from sage_harness.net import free_port
-from sage_harness.proc_tree import descendants
+from sage_harness.proc_tree import connections_by_worker, descendants
 from sage_harness.process import ManagedProcess
 
 SCALING_WORKERS = 2
@@ -147,17 +146,6 @@ def gateway_workers(gateway: Target) -> list[int]:
     return sorted(descendants(gateway.pid)) or [gateway.pid]
 
 
-def established_inodes(tcp_table: str, port: int) -> set[str]:
-    """The socket inodes of the connections accepted on `port` and still established, from the
-    text of /proc/net/tcp (columns: sl, local address:port in hex, remote, state, ..., inode)."""
-    inodes = set()
-    for line in tcp_table.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 9 and fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-            inodes.add(fields[9])
-    return inodes
-
-
 def busy_ticks(proc_stat: str, cpus: frozenset[int]) -> int:
     """Clock ticks `cpus` spent busy (not idle or waiting for I/O), from the text of /proc/stat."""
     total = 0
@@ -171,20 +159,6 @@ def busy_ticks(proc_stat: str, cpus: frozenset[int]) -> int:
 
 def busy_seconds(cpus: frozenset[int]) -> float:
     return busy_ticks(Path("/proc/stat").read_text(), cpus) / os.sysconf("SC_CLK_TCK")
-
-
-def connections_by_worker(workers: list[int], port: int) -> list[int]:
-    """How many of the connections accepted on `port` each of `workers` holds now (/proc)."""
-    inodes = established_inodes(Path("/proc/net/tcp").read_text(), port)
-    counts = []
-    for pid in workers:
-        held = 0
-        with contextlib.suppress(OSError):
-            for descriptor in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    held += os.readlink(descriptor).removeprefix("socket:[").removesuffix("]") in inodes
-        counts.append(held)
-    return counts
 
 
 def run_once(rig: ScalingRig, body: bytes, seconds: float) -> ScalingSample:

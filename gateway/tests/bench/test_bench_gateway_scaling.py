@@ -8,7 +8,7 @@ import json
 
 import pytest
 from bench.gateway_report import read_markdown
-from bench.gateway_scaling import STATIC_ANSWER, STATIC_NGINX_CONF, busy_ticks, established_inodes
+from bench.gateway_scaling import STATIC_ANSWER, STATIC_NGINX_CONF, busy_ticks
 from bench.gateway_scaling_report import (
     GATEWAY,
     LOAD,
@@ -21,6 +21,8 @@ from bench.gateway_scaling_report import (
     scaling_summary_table,
     scaling_table,
 )
+
+from sage_harness.proc_tree import established_inodes
 
 
 def test_one_worker_gets_a_cpu_of_its_own_and_two_share_theirs_with_nginx_and_wrk() -> None:

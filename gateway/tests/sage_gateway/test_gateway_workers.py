@@ -15,6 +15,7 @@ import pytest
 
 from sage_gateway.workers.shared import SharedCounts, SharedInflight, SharedTally
 from sage_harness.gateway import GatedUpstream, GatewayProcess
+from sage_harness.proc_tree import connections_by_worker
 from sage_harness.waiting import wait_until_async
 
 
@@ -125,3 +126,20 @@ async def test_two_workers_agree_on_load_and_metrics_and_survive_a_worker_crash(
         assert gateway.process is not None
         gateway.process.send_signal(signal.SIGTERM)
         assert gateway.process.wait(timeout=30) == 0
+
+
+async def test_connections_are_spread_over_the_workers(two_workers: GatewayProcess) -> None:
+    """Each worker accepts on a socket of its own (SO_REUSEPORT): the kernel spreads connections
+    over them. 32 connections all on one worker would happen by chance once in 2**31 runs."""
+    with two_workers as gateway:
+        opened = []
+        for _ in range(32):
+            reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+            await reader.readuntil(b"\r\n\r\n")  # accepted and answered: held by one worker
+            opened.append(writer)
+        held = connections_by_worker(sorted(worker_pids(gateway)), gateway.port)
+        assert sum(held) == 32
+        assert min(held) > 0
+        for writer in opened:
+            writer.close()
