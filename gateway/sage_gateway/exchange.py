@@ -55,4 +55,4 @@ class Exchange:
 
     def first_byte(self) -> None:
         """The first chunk of a stream went out."""
-        self.metrics.ttft.labels(self.model, self.route).observe(time.perf_counter() - self.started)
+        self.metrics.observe_first_byte(self.model, self.route, time.perf_counter() - self.started)

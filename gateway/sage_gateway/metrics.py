@@ -44,6 +44,7 @@ class GatewayMetrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     _request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(default_factory=dict)
     _key_children: dict[tuple[str, str], tuple[Counter, Counter, Counter]] = field(default_factory=dict)
+    _ttft_children: dict[tuple[str, str], Histogram] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.requests = Counter(
@@ -153,6 +154,13 @@ class GatewayMetrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_first_byte(self, model: str, route: str, seconds: float) -> None:
+        """A stream's first chunk went out `seconds` after its request came (the child cached)."""
+        child = self._ttft_children.get((model, route))
+        if child is None:
+            child = self._ttft_children[(model, route)] = self.ttft.labels(model, route)
+        child.observe(seconds)
 
     def key_counters(self, key: str, model: str) -> tuple[Counter, Counter, Counter]:
         """The requests, prompt-token and completion-token counters of one key and model (cached
