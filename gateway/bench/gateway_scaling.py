@@ -267,10 +267,10 @@ def scaling_section(rigs: list[ScalingRig], cells: list[ScalingCell], *, rounds:
         f"gateway's CPU time) of {workers} workers over one's, times {workers}: what {workers} workers would "
         f"answer on {workers} CPUs of their own at the CPU per request measured, over one worker on one. It is "
         "derived, not measured, and assumes each worker would keep its CPU busy, which depends on how the "
-        "connections are spread: the workers accept on one shared socket, and the kernel hands each new "
-        "connection to whichever worker accepts it, so the split of wrk's connections (counted from /proc "
-        "halfway through each run) and each worker's CPU are shown. Failed requests: wrk's socket errors "
-        "and non-2xx answers."
+        "connections are spread: each worker accepts on a socket of its own on the one port (SO_REUSEPORT), "
+        "and the kernel spreads new connections over them by their addresses, so the split of wrk's "
+        "connections (counted from /proc halfway through each run) and each worker's CPU are shown. Failed "
+        "requests: wrk's socket errors and non-2xx answers."
     )
     return (
         "\n## Scaling with cores\n\n"
