@@ -84,8 +84,7 @@ PEERS = (
     Peer("LiteLLM", "litellm", "litellm[proxy]", "litellm"),
 )
 
-NGINX_CONF = """# The gateway benchmark's nginx: one worker, keep-alive to the upstream, nothing buffered.
-daemon off;
+NGINX_PREAMBLE = """daemon off;
 master_process on;
 worker_processes 1;
 pid {folder}/nginx.pid;
@@ -99,7 +98,13 @@ http {{
     uwsgi_temp_path {folder}/uwsgi;
     scgi_temp_path {folder}/scgi;
     keepalive_requests 1000000;
-    upstream bench_upstream {{
+"""
+"""One nginx worker in the foreground, its files in {folder}, no access log: every benchmark nginx's."""
+
+NGINX_CONF = (
+    "# The gateway benchmark's nginx: one worker, keep-alive to the upstream, nothing buffered.\n"
+    + NGINX_PREAMBLE
+    + """    upstream bench_upstream {{
         server 127.0.0.1:{upstream_port};
         keepalive 128;
         keepalive_requests 1000000;
@@ -116,6 +121,7 @@ http {{
     }}
 }}
 """
+)
 
 LITELLM_CONFIG = """model_list:
   - model_name: {model}

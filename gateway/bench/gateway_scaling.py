@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+from bench.gateway_peers import NGINX_PREAMBLE
 from bench.gateway_scaling_report import (
     GATEWAY,
     LOAD,
@@ -62,22 +63,10 @@ STATIC_ANSWER = orjson.dumps(
     }
 ).decode()
 """What the mock upstream answers the benchmark's chat request, fixed (no single quote in it)."""
-STATIC_NGINX_CONF = """# The scaling scenario's upstream: one nginx worker answering by itself.
-daemon off;
-master_process on;
-worker_processes 1;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {folder}/body;
-    proxy_temp_path {folder}/proxy;
-    fastcgi_temp_path {folder}/fastcgi;
-    uwsgi_temp_path {folder}/uwsgi;
-    scgi_temp_path {folder}/scgi;
-    keepalive_requests 1000000;
-    default_type application/json;
+STATIC_NGINX_CONF = (
+    "# The scaling scenario's upstream: one nginx worker answering by itself.\n"
+    + NGINX_PREAMBLE
+    + """    default_type application/json;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location = /health {{ return 200 '{{"status":"ok"}}'; }}
@@ -85,6 +74,7 @@ http {{
     }}
 }}
 """
+)
 
 
 def scaling_unavailable(cpus: list[int], workers: int) -> str:
