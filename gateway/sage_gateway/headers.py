@@ -44,6 +44,11 @@ _REQUEST_AND_CREDENTIALS_DROPPED = _REQUEST_DROPPED | CREDENTIALS
 _RESPONSE_DROPPED = _HOP_BY_HOP | {b"date", b"server", _REQUEST_ID, _REPLICA}
 
 
+def request_id_header(request_id: str) -> tuple[bytes, bytes]:
+    """The request id as the raw header the gateway sends (upstream and back to the client)."""
+    return (_REQUEST_ID, request_id.encode("latin-1"))
+
+
 def _without(headers: Iterable[tuple[bytes, bytes]], dropped: frozenset[bytes]) -> RawHeaders:
     """`headers` (names lower-case, as ASGI servers and the upstream client give them) less those
     named in `dropped` and those a `Connection` header names hop-by-hop, in one pass, as bytes."""
@@ -67,7 +72,7 @@ def forward_headers(
     """Request headers for the upstream: no hop-by-hop ones (nor those `Connection` names), and
     without the client's credentials when the gateway checked them itself."""
     kept = _without(headers, _REQUEST_DROPPED if keep_credentials else _REQUEST_AND_CREDENTIALS_DROPPED)
-    kept.append((_REQUEST_ID, request_id.encode("latin-1")))
+    kept.append(request_id_header(request_id))
     if not any(name == b"content-type" for name, _ in kept):
         kept.append((b"content-type", b"application/json"))
     return kept
@@ -87,7 +92,7 @@ def translated_request_headers(headers: Iterable[tuple[bytes, bytes]], request_i
 def response_headers(upstream: Iterable[tuple[bytes, bytes]], request_id: str) -> RawHeaders:
     """The upstream's response headers the client gets, with the request id, never decoded."""
     kept = _without(upstream, _RESPONSE_DROPPED)
-    kept.append((_REQUEST_ID, request_id.encode("latin-1")))
+    kept.append(request_id_header(request_id))
     return kept
 
 

@@ -17,10 +17,10 @@ import orjson
 from sage_gateway.anthropic import Event, MessageStreamTranslator, chat_to_message, encode_events
 from sage_gateway.auth.usage import Usage, UsageTap
 from sage_gateway.errors import upstream_error
-from sage_gateway.headers import response_headers
+from sage_gateway.headers import request_id_header, response_headers
 from sage_wire.envelopes import Protocol, envelope, error_in, error_of
 from sage_wire.errors import WireError
-from sage_wire.media import EVENT_STREAM, JSON, REQUEST_ID, RawHeaders
+from sage_wire.media import EVENT_STREAM, JSON, RawHeaders
 from sage_wire.sse import DONE_DATA, SSEDecoder, data_event
 
 MID_STREAM_FAILURE = 502
@@ -173,7 +173,6 @@ class _MessagesStream:
         return encode_events(self.translator.error(envelope(error, Protocol.ANTHROPIC)))
 
 
-_REQUEST_ID = REQUEST_ID.encode()
 _STREAM_HEADERS = [(b"content-type", EVENT_STREAM.encode()), (b"cache-control", b"no-cache")]
 _JSON_HEADERS = [(b"content-type", JSON.encode())]
 
@@ -187,7 +186,7 @@ class AnthropicMessages:
     protocol = Protocol.ANTHROPIC
 
     def headers(self, upstream: Iterable[tuple[bytes, bytes]], request_id: str, *, streaming: bool) -> RawHeaders:
-        own = [(_REQUEST_ID, request_id.encode("latin-1"))]
+        own = [request_id_header(request_id)]
         return own + (_STREAM_HEADERS if streaming else _JSON_HEADERS)
 
     def body(self, content: bytes) -> bytes:

@@ -15,6 +15,7 @@ from typing import Protocol, cast
 
 import httptools
 
+from sage_gateway.headers import plain_headers
 from sage_gateway.upstream.errors import BrokenResponse, Disconnected, ReadTimeout, UpstreamError
 from sage_wire.media import RawHeaders
 
@@ -90,11 +91,7 @@ class UpstreamResponse:
     @property
     def headers(self) -> dict[str, str]:
         if self._decoded is None:
-            decoded: dict[str, str] = {}
-            for raw_name, raw_value in self.raw_headers:
-                name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-                decoded[name] = f"{decoded[name]}, {value}" if name in decoded else value
-            self._decoded = decoded
+            self._decoded = plain_headers(self.raw_headers)
         return self._decoded
 
     @property
