@@ -132,6 +132,10 @@ bench-engine: env-ready ## Engine embeddings, torch and onnx, vs in-process limi
 bench-gateway: env-ready ## Gateway beside direct, nginx, vllm-router, LiteLLM (pinned, interleaved), then 1 worker on 1 CPU vs 2 on 2 (BENCH_ARGS=--install-peers, --profile: py-spy flame graphs, --no-scaling); docs/perf/gateway.md
 	@$(call timed,$(PY) gateway/bench/bench_gateway.py $(BENCH_ARGS),bench-gateway)
 
+.PHONY: bench-gateway-stages
+bench-gateway-stages: env-ready ## One client's request through the gateway stage by stage, beside direct and plain p50s; docs/perf/gateway-stages.md
+	@$(call timed,$(PY) gateway/bench/bench_gateway_stages.py $(BENCH_ARGS),bench-gateway-stages)
+
 .PHONY: bench-finetune
 bench-finetune: env-ready ## Fine-tune steps/s with and without per-step progress, LoRA vs full, interleaved; docs/perf/finetune.md
 	@$(call timed,$(PY) images/finetune/bench/finetune_bench.py $(BENCH_ARGS),bench-finetune)

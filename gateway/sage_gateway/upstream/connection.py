@@ -1,8 +1,9 @@
 """One keep-alive HTTP/1.1 connection to a replica, and the response it is receiving.
 
 An asyncio protocol with httptools' response parser (C): a request goes out in one write, the
-parser's callbacks fill an `UpstreamResponse`, and once the response has ended on the wire the
-connection goes back to its pool, whether or not the consumer has read the buffered body yet.
+parser's callbacks fill an `UpstreamResponse` (the body bytes of one read in one piece), and once
+the response has ended on the wire the connection goes back to its pool, whether or not the
+consumer has read the buffered body yet.
 Reading is paused while a consumer (a slow client) leaves more than `HIGH_WATER` bytes unread.
 """
 
@@ -175,6 +176,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._response: UpstreamResponse | None = None
         self._header_names: list[bytes] = []
         self._header_values: list[bytes] = []
+        self._body_pieces: list[bytes] = []
+        """Body bytes the parser found in the current read, handed to the response together."""
         self._received_any = False
         self._paused = False
         self._last_data = 0.0
@@ -191,7 +194,10 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
+            self._hand_over_body()
             self._broken(BrokenResponse(f"the replica's answer is not valid HTTP/1.1: {error}"))
+        else:
+            self._hand_over_body()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too: connection_lost follows
@@ -240,10 +246,11 @@ class UpstreamConnection(asyncio.Protocol):
             started.set_result(response)
 
     def on_body(self, body: bytes) -> None:
-        if self._response is not None:
-            self._response._feed(body)
+        # A stream's chunks often arrive many to a read: the response gets them as one piece.
+        self._body_pieces.append(body)
 
     def on_message_complete(self) -> None:
+        self._hand_over_body()
         response, self._response = self._response, None
         if response is None:
             return  # the end of a 1xx
@@ -299,6 +306,13 @@ class UpstreamConnection(asyncio.Protocol):
         return self._received_any
 
     # --- internals --------------------------------------------------------------------------
+    def _hand_over_body(self) -> None:
+        pieces = self._body_pieces
+        if pieces:
+            if self._response is not None:
+                self._response._feed(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            pieces.clear()
+
     def _unread_is_low(self) -> bool:
         response = self._response
         return response is None or response._unread <= LOW_WATER

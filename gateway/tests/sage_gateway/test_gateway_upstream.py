@@ -230,6 +230,23 @@ async def test_the_read_timeout_counts_from_each_request_on_a_kept_alive_connect
         assert client.open_connections == 0
 
 
+async def test_chunks_read_before_broken_framing_are_delivered_then_the_error() -> None:
+    async def garbled(number: int, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        writer.write(head + b"7\r\ndata: 1\r\n7\r\ndata: 2\r\nzz\r\nnot a chunk\r\n")
+        await writer.drain()
+        return True
+
+    async with replica(garbled) as upstream:
+        client = pool()
+        response = await client.post(upstream.url, "/v1/s", b"{}", [])
+        assert await response.next_chunk() == b"data: 1data: 2"  # the whole read, in one piece
+        with pytest.raises(BrokenResponse, match="not valid HTTP"):
+            await response.next_chunk()
+        assert client.open_connections == 0
+        await client.close()
+
+
 async def test_an_answer_cut_off_mid_body_is_broken() -> None:
     async def cut(number: int, body: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")

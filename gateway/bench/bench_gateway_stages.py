@@ -1,0 +1,153 @@
+"""Where one client's time goes in SAGE's gateway: the request's path stage by stage
+(`bench.gateway_stages`), beside that client's latency direct to the mock upstream and through
+the gateway, in one run, laid out like `make bench-gateway` (servers on one CPU, the client on
+another). Writes docs/perf/gateway-stages.md.
+
+    make bench-gateway-stages                          # or, with options:
+    python gateway/bench/bench_gateway_stages.py --seconds 10 --output /tmp/stages.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import shutil
+import signal
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.bench_gateway import STARTUP_TIMEOUT, chat_body, machine
+from bench.gateway_load import encode_request, run_load
+from bench.gateway_servers import PinnedGateway, Target, choose_layout, gateway_env, upstream_target
+from bench.gateway_stages import STAGES_FILE, stages_table
+
+from sage_harness.repo import REPO_ROOT
+from sage_harness.stats import percentile
+from sage_harness.waiting import wait_until
+
+
+class StagedGateway(PinnedGateway):
+    """SAGE's gateway with the stage probes in (`python -m bench.gateway_stages`)."""
+
+    def __init__(self, prefix: list[str], env: dict[str, str]) -> None:
+        super().__init__(prefix, env)
+        self.module = "bench.gateway_stages"
+
+
+@dataclass(frozen=True)
+class StagesRun:
+    when: str
+    machine: str
+    layout: str
+    direct_ms: float
+    """One client's p50 straight to the mock."""
+    through_ms: float
+    """...and through SAGE's gateway (without the probes)."""
+    medians: dict[str, Any]
+    """The probed gateway's stage medians (bench.gateway_stages.stage_medians)."""
+
+
+def p50_ms(target: Target, seconds: float) -> float:
+    """One client's median latency (ms) on `target` over `seconds`."""
+    body = chat_body(stream=False)
+    headers = {"content-type": "application/json"}
+    request = encode_request("127.0.0.1", target.port, "/v1/chat/completions", body, headers)
+    measured = asyncio.run(
+        run_load(
+            "127.0.0.1", target.port, request, concurrency=1, total=10**9, max_seconds=seconds, server_cpu=lambda: 0.0
+        )
+    )
+    if measured.errors or not measured.latencies:
+        msg = f"{target.name}: {measured.errors} failed requests ({dict(measured.reasons)})"
+        raise RuntimeError(msg)
+    return percentile(measured.latencies, 0.5) * 1000
+
+
+def staged_medians(gateway: Target, seconds: float, output: Path) -> dict[str, Any]:
+    """The stage medians over `seconds` of one client, after a warm-up that is forgotten."""
+    p50_ms(gateway, 1.0)
+    os.kill(gateway.pid, signal.SIGUSR1)
+    p50_ms(gateway, seconds)
+    os.kill(gateway.pid, signal.SIGUSR2)
+    wait_until(output.exists, "the staged gateway wrote its medians", 10.0)
+    medians: dict[str, Any] = json.loads(output.read_text())
+    return medians
+
+
+def document(run: StagesRun) -> str:
+    """docs/perf/gateway-stages.md."""
+    intro = (
+        f"Measured on {run.when} by `make bench-gateway-stages`: {run.machine}. Layout: {run.layout}. One "
+        "client (the benchmark's Python load generator) sends chat completions one after another to "
+        "the mock upstream, then through SAGE's gateway in front of it, then through the same gateway "
+        "with probes that note when each request reaches a few of its methods "
+        f"(`gateway/bench/gateway_stages.py`); {run.medians['requests']} requests measured with the probes in."
+    )
+    reading = (
+        "How to read it. The stages follow one request from its first bytes to the last byte of its "
+        "answer, and on to the bookkeeping the client does not wait for. The gateway and the mock share "
+        "one CPU, as in `docs/perf/gateway.md`, so the replica's own turn falls inside these stages: in "
+        "the write to the replica when the kernel runs the woken replica at once, else in the wait for "
+        "the answer. The mock answers with uvicorn's own HTTP protocol, as vLLM's server does, which "
+        "writes a head and its body apart: the gateway may wake at the head and wait again for the "
+        "body, inside the stage where the task is woken. Every stage runs with the caches the replica "
+        "left. The probes cost a few tenths of a microsecond each, so the stages sum to a little more "
+        "than the gateway takes alone."
+    )
+    wrap = "\n".join(textwrap.wrap(intro, 100))
+    return (
+        f"# One client through SAGE's gateway, stage by stage\n\n{wrap}\n\n"
+        f"| one client, chat completions | p50 |\n| --- | ---: |\n"
+        f"| direct to the mock | {run.direct_ms:.3f} ms |\n| through SAGE's gateway | {run.through_ms:.3f} ms |\n"
+        f"| added by the gateway | +{run.through_ms - run.direct_ms:.3f} ms |\n\n"
+        f"{stages_table(run.medians)}\n\n" + "\n".join(textwrap.wrap(reading, 100)) + "\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measurement (default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "perf" / "gateway-stages.md")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None, help="as bench_gateway.py's")
+    args = parser.parse_args()
+    layout = choose_layout(args.pin)
+    if layout.client_cpu is not None:
+        os.sched_setaffinity(0, {layout.client_cpu})
+    load_before = os.getloadavg()[0]
+    folder = Path(tempfile.mkdtemp(prefix="sage-bench-stages-"))
+    upstream = upstream_target(layout, "mock")
+    env = gateway_env(upstream)
+    gateway = PinnedGateway(layout.prefix, env)
+    probed = StagedGateway(layout.prefix, env | {STAGES_FILE: str(folder / "stages.json")})
+    plain = Target("SAGE", gateway, gateway.port, ready_path="/readyz")
+    staged = Target("SAGE with probes", probed, probed.port, ready_path="/readyz")
+    launched: list[Target] = []
+    try:
+        for target in (upstream, plain, staged):
+            launched.append(target)
+            target.process.launch()
+            target.wait_ready(chat_body(stream=False), STARTUP_TIMEOUT)
+        p50_ms(upstream, 1.0)
+        direct = p50_ms(upstream, args.seconds)
+        p50_ms(plain, 1.0)
+        through = p50_ms(plain, args.seconds)
+        medians = staged_medians(staged, args.seconds, folder / "stages.json")
+    finally:
+        for target in reversed(launched):
+            target.process.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"direct p50 {direct:.3f} ms, through SAGE {through:.3f} ms\n{stages_table(medians)}")
+    when = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+    about = machine(load_before, os.getloadavg()[0])
+    args.output.write_text(document(StagesRun(when, about, layout.describe(), direct, through, medians)))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The stage probes of `make bench-gateway-stages`: where they attach in the gateway, what they
+record for one request, and the table made of it."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Iterator
+
+import pytest
+from bench.gateway_stages import IDLE, MARKS, STAGES, Mark, StageClock, _probed, stage_medians, stages_table
+
+
+def test_every_mark_names_a_method_the_gateway_has() -> None:
+    """A renamed method would leave a stage unrecorded: each mark must still find its method."""
+    for mark in MARKS:
+        owner = getattr(importlib.import_module(mark.module), mark.owner)
+        assert callable(getattr(owner, mark.method)), mark
+    assert len(STAGES) == len(MARKS) - 1
+
+
+def ticking(start: int = 0, step: int = 1000) -> Iterator[int]:
+    now = start
+    while True:
+        yield now
+        now += step
+
+
+def test_a_request_is_recorded_once_per_mark_and_ends_at_finished() -> None:
+    ticks = ticking()
+    clock = StageClock(clock=lambda: next(ticks))
+    for mark in MARKS[:3]:
+        clock.mark(mark.name)
+    clock.mark(MARKS[0].name)  # a later pass (the next read, a stream's next chunk) keeps the first time
+    for mark in MARKS[3:]:
+        clock.mark(mark.name)
+    assert len(clock.records) == 1
+    record = clock.records[0]
+    assert [record[mark.name] for mark in MARKS] == [0, 1000, 2000, 4000, 5000, 6000, 7000, 8000, 9000]
+    assert clock.current == {}
+
+
+def test_medians_take_only_whole_requests_and_measure_the_idle_time_between_them() -> None:
+    def record(start: int, steps: list[int]) -> dict[str, int]:
+        times = [start]
+        for step in steps:
+            times.append(times[-1] + step)
+        return {mark.name: moment for mark, moment in zip(MARKS, times, strict=True)}
+
+    first = record(0, [1000] * 8)
+    second = record(20_000, [3000] * 8)
+    third = record(60_000, [2000] * 8)
+    partial = {MARKS[0].name: 90_000}
+    medians = stage_medians([first, second, third, partial])
+    assert medians["requests"] == 3
+    assert medians["stages"] == [2.0] * 8
+    assert medians["idle"] == (12.0 + 16.0) / 2  # 12 us after `first` (20 - 8), 16 after `second` (60 - 44)
+
+
+def test_the_table_shares_the_path_without_the_bookkeeping_after_the_last_byte() -> None:
+    table = stages_table({"requests": 3, "stages": [10.0, 20.0, 30.0, 40.0, 50.0, 25.0, 25.0, 9.0], "idle": 12.5})
+    lines = table.splitlines()
+    assert lines[2] == f"| {STAGES[0]} | request in | request parsed | 10.0 | 5% |"
+    assert lines[9] == f"| {STAGES[7]} | client written | finished | 9.0 |  |"
+    assert "| **request in to client written** | | | **200.0** | 100% |" in lines
+    assert lines[-1] == f"| {IDLE} | finished | request in | 12.5 | |"
+
+
+def test_probes_record_around_plain_and_async_methods_and_keep_what_they_return() -> None:
+    ticks = ticking()
+    clock = StageClock(clock=lambda: next(ticks))
+    seen: list[str] = []
+
+    class Probed:
+        def parse(self, data: bytes) -> int:
+            seen.append("parse")
+            return len(data)
+
+        async def send(self, data: bytes) -> bytes:
+            seen.append("send")
+            await asyncio.sleep(0)
+            return data * 2
+
+    before = Mark("in", __name__, "Probed", "parse", after=False)
+    after = Mark("out", __name__, "Probed", "parse", after=True)
+    Probed.parse = _probed(_probed(Probed.parse, before, clock), after, clock)  # type: ignore[method-assign]
+    sent = Mark("sent", __name__, "Probed", "send", after=True)
+    Probed.send = _probed(Probed.send, sent, clock)  # type: ignore[method-assign]
+    assert inspect.iscoroutinefunction(inspect.unwrap(Probed.send))
+
+    assert Probed().parse(b"abc") == 3
+    assert clock.current == {"in": 0, "out": 1000}
+    assert asyncio.run(Probed().send(b"x")) == b"xx"
+    assert clock.current["sent"] == 2000
+    assert seen == ["parse", "send"]
+
+
+def test_a_failing_method_still_records_its_mark_and_raises() -> None:
+    clock = StageClock(clock=lambda: 7)
+
+    def broken(self: object) -> None:
+        raise ValueError("no")
+
+    probed = _probed(broken, Mark("out", __name__, "x", "broken", after=True), clock)
+    with pytest.raises(ValueError, match="no"):
+        probed(object())
+    assert clock.current == {"out": 7}
