@@ -253,7 +253,9 @@ def scaling_section(rigs: list[ScalingRig], cells: list[ScalingCell], *, rounds:
     reading = (
         f"How to read it. In the {workers}-worker setup nginx and wrk run on the gateway's CPUs and took the "
         "share shown as CPUs kept busy, so the measured req/s ratio is a lower bound of the gateway's own "
-        "scaling. The derived ratio sets their share aside: req/s per gateway CPU-second (the requests over the "
+        "scaling: it is the CPUs the gateway got (the second row) times the ratio of req/s per gateway "
+        "CPU-second, so it cannot read above that row however well the workers scale. The derived ratio "
+        "sets their share aside: req/s per gateway CPU-second (the requests over the "
         f"gateway's CPU time) of {workers} workers over one's, times {workers}: what {workers} workers would "
         f"answer on {workers} CPUs of their own at the CPU per request measured, over one worker on one. It is "
         "derived, not measured, and assumes each worker would keep its CPU busy, which depends on how the "

@@ -205,10 +205,17 @@ def derived_scaling(one: ScalingCell, many: ScalingCell, workers: int) -> float:
 
 
 def scaling_summary(one: ScalingCell, many: ScalingCell, workers: int) -> list[list[str]]:
-    """The two scaling figures beside the aim (N times 0.8)."""
+    """The two scaling figures beside the aim (N times 0.8), and the CPUs the layout left the
+    gateway: the measured ratio is that times the ratio of req/s per gateway CPU-second."""
     aim = f">= {SCALING_AIM * workers:.1f}"
     return [
         [f"measured: req/s, {workers} workers over 1 (a lower bound)", _ratio(many.rate, one.rate), aim],
+        [
+            f"the most it could read here: the CPUs the gateway got, {workers} workers over 1 "
+            "(nginx and wrk took the rest)",
+            _ratio(many.cpus_used(GATEWAY), one.cpus_used(GATEWAY)),
+            "",
+        ],
         [
             f"derived: req/s per gateway CPU-second, {workers} workers over 1, times {workers}",
             _fmt(derived_scaling(one, many, workers), ".2f"),

@@ -104,6 +104,8 @@ def test_the_derived_ratio_is_the_workers_times_their_requests_per_gateway_cpu_s
     assert derived_scaling(one, two, 2) == pytest.approx(2 * (12_000 / 1.5) / 10_000)
     by_row = read_markdown(scaling_summary_table(one, two, 2))
     assert by_row["measured: req/s, 2 workers over 1 (a lower bound)"] == ["1.20", ">= 1.6"]
+    cpus_row = "the most it could read here: the CPUs the gateway got, 2 workers over 1 (nginx and wrk took the rest)"
+    assert by_row[cpus_row] == ["1.50", ""]
     assert by_row["derived: req/s per gateway CPU-second, 2 workers over 1, times 2"] == ["1.60", ">= 1.6"]
 
 
