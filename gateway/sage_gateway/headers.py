@@ -101,14 +101,13 @@ def add_replica(headers: RawHeaders, url: str) -> None:
     headers.append((_REPLICA, url.encode("latin-1")))
 
 
-def with_headers(headers: RawHeaders, added: Mapping[str, str]) -> RawHeaders:
-    """`headers` plus `added` (the gateway's own, e.g. rate limits), which replace any of the
-    same name."""
+def with_headers(headers: RawHeaders, added: RawHeaders) -> RawHeaders:
+    """`headers` plus `added` (the gateway's own, e.g. rate limits, names lower-case), which
+    replace any of the same name."""
     if not added:
         return headers
-    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in added.items()]
-    replaced = {name for name, _ in encoded}
-    return [(name, value) for name, value in headers if name not in replaced] + encoded
+    replaced = {name for name, _ in added}
+    return [(name, value) for name, value in headers if name not in replaced] + added
 
 
 _ID_PREFIX = uuid.uuid4().hex[:16]

@@ -17,6 +17,7 @@ from sage_gateway.auth.usage import Usage, estimate_prompt_tokens
 from sage_gateway.metrics import GatewayMetrics
 from sage_wire.envelopes import Protocol
 from sage_wire.errors import WireError
+from sage_wire.media import RawHeaders
 
 
 @dataclass(slots=True)
@@ -24,7 +25,8 @@ class Grant:
     """One admitted request of a key: the limit headers its answer carries, and what settles it."""
 
     policy: KeyPolicy
-    headers: dict[str, str]
+    headers: RawHeaders
+    """The limit headers, as they go out."""
     admission: Admission
     counters: tuple[Counter, Counter, Counter]
     """The key's requests, prompt-token and completion-token counters for the request's model."""

@@ -20,6 +20,7 @@ from typing import NamedTuple
 from sage_gateway.auth.buckets import Bucket, duration
 from sage_gateway.auth.keys import KeyPolicy
 from sage_wire.errors import WireError
+from sage_wire.media import RawHeaders
 
 
 class Reading(NamedTuple):
@@ -68,8 +69,9 @@ def readings(buckets: KeyBuckets, now: float) -> Readings:
     return Readings(_reading(buckets.requests, now), _reading(buckets.tokens, now))
 
 
-Tell = Callable[[Readings], dict[str, str]]
-"""How readings become response headers (per protocol)."""
+Tell = Callable[[Readings], RawHeaders]
+"""How readings become response headers (per protocol), as the bytes they go out as: an admitted
+request's answer carries them as they are; a 429's decodes them."""
 
 
 def rate_limited(policy: KeyPolicy, kind: str, message: str, wait: float | None, headers: dict[str, str]) -> WireError:
@@ -115,7 +117,7 @@ def refusal(
     found: Verdict, policy: KeyPolicy, buckets: KeyBuckets, prompt_tokens: int, now: float, *, tell: Tell
 ) -> WireError:
     """The 429 of a refused admission (`found` is not OK)."""
-    headers = tell(readings(buckets, now))
+    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in tell(readings(buckets, now))}
     if found is Verdict.OPEN:
         message = f"{buckets.open} requests are open, the limit is {policy.max_concurrent} at once."
         return rate_limited(policy, "requests", message, 1.0, headers)
@@ -169,32 +171,37 @@ def settle(buckets: KeyBuckets, reserved_tokens: int, used_tokens: int | None, n
         buckets.tokens.take(now, used_tokens - reserved_tokens)
 
 
-_OPENAI_NAMES = tuple(
-    (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
-    for kind in Readings._fields
-)
-_ANTHROPIC_NAMES = tuple(
-    (f"anthropic-ratelimit-{kind}-limit", f"anthropic-ratelimit-{kind}-remaining", f"anthropic-ratelimit-{kind}-reset")
-    for kind in Readings._fields
+def _names(*patterns: str) -> tuple[tuple[bytes, ...], ...]:
+    """Per kind of limit (requests, tokens): the header names, encoded once."""
+    return tuple(tuple(pattern.format(kind).encode() for pattern in patterns) for kind in Readings._fields)
+
+
+_OPENAI_NAMES = _names("x-ratelimit-limit-{}", "x-ratelimit-remaining-{}", "x-ratelimit-reset-{}")
+_ANTHROPIC_NAMES = _names(
+    "anthropic-ratelimit-{}-limit", "anthropic-ratelimit-{}-remaining", "anthropic-ratelimit-{}-reset"
 )
 
 
-def openai_headers(seen: Readings) -> dict[str, str]:
-    headers: dict[str, str] = {}
+def openai_headers(seen: Readings) -> RawHeaders:
+    headers: RawHeaders = []
     for (limit, remaining, reset), reading in zip(_OPENAI_NAMES, seen, strict=True):
         if reading is not None:
-            headers[limit] = str(reading.limit)
-            headers[remaining] = str(reading.remaining)
-            headers[reset] = duration(reading.reset)
+            headers += (
+                (limit, b"%d" % reading.limit),
+                (remaining, b"%d" % reading.remaining),
+                (reset, duration(reading.reset).encode()),
+            )
     return headers
 
 
-def anthropic_headers(seen: Readings, wall_now: datetime) -> dict[str, str]:
-    headers: dict[str, str] = {}
+def anthropic_headers(seen: Readings, wall_now: datetime) -> RawHeaders:
+    headers: RawHeaders = []
     for (limit, remaining, reset), reading in zip(_ANTHROPIC_NAMES, seen, strict=True):
         if reading is not None:
             at = (wall_now + timedelta(seconds=math.ceil(reading.reset))).replace(microsecond=0)
-            headers[limit] = str(reading.limit)
-            headers[remaining] = str(reading.remaining)
-            headers[reset] = at.isoformat().replace("+00:00", "Z")
+            headers += (
+                (limit, b"%d" % reading.limit),
+                (remaining, b"%d" % reading.remaining),
+                (reset, at.isoformat().replace("+00:00", "Z").encode()),
+            )
     return headers

@@ -86,18 +86,24 @@ def test_headers_in_each_protocol() -> None:
     from sage_gateway.auth.limits import Reading  # noqa: PLC0415
 
     seen = Readings(requests=Reading(60, 59, 1.0), tokens=Reading(1000, 400, 36.0))
-    assert openai_headers(seen) == {
-        "x-ratelimit-limit-requests": "60",
-        "x-ratelimit-remaining-requests": "59",
-        "x-ratelimit-reset-requests": "1s",
-        "x-ratelimit-limit-tokens": "1000",
-        "x-ratelimit-remaining-tokens": "400",
-        "x-ratelimit-reset-tokens": "36s",
-    }
+    assert openai_headers(seen) == [
+        (b"x-ratelimit-limit-requests", b"60"),
+        (b"x-ratelimit-remaining-requests", b"59"),
+        (b"x-ratelimit-reset-requests", b"1s"),
+        (b"x-ratelimit-limit-tokens", b"1000"),
+        (b"x-ratelimit-remaining-tokens", b"400"),
+        (b"x-ratelimit-reset-tokens", b"36s"),
+    ]
+    assert openai_headers(Readings(tokens=Reading(1000, 400, 0.25))) == [
+        (b"x-ratelimit-limit-tokens", b"1000"),
+        (b"x-ratelimit-remaining-tokens", b"400"),
+        (b"x-ratelimit-reset-tokens", b"250ms"),
+    ]
     wall = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
-    told = anthropic_headers(seen, wall)
-    assert told["anthropic-ratelimit-tokens-reset"] == "2026-12-02T12:00:36Z"
-    assert told["anthropic-ratelimit-requests-remaining"] == "59"
+    told = dict(anthropic_headers(seen, wall))
+    assert told[b"anthropic-ratelimit-tokens-reset"] == b"2026-12-02T12:00:36Z"
+    assert told[b"anthropic-ratelimit-requests-remaining"] == b"59"
+    assert len(told) == 6
     assert Protocol.ANTHROPIC  # both shapes exist
 
 

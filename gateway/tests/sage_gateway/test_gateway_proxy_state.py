@@ -78,7 +78,7 @@ def test_the_client_gets_the_replicas_headers_as_bytes_with_the_gateways_own_in_
         (b"x-ratelimit-remaining-requests", b"99"),
         (b"x-request-id", b"rid"),
     ]
-    limited = with_headers(returned, {"X-RateLimit-Remaining-Requests": "7", "x-ratelimit-limit-requests": "8"})
+    limited = with_headers(returned, [(b"x-ratelimit-remaining-requests", b"7"), (b"x-ratelimit-limit-requests", b"8")])
     add_replica(limited, "http://10.0.0.7:8000")
     assert limited == [
         (b"set-cookie", b"a=1"),
@@ -88,7 +88,7 @@ def test_the_client_gets_the_replicas_headers_as_bytes_with_the_gateways_own_in_
         (b"x-ratelimit-limit-requests", b"8"),
         (b"x-sage-replica", b"http://10.0.0.7:8000"),
     ]
-    assert with_headers(returned, {}) is returned
+    assert with_headers(returned, []) is returned
 
 
 def test_a_translated_body_goes_out_without_the_clients_protocol_headers() -> None:

@@ -45,7 +45,7 @@ async def scenario(limiter: Limiter) -> list[str]:
             seen.append(f"429 {error.limit_kind} {error.headers.get('Retry-After', '-')} {error.message[-40:]}")
             return
         open_requests.append(admission)
-        told = openai_headers(admission.readings)
+        told = {name.decode(): value.decode() for name, value in openai_headers(admission.readings)}
         seen.append(
             f"ok {told.get('x-ratelimit-remaining-requests', '')} {told.get('x-ratelimit-remaining-tokens', '')}"
         )
