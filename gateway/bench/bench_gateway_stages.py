@@ -1,7 +1,7 @@
-"""Where one client's time goes in SAGE's gateway: the request's path stage by stage
-(`bench.gateway_stages`), beside that client's latency direct to the mock upstream and through
-the gateway, in one run, laid out like `make bench-gateway` (servers on one CPU, the client on
-another). Writes docs/perf/gateway-stages.md.
+"""Where one client's time goes in SAGE's gateway, plain and with API keys and limits: the
+request's path stage by stage (`bench.gateway_stages`), beside that client's latency direct to the
+mock upstream and through each gateway, in one run, laid out like `make bench-gateway` (servers
+on one CPU, the client on another). Writes docs/perf/gateway-stages.md.
 
     make bench-gateway-stages                          # or, with options:
     python gateway/bench/bench_gateway_stages.py --seconds 10 --output /tmp/stages.md
@@ -24,7 +24,14 @@ from typing import Any
 
 from bench.bench_gateway import STARTUP_TIMEOUT, chat_body, machine
 from bench.gateway_load import encode_request, run_load
-from bench.gateway_servers import PinnedGateway, Target, choose_layout, gateway_env, upstream_target
+from bench.gateway_servers import (
+    PinnedGateway,
+    Target,
+    choose_layout,
+    gateway_env,
+    upstream_target,
+    with_bench_key,
+)
 from bench.gateway_stages import STAGES_FILE, stages_table
 
 from sage_harness.repo import REPO_ROOT
@@ -45,18 +52,16 @@ class StagesRun:
     when: str
     machine: str
     layout: str
-    direct_ms: float
-    """One client's p50 straight to the mock."""
-    through_ms: float
-    """...and through SAGE's gateway (without the probes)."""
-    medians: dict[str, Any]
-    """The probed gateway's stage medians (bench.gateway_stages.stage_medians)."""
+    p50_ms: dict[str, float]
+    """One client's p50: direct to the mock, then through each gateway (without the probes)."""
+    medians: dict[str, dict[str, Any]]
+    """Each probed gateway's stage medians (bench.gateway_stages.stage_medians)."""
 
 
 def p50_ms(target: Target, seconds: float) -> float:
     """One client's median latency (ms) on `target` over `seconds`."""
     body = chat_body(stream=False)
-    headers = {"content-type": "application/json"}
+    headers = {"content-type": "application/json", **target.headers}
     request = encode_request("127.0.0.1", target.port, "/v1/chat/completions", body, headers)
     measured = asyncio.run(
         run_load(
@@ -82,12 +87,14 @@ def staged_medians(gateway: Target, seconds: float, output: Path) -> dict[str, A
 
 def document(run: StagesRun) -> str:
     """docs/perf/gateway-stages.md."""
+    counts = " and ".join(f"{medians['requests']} ({name})" for name, medians in run.medians.items())
     intro = (
         f"Measured on {run.when} by `make bench-gateway-stages`: {run.machine}. Layout: {run.layout}. One "
         "client (the benchmark's Python load generator) sends chat completions one after another to "
-        "the mock upstream, then through SAGE's gateway in front of it, then through the same gateway "
-        "with probes that note when each request reaches a few of its methods "
-        f"(`gateway/bench/gateway_stages.py`); {run.medians['requests']} requests measured with the probes in."
+        "the mock upstream, then through SAGE's gateway in front of it, plain and requiring an API key "
+        "with requests-, tokens- and concurrency limits (never reached, as in `docs/perf/gateway.md`), "
+        "then through the same two gateways with probes that note when each request reaches a few of "
+        f"their methods (`gateway/bench/gateway_stages.py`). Requests measured with the probes in: {counts}."
     )
     reading = (
         "How to read it. The stages follow one request from its first bytes to the last byte of its "
@@ -98,15 +105,25 @@ def document(run: StagesRun) -> str:
         "writes a head and its body apart: the gateway may wake at the head and wait again for the "
         "body, inside the stage where the task is woken. Every stage runs with the caches the replica "
         "left. The probes cost a few tenths of a microsecond each, so the stages sum to a little more "
-        "than the gateway takes alone."
+        "than the gateway takes alone. What keys and limits add sits in the task's first step (the key, "
+        "the admission, the prompt estimate), in framing the answer (the usage read, the limit headers) "
+        "and in the bookkeeping (settling the tokens)."
     )
+    direct = run.p50_ms["direct"]
+    p50_rows = [f"| direct to the mock | {direct:.3f} ms | |"]
+    p50_rows += [
+        f"| through {name} | {value:.3f} ms | +{value - direct:.3f} ms |"
+        for name, value in run.p50_ms.items()
+        if name != "direct"
+    ]
     wrap = "\n".join(textwrap.wrap(intro, 100))
     return (
         f"# One client through SAGE's gateway, stage by stage\n\n{wrap}\n\n"
-        f"| one client, chat completions | p50 |\n| --- | ---: |\n"
-        f"| direct to the mock | {run.direct_ms:.3f} ms |\n| through SAGE's gateway | {run.through_ms:.3f} ms |\n"
-        f"| added by the gateway | +{run.through_ms - run.direct_ms:.3f} ms |\n\n"
-        f"{stages_table(run.medians)}\n\n" + "\n".join(textwrap.wrap(reading, 100)) + "\n"
+        "| one client, chat completions | p50 | added to direct |\n| --- | ---: | ---: |\n"
+        + "\n".join(p50_rows)
+        + f"\n\n{stages_table(run.medians)}\n\n"
+        + "\n".join(textwrap.wrap(reading, 100))
+        + "\n"
     )
 
 
@@ -122,30 +139,37 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="sage-bench-stages-"))
     upstream = upstream_target(layout, "mock")
-    env = gateway_env(upstream)
-    gateway = PinnedGateway(layout.prefix, env)
-    probed = StagedGateway(layout.prefix, env | {STAGES_FILE: str(folder / "stages.json")})
-    plain = Target("SAGE", gateway, gateway.port, ready_path="/readyz")
-    staged = Target("SAGE with probes", probed, probed.port, ready_path="/readyz")
+    keyed_env, key_headers = with_bench_key(folder)
+    setups = {"SAGE": ({}, {}), "SAGE keys+limits": (keyed_env, key_headers)}
+    plain: dict[str, Target] = {}
+    probed: dict[str, Target] = {}
+    for index, (name, (extra_env, headers)) in enumerate(setups.items()):
+        env = gateway_env(upstream) | extra_env
+        gateway = PinnedGateway(layout.prefix, env)
+        plain[name] = Target(name, gateway, gateway.port, headers, ready_path="/readyz")
+        staged = StagedGateway(layout.prefix, env | {STAGES_FILE: str(folder / f"stages-{index}.json")})
+        probed[name] = Target(f"{name} with probes", staged, staged.port, headers, ready_path="/readyz")
     launched: list[Target] = []
+    p50s: dict[str, float] = {}
+    medians: dict[str, dict[str, Any]] = {}
     try:
-        for target in (upstream, plain, staged):
+        for target in (upstream, *plain.values(), *probed.values()):
             launched.append(target)
             target.process.launch()
             target.wait_ready(chat_body(stream=False), STARTUP_TIMEOUT)
-        p50_ms(upstream, 1.0)
-        direct = p50_ms(upstream, args.seconds)
-        p50_ms(plain, 1.0)
-        through = p50_ms(plain, args.seconds)
-        medians = staged_medians(staged, args.seconds, folder / "stages.json")
+        for name, target in {"direct": upstream, **plain}.items():
+            p50_ms(target, 1.0)
+            p50s[name] = p50_ms(target, args.seconds)
+        for index, (name, target) in enumerate(probed.items()):
+            medians[name] = staged_medians(target, args.seconds, folder / f"stages-{index}.json")
     finally:
         for target in reversed(launched):
             target.process.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"direct p50 {direct:.3f} ms, through SAGE {through:.3f} ms\n{stages_table(medians)}")
+    print(", ".join(f"{name} p50 {value:.3f} ms" for name, value in p50s.items()) + f"\n{stages_table(medians)}")
     when = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC"
     about = machine(load_before, os.getloadavg()[0])
-    args.output.write_text(document(StagesRun(when, about, layout.describe(), direct, through, medians)))
+    args.output.write_text(document(StagesRun(when, about, layout.describe(), p50s, medians)))
     print(f"wrote {args.output}")
 
 

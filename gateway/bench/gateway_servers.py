@@ -203,9 +203,15 @@ def sage_gateway(layout: Layout, upstream: Target, *, keys_folder: Path | None =
     if keys_folder is None:
         process = PinnedGateway(layout.prefix, env)
         return Target("SAGE", process, process.port, ready_path="/readyz")
+    keyed_env, headers = with_bench_key(keys_folder)
+    process = PinnedGateway(layout.prefix, env | keyed_env)
+    return Target("SAGE keys+limits", process, process.port, headers, ready_path="/readyz")
+
+
+def with_bench_key(keys_folder: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """What makes a gateway require the bench key (its APIKey written into `keys_folder`), with
+    limits never reached: (the gateway's environment, the headers a request to it needs)."""
     keys = keys_folder / "bench-keys.yaml"
     keys.write_text(KEY_MANIFEST.format(hash=key_hash(BENCH_KEY)))
-    env |= {"SAGE_GATEWAY_AUTH": "api-keys", "SAGE_GATEWAY_API_KEYS_FILE": str(keys)}
-    process = PinnedGateway(layout.prefix, env)
-    headers = {"authorization": f"Bearer {BENCH_KEY}"}
-    return Target("SAGE keys+limits", process, process.port, headers, ready_path="/readyz")
+    env = {"SAGE_GATEWAY_AUTH": "api-keys", "SAGE_GATEWAY_API_KEYS_FILE": str(keys)}
+    return env, {"authorization": f"Bearer {BENCH_KEY}"}

@@ -106,17 +106,32 @@ def stage_medians(records: list[dict[str, int]]) -> dict[str, Any]:
     return {"requests": len(whole), "stages": medians, "idle": statistics.median(gaps) if gaps else 0.0}
 
 
-def stages_table(medians: dict[str, Any]) -> str:
-    """The stages as a markdown table, each with its share of the request's time in the gateway
-    (every stage but the bookkeeping after the last byte, which the client does not wait for)."""
-    stages: list[float] = medians["stages"]
-    in_path = sum(stages[:-1])
-    rows = ["| stage | from | to | median µs | share of the request's path |", "| --- | --- | --- | ---: | ---: |"]
-    for (start, end), what, micros in zip(_pairs(), STAGES, stages, strict=True):
-        share = f"{micros / in_path:.0%}" if in_path and end != MARKS[-1].name else ""
-        rows.append(f"| {what} | {start} | {end} | {micros:.1f} | {share} |")
-    rows.append(f"| **request in to client written** | | | **{in_path:.1f}** | 100% |")
-    rows.append(f"| {IDLE} | finished | request in | {medians['idle']:.1f} | |")
+def stages_table(columns: dict[str, dict[str, Any]]) -> str:
+    """The stages as a markdown table: a column of medians per gateway measured (`stage_medians`),
+    and with two, how much the second adds to each stage. The path's total leaves out the
+    bookkeeping after the last byte, which the client does not wait for."""
+    names = list(columns)
+    stages = [columns[name]["stages"] for name in names]
+    totals = [sum(column[:-1]) for column in stages]
+    idle = [columns[name]["idle"] for name in names]
+    added = len(names) == 2
+    header = ["stage", "from", "to", *(f"{name}, median µs" for name in names)]
+    if added:
+        header.append(f"added by {names[1]}")
+
+    def row(cells: list[str], values: list[float], bold: bool = False) -> str:
+        shown = [f"{value:.1f}" for value in values]
+        if added:
+            shown.append(f"{values[1] - values[0]:+.1f}")
+        if bold:
+            shown = [f"**{value}**" for value in shown]
+        return "| " + " | ".join([*cells, *shown]) + " |"
+
+    rows = ["| " + " | ".join(header) + " |", "| --- | --- | --- |" + " ---: |" * (len(header) - 3)]
+    for index, ((start, end), what) in enumerate(zip(_pairs(), STAGES, strict=True)):
+        rows.append(row([what, start, end], [column[index] for column in stages]))
+    rows.append(row(["**request in to client written**", "", ""], totals, bold=True))
+    rows.append(row([IDLE, MARKS[-1].name, MARKS[0].name], idle))
     return "\n".join(rows)
 
 

@@ -58,13 +58,27 @@ def test_medians_take_only_whole_requests_and_measure_the_idle_time_between_them
     assert medians["idle"] == (12.0 + 16.0) / 2  # 12 us after `first` (20 - 8), 16 after `second` (60 - 44)
 
 
-def test_the_table_shares_the_path_without_the_bookkeeping_after_the_last_byte() -> None:
-    table = stages_table({"requests": 3, "stages": [10.0, 20.0, 30.0, 40.0, 50.0, 25.0, 25.0, 9.0], "idle": 12.5})
-    lines = table.splitlines()
-    assert lines[2] == f"| {STAGES[0]} | request in | request parsed | 10.0 | 5% |"
-    assert lines[9] == f"| {STAGES[7]} | client written | finished | 9.0 |  |"
-    assert "| **request in to client written** | | | **200.0** | 100% |" in lines
-    assert lines[-1] == f"| {IDLE} | finished | request in | 12.5 | |"
+def test_the_table_sets_gateways_side_by_side_with_what_the_second_adds() -> None:
+    plain = {"requests": 3, "stages": [10.0, 20.0, 30.0, 40.0, 50.0, 25.0, 25.0, 9.0], "idle": 12.5}
+    keyed = {"requests": 3, "stages": [11.0, 35.0, 30.0, 40.0, 50.0, 30.0, 26.0, 14.0], "idle": 12.0}
+    lines = stages_table({"SAGE": plain, "SAGE keys+limits": keyed}).splitlines()
+    assert (
+        lines[0] == "| stage | from | to | SAGE, median µs | SAGE keys+limits, median µs | added by SAGE keys+limits |"
+    )
+    assert lines[2] == f"| {STAGES[0]} | request in | request parsed | 10.0 | 11.0 | +1.0 |"
+    assert lines[3] == f"| {STAGES[1]} | request parsed | replica write | 20.0 | 35.0 | +15.0 |"
+    assert lines[9] == f"| {STAGES[7]} | client written | finished | 9.0 | 14.0 | +5.0 |"
+    # the path leaves out the bookkeeping after the last byte: 200 and 222
+    assert lines[10] == "| **request in to client written** |  |  | **200.0** | **222.0** | **+22.0** |"
+    assert lines[11] == f"| {IDLE} | finished | request in | 12.5 | 12.0 | -0.5 |"
+
+
+def test_one_gateway_alone_has_no_difference_column() -> None:
+    alone = {"requests": 1, "stages": [1.0] * 8, "idle": 2.0}
+    lines = stages_table({"SAGE": alone}).splitlines()
+    assert lines[0] == "| stage | from | to | SAGE, median µs |"
+    assert lines[1] == "| --- | --- | --- | ---: |"
+    assert lines[10] == "| **request in to client written** |  |  | **7.0** |"
 
 
 def test_probes_record_around_plain_and_async_methods_and_keep_what_they_return() -> None:
