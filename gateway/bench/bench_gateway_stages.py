@@ -39,14 +39,6 @@ from sage_harness.stats import percentile
 from sage_harness.waiting import wait_until
 
 
-class StagedGateway(PinnedGateway):
-    """SAGE's gateway with the stage probes in (`python -m bench.gateway_stages`)."""
-
-    def __init__(self, prefix: list[str], env: dict[str, str]) -> None:
-        super().__init__(prefix, env)
-        self.module = "bench.gateway_stages"
-
-
 @dataclass(frozen=True)
 class StagesRun:
     when: str
@@ -147,7 +139,8 @@ def main() -> None:
         env = gateway_env(upstream) | extra_env
         gateway = PinnedGateway(layout.prefix, env)
         plain[name] = Target(name, gateway, gateway.port, headers, ready_path="/readyz")
-        staged = StagedGateway(layout.prefix, env | {STAGES_FILE: str(folder / f"stages-{index}.json")})
+        staged_env = env | {STAGES_FILE: str(folder / f"stages-{index}.json")}
+        staged = PinnedGateway(layout.prefix, staged_env, module="bench.gateway_stages")  # the probes in
         probed[name] = Target(f"{name} with probes", staged, staged.port, headers, ready_path="/readyz")
     launched: list[Target] = []
     p50s: dict[str, float] = {}

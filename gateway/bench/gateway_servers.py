@@ -159,10 +159,10 @@ class Target:
 
 
 class PinnedGateway(GatewayProcess):
-    """SAGE's gateway with the layout's CPU prefix on its command line."""
+    """SAGE's gateway (or `module`, run like it) with the layout's CPU prefix on its command line."""
 
-    def __init__(self, prefix: list[str], env: dict[str, str]) -> None:
-        super().__init__(env=env)
+    def __init__(self, prefix: list[str], env: dict[str, str], module: str = "sage_gateway") -> None:
+        super().__init__(env=env, module=module)
         self.prefix = prefix
 
     def command(self) -> list[str]:
