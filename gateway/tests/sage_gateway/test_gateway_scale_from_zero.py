@@ -123,39 +123,35 @@ def test_a_hold_that_runs_out_answers_503_with_retry_after(
 
 
 PAUSED = "{sage.ai/paused-by: nightly-ft}"
-
-
-def ask_while_paused(gateway: GatewayProcess, kubectl: Kubectl, namespace: str) -> httpx.Response:
-    """The answer for the engine "paused", asked while its annotation stands. The session's operator
-    gives a paused engine back at a resync when its FinetuneJob does not exist (none does here): an
-    answer asked across that moment proves nothing, so the engine is paused again and asked again.
-    The annotation is only ever removed, so one still there after the answer stood throughout."""
-
-    def answered_while_paused() -> httpx.Response | None:
-        answer = ask(gateway, "paused")
-        annotations = kubectl.json("get", "llmengine", "paused", "-n", namespace)["metadata"].get("annotations", {})
-        if "sage.ai/paused-by" in annotations:
-            return answer
-        apply_engine(kubectl, namespace, "paused", annotations=PAUSED)
-        return None
-
-    return wait_until(answered_while_paused, "an answer while the engine stood paused", interval=0.5)
+PAUSING_JOB = """\
+apiVersion: sage.ai/v1alpha1
+kind: FinetuneJob
+metadata: {name: nightly-ft}
+spec:
+  baseModel: tiny-lm
+  dataset: {source: "configmap://data/train.jsonl", format: chat}
+  output: {claimName: adapters}
+  suspend: true
+"""
+"""The job the paused engine names. It exists (suspended, preempting nothing), so the session's
+operator leaves the engine paused: for a job that does not exist it gives the engine back at once,
+and a request asked after that would be held for a replica, not refused."""
 
 
 def test_paused_and_hand_scaled_engines_are_not_woken(
     gateway: GatewayProcess, kubectl: Kubectl, namespace: str
 ) -> None:
+    kubectl.apply(PAUSING_JOB, namespace)
     apply_engine(kubectl, namespace, "paused", annotations=PAUSED)
     apply_engine(kubectl, namespace, "manual", bounds="aliases: [by-hand]")  # scaled to 0, no autoscaling
     wait_known(gateway, namespace, "paused", "manual")
 
-    paused, manual = ask_while_paused(gateway, kubectl, namespace), ask(gateway, "manual")
+    paused, manual = ask(gateway, "paused"), ask(gateway, "manual")
     assert (paused.status_code, manual.status_code) == (503, 503)
     assert paused.json()["error"]["code"] == "model_paused"
     assert "FinetuneJob 'nightly-ft'" in paused.json()["error"]["message"]
     assert manual.json()["error"]["code"] == "model_not_ready"
-    # The gateway asked for no replica. (The session's operator gives "paused" back within a resync,
-    # as no FinetuneJob 'nightly-ft' exists: its replica count is the operator's, not evidence here.)
+    # The gateway asked for no replica.
     scale_ups = [
         metric(gateway, rf'^sage_gateway_scale_ups_total\{{model="{name}"\}} (\S+)$') for name in ("paused", "manual")
     ]
