@@ -101,13 +101,12 @@ def add_replica(headers: RawHeaders, url: str) -> None:
     headers.append((_REPLICA, url.encode("latin-1")))
 
 
-def with_headers(headers: RawHeaders, added: RawHeaders) -> RawHeaders:
-    """`headers` plus `added` (the gateway's own, e.g. rate limits, names lower-case), which
-    replace any of the same name."""
+def with_headers(headers: RawHeaders, added: RawHeaders, replacing: frozenset[bytes]) -> RawHeaders:
+    """`headers` plus `added` (the gateway's own, e.g. rate limits, names lower-case). When any
+    are added, none of `headers` named in `replacing` (a family the added ones belong to) stays."""
     if not added:
         return headers
-    replaced = {name for name, _ in added}
-    return [(name, value) for name, value in headers if name not in replaced] + added
+    return [pair for pair in headers if pair[0] not in replacing] + added
 
 
 _ID_PREFIX = uuid.uuid4().hex[:16]

@@ -23,6 +23,7 @@ from starlette.types import Receive
 
 from sage_gateway.adapter_misses import AdapterMisses
 from sage_gateway.auth.keys import KeyPolicy
+from sage_gateway.auth.limits import LIMIT_HEADER_NAMES
 from sage_gateway.auth.usage import body_usage
 from sage_gateway.errors import (
     model_not_found,
@@ -126,7 +127,7 @@ class Proxy:
         streaming = response.status < 400 and (response.header(b"content-type") or b"").startswith(_EVENT_STREAM)
         headers = relay.headers(response.raw_headers, exchange.request_id, streaming=streaming)
         if exchange.grant is not None:
-            headers = with_headers(headers, exchange.grant.headers)
+            headers = with_headers(headers, exchange.grant.headers, LIMIT_HEADER_NAMES)
         if self.settings.expose_replica:
             add_replica(headers, upstream.url)
         if streaming:

@@ -20,9 +20,12 @@ class Bucket:
     """When `level` was last brought up to date (seconds, any monotonic clock)."""
     rate: float = field(init=False)
     """Units refilled per second (kept: every request of a limited key reads it)."""
+    top: float = field(init=False)
+    """The capacity as the level's type (kept, like `rate`)."""
 
     def __post_init__(self) -> None:
         self.rate = self.capacity / PERIOD
+        self.top = float(self.capacity)
 
     @classmethod
     def full(cls, capacity: int, now: float) -> Bucket:
@@ -30,7 +33,8 @@ class Bucket:
 
     def refill(self, now: float) -> None:
         if now > self.stamp:
-            self.level = min(float(self.capacity), self.level + (now - self.stamp) * self.rate)
+            level = self.level + (now - self.stamp) * self.rate
+            self.level = level if level < self.top else self.top
             self.stamp = now
 
     def wait(self, now: float, amount: int) -> float:
@@ -43,7 +47,8 @@ class Bucket:
     def take(self, now: float, amount: float) -> None:
         """Take `amount` (negative gives back, up to capacity)."""
         self.refill(now)
-        self.level = min(float(self.capacity), self.level - amount)
+        level = self.level - amount
+        self.level = level if level < self.top else self.top
 
     def remaining(self, now: float) -> int:
         self.refill(now)

@@ -53,9 +53,10 @@ def buckets_for(policy: KeyPolicy, now: float) -> KeyBuckets:
 
 
 def _read(bucket: Bucket) -> Reading:
-    """A bucket already brought up to date, as the client is told it."""
+    """A bucket already brought up to date, as the client is told it (its level rounded down,
+    never below 0)."""
     level = bucket.level
-    return Reading(bucket.capacity, max(0, math.floor(level)), (bucket.capacity - level) / bucket.rate)
+    return Reading(bucket.capacity, int(level) if level > 0 else 0, (bucket.top - level) / bucket.rate)
 
 
 def _reading(bucket: Bucket | None, now: float) -> Reading | None:
@@ -144,7 +145,8 @@ def refusal(
 def _take(bucket: Bucket, amount: int) -> Reading:
     """Take `amount` from a bucket already brought up to date (`Bucket.take` without the refill),
     and read it."""
-    bucket.level = min(float(bucket.capacity), bucket.level - amount)
+    level = bucket.level - amount
+    bucket.level = level if level < bucket.top else bucket.top
     return _read(bucket)
 
 
@@ -176,22 +178,38 @@ def _names(*patterns: str) -> tuple[tuple[bytes, ...], ...]:
     return tuple(tuple(pattern.format(kind).encode() for pattern in patterns) for kind in Readings._fields)
 
 
-_OPENAI_NAMES = _names("x-ratelimit-limit-{}", "x-ratelimit-remaining-{}", "x-ratelimit-reset-{}")
+_OPENAI_REQUESTS, _OPENAI_TOKENS = _names("x-ratelimit-limit-{}", "x-ratelimit-remaining-{}", "x-ratelimit-reset-{}")
 _ANTHROPIC_NAMES = _names(
     "anthropic-ratelimit-{}-limit", "anthropic-ratelimit-{}-remaining", "anthropic-ratelimit-{}-reset"
 )
+LIMIT_HEADER_NAMES = frozenset(
+    name for names in (_OPENAI_REQUESTS, _OPENAI_TOKENS, *_ANTHROPIC_NAMES) for name in names
+)
+"""Every limit header the gateway writes: a limited key's answer carries the gateway's, never an
+engine's."""
+
+
+def _reset_value(seconds: float) -> bytes:
+    """`duration` as the header's bytes; under a second (the common case: a key with room left
+    refills in milliseconds) formatted at once."""
+    return b"%.0fms" % (seconds * 1000) if 0 <= seconds < 1 else duration(seconds).encode()
+
+
+def _openai_told(names: tuple[bytes, ...], reading: Reading) -> RawHeaders:
+    limit, remaining, reset = names
+    return [
+        (limit, b"%d" % reading.limit),
+        (remaining, b"%d" % reading.remaining),
+        (reset, _reset_value(reading.reset)),
+    ]
 
 
 def openai_headers(seen: Readings) -> RawHeaders:
-    headers: RawHeaders = []
-    for (limit, remaining, reset), reading in zip(_OPENAI_NAMES, seen, strict=True):
-        if reading is not None:
-            headers += (
-                (limit, b"%d" % reading.limit),
-                (remaining, b"%d" % reading.remaining),
-                (reset, duration(reading.reset).encode()),
-            )
-    return headers
+    requests, tokens = seen
+    if requests is None:
+        return _openai_told(_OPENAI_TOKENS, tokens) if tokens is not None else []
+    told = _openai_told(_OPENAI_REQUESTS, requests)
+    return told + _openai_told(_OPENAI_TOKENS, tokens) if tokens is not None else told
 
 
 def anthropic_headers(seen: Readings, wall_now: datetime) -> RawHeaders:

@@ -11,11 +11,13 @@ from sage_gateway.auth.buckets import Bucket, duration
 from sage_gateway.auth.keys import KeyPolicy
 from sage_gateway.auth.limits import (
     KeyBuckets,
+    Reading,
     Readings,
     admit,
     anthropic_headers,
     buckets_for,
     openai_headers,
+    readings,
     settle,
 )
 from sage_wire.envelopes import Protocol, envelope
@@ -83,8 +85,6 @@ def test_concurrent_requests_are_bounded_until_one_ends() -> None:
 
 
 def test_headers_in_each_protocol() -> None:
-    from sage_gateway.auth.limits import Reading  # noqa: PLC0415
-
     seen = Readings(requests=Reading(60, 59, 1.0), tokens=Reading(1000, 400, 36.0))
     assert openai_headers(seen) == [
         (b"x-ratelimit-limit-requests", b"60"),
@@ -105,6 +105,24 @@ def test_headers_in_each_protocol() -> None:
     assert told[b"anthropic-ratelimit-requests-remaining"] == b"59"
     assert len(told) == 6
     assert Protocol.ANTHROPIC  # both shapes exist
+
+
+def test_reset_headers_say_what_duration_says() -> None:
+    for seconds in (0.0, 0.0004, 0.0125, 0.5, 0.9994, 0.9996, 1.0, 59.5, 61.0, 360.0):
+        told = dict(openai_headers(Readings(requests=Reading(60, 1, seconds))))
+        assert told[b"x-ratelimit-reset-requests"] == duration(seconds).encode(), seconds
+
+
+def test_remaining_is_the_level_rounded_down_and_never_below_zero() -> None:
+    policy = KeyPolicy("ns/a", "d", tokens_per_minute=60)
+    buckets = buckets_for(policy, 0.0)
+    seen = admit(policy, buckets, 10, 0.0, openai_headers)
+    assert seen.tokens == Reading(60, 50, 10.0)
+    settle(buckets, 10, 210, 0.0)  # the engine counted 200 more than the estimate: 150 in debt
+    assert readings(buckets, 0.0).tokens == Reading(60, 0, 210.0)
+    assert readings(buckets, 150.5).tokens == Reading(60, 0, 59.5)  # refilled to 0.5
+    assert readings(buckets, 152.75).tokens == Reading(60, 2, 57.25)
+    assert readings(buckets, 1000.0).tokens == Reading(60, 60, 0.0)  # never above the capacity
 
 
 def test_durations_read_like_openais() -> None:

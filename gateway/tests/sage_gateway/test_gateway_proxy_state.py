@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from sage_gateway.auth.limits import LIMIT_HEADER_NAMES
 from sage_gateway.headers import (
     add_replica,
     forward_headers,
@@ -78,7 +79,12 @@ def test_the_client_gets_the_replicas_headers_as_bytes_with_the_gateways_own_in_
         (b"x-ratelimit-remaining-requests", b"99"),
         (b"x-request-id", b"rid"),
     ]
-    limited = with_headers(returned, [(b"x-ratelimit-remaining-requests", b"7"), (b"x-ratelimit-limit-requests", b"8")])
+    returned.append((b"x-ratelimit-reset-tokens", b"3s"))  # an engine's own, of a kind the key has no limit of
+    limited = with_headers(
+        returned,
+        [(b"x-ratelimit-remaining-requests", b"7"), (b"x-ratelimit-limit-requests", b"8")],
+        LIMIT_HEADER_NAMES,
+    )
     add_replica(limited, "http://10.0.0.7:8000")
     assert limited == [
         (b"set-cookie", b"a=1"),
@@ -88,7 +94,7 @@ def test_the_client_gets_the_replicas_headers_as_bytes_with_the_gateways_own_in_
         (b"x-ratelimit-limit-requests", b"8"),
         (b"x-sage-replica", b"http://10.0.0.7:8000"),
     ]
-    assert with_headers(returned, []) is returned
+    assert with_headers(returned, [], LIMIT_HEADER_NAMES) is returned
 
 
 def test_a_translated_body_goes_out_without_the_clients_protocol_headers() -> None:
