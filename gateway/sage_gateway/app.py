@@ -203,6 +203,7 @@ def create_app(settings: GatewaySettings | None = None, worker: WorkerCounts | N
                 if closer is not None:
                     await closer()
             await client.close()
+            metrics.tally.flush()  # in a worker's files, for the workers that stay
 
     app = GatewayApp(
         title="SAGE gateway",

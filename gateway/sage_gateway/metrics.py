@@ -11,6 +11,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from sage_gateway.metric_tally import MetricTally
 from sage_gateway.workers import MULTIPROCESS_DIR
 
 
@@ -45,6 +46,8 @@ class GatewayMetrics:
     _request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = field(default_factory=dict)
     _key_children: dict[tuple[str, str], tuple[Counter, Counter, Counter]] = field(default_factory=dict)
     _ttft_children: dict[tuple[str, str], Histogram] = field(default_factory=dict)
+    tally: MetricTally = field(default_factory=MetricTally)
+    """Where each request's additions gather until they are applied (see metric_tally)."""
 
     def __post_init__(self) -> None:
         self.requests = Counter(
@@ -146,25 +149,26 @@ class GatewayMetrics:
 
     def observe_request(self, model: str, route: str, status: int, seconds: float) -> None:
         """One answered request. The labelled children are cached: `labels()` takes a lock and
-        builds a key on every call, and this runs on every request."""
+        builds a key on every call, and this runs on every request (so do the tally's)."""
         key = (model, route, status)
         children = self._request_children.get(key)
         if children is None:
             children = (self.requests.labels(model, route, str(status)), self.latency.labels(model, route))
             self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.tally.count(children[0])
+        self.tally.observe(children[1], seconds)
 
     def observe_first_byte(self, model: str, route: str, seconds: float) -> None:
         """A stream's first chunk went out `seconds` after its request came (the child cached)."""
         child = self._ttft_children.get((model, route))
         if child is None:
             child = self._ttft_children[(model, route)] = self.ttft.labels(model, route)
-        child.observe(seconds)
+        self.tally.observe(child, seconds)
 
     def key_counters(self, key: str, model: str) -> tuple[Counter, Counter, Counter]:
         """The requests, prompt-token and completion-token counters of one key and model (cached
-        like observe_request's: these too are touched on every request with keys)."""
+        like observe_request's: these too are touched on every request with keys; count them
+        through `tally`)."""
         children = self._key_children.get((key, model))
         if children is None:
             children = (
@@ -186,6 +190,7 @@ class GatewayMetrics:
         self._inflight.source = source
 
     def render(self) -> bytes:
+        self.tally.flush()
         folder = os.environ.get(MULTIPROCESS_DIR)
         if folder:
             every_worker = CollectorRegistry()

@@ -14,6 +14,7 @@ from sage_gateway.auth.keys import KeyPolicy, KeyRing
 from sage_gateway.auth.limiter import Admission, Limiter, LocalLimiter
 from sage_gateway.auth.limits import Tell, anthropic_headers, openai_headers
 from sage_gateway.auth.usage import Usage, estimate_prompt_tokens
+from sage_gateway.metric_tally import MetricTally
 from sage_gateway.metrics import GatewayMetrics
 from sage_wire.envelopes import Protocol
 from sage_wire.errors import WireError
@@ -30,6 +31,7 @@ class Grant:
     admission: Admission
     counters: tuple[Counter, Counter, Counter]
     """The key's requests, prompt-token and completion-token counters for the request's model."""
+    tally: MetricTally
 
     def settle(self, usage: Usage | None) -> None:
         """Called once when the request ends, with the tokens the engine reported (None: unknown)."""
@@ -37,8 +39,8 @@ class Grant:
             self.admission.settle(None)
             return
         self.admission.settle(usage.prompt + usage.completion)
-        self.counters[1].inc(usage.prompt)
-        self.counters[2].inc(usage.completion)
+        self.tally.count(self.counters[1], usage.prompt)
+        self.tally.count(self.counters[2], usage.completion)
 
 
 @dataclass
@@ -84,9 +86,10 @@ class Guard:
             self.metrics.rate_limited.labels(caller.name, error.limit_kind or "requests").inc()
             raise
         model = str(document.get("model"))  # a name the caller may use: resolved before admission
-        counters = self.metrics.key_counters(caller.name, model)
-        counters[0].inc()
-        return Grant(caller, tell(admission.readings), admission, counters)
+        metrics = self.metrics
+        counters = metrics.key_counters(caller.name, model)
+        metrics.tally.count(counters[0])
+        return Grant(caller, tell(admission.readings), admission, counters, metrics.tally)
 
     def forget(self, name: str) -> None:
         """A key is gone: its counters go too."""

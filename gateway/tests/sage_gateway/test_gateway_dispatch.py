@@ -20,6 +20,8 @@ from sage_wire.errors import WireError
 
 
 def requests_counted(metrics: GatewayMetrics, status: int) -> float:
+    """As a scrape reads it: what is pending applied first."""
+    metrics.tally.flush()
     return float(metrics.requests.labels("unknown", "chat", str(status))._value.get())
 
 
