@@ -82,7 +82,12 @@ def make_app(model: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
             return
         words = _words(request)
         chat = path == "/v1/chat/completions"
+        usage = {"prompt_tokens": len(words), "completion_tokens": len(words), "total_tokens": 2 * len(words)}
         if request.get("stream"):
+            # As OpenAI's API and vLLM do: asked for usage, every chunk says `"usage": null` and one
+            # more chunk, without choices, carries it (the gateway asks when API keys are on).
+            options = request.get("stream_options")
+            with_usage = isinstance(options, dict) and options.get("include_usage") is True
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             for word in words:
                 choice = {"index": 0, "delta": {"content": word + " "}} if chat else {"index": 0, "text": word + " "}
@@ -92,10 +97,15 @@ def make_app(model: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
                     "created": created,
                     "model": model,
                     "choices": [choice],
+                    **({"usage": None} if with_usage else {}),
                 }
                 await send(
                     {"type": "http.response.body", "body": b"data: " + orjson.dumps(chunk) + b"\n\n", "more_body": True}
                 )
+            if with_usage:
+                last = {"id": "mock", "object": "chat.completion.chunk", "created": created, "model": model}
+                body = b"data: " + orjson.dumps({**last, "choices": [], "usage": usage}) + b"\n\n"
+                await send({"type": "http.response.body", "body": body, "more_body": True})
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
             return
         text = " ".join(words)
@@ -104,7 +114,6 @@ def make_app(model: str) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
             if chat
             else {"index": 0, "text": text, "finish_reason": "stop"}
         )
-        usage = {"prompt_tokens": len(words), "completion_tokens": len(words), "total_tokens": 2 * len(words)}
         await _json(
             send,
             200,

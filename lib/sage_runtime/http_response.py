@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,8 +17,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("uvicorn.error")
 
-_BAD_HEAD_BYTE = re.compile(b"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-"""Control characters a header line may not hold (CR and LF are checked by counting them)."""
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0A, 0x20), 0x7F])
+"""Control characters, tab aside: a framed header line holds none but its own CR LF. Deleting them
+with `bytes.translate` and comparing lengths is a third of a regular expression's search."""
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 _NO_BODY_STATUS = frozenset({204, 304})
 _END_OF_CHUNKS = b"0\r\n\r\n"
@@ -74,8 +74,7 @@ def frame_head(
                 close = True
         lines.append(b"%s: %s\r\n" % (lower, value))
     block = b"".join(lines)
-    count = len(lines) - 1
-    if _BAD_HEAD_BYTE.search(block) or block.count(b"\n") != count or block.count(b"\r") != count:
+    if len(block) - len(block.translate(None, _CONTROL_BYTES)) != 2 * (len(lines) - 1):
         raise RuntimeError("Invalid HTTP header name or value.")
     status_line = STATUS_LINES.get(status) or _status_line(status)
     return status_line + _DefaultHeaders.of(default) + block, length, chunked, close
