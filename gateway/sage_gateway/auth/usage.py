@@ -136,13 +136,21 @@ def asking_for_usage(document: dict[str, Any]) -> bytes | None:
     return orjson.dumps({**document, "stream_options": merged})
 
 
-def _no_usage(events: bytes) -> bool:
-    """Whether no `usage` in these events has a value: none is named, or each is null. An engine
-    asked for usage sends `"usage": null` in every chunk before the one that counts (OpenAI's
-    API and vLLM do), so most chunks are let through without being parsed. (An unescaped
-    `"usage"` in JSON text is a key or a value, never text inside a string.)"""
-    named = events.count(_USAGE_KEY)
-    return named == 0 or named == events.count(b'"usage":null') + events.count(b'"usage": null')
+_USAGE_OBJECTS = (b'"usage":{', b'"usage": {')
+"""How a `usage` with a value to count begins, in compact and in spaced JSON. An engine asked for
+usage sends `"usage": null` in every chunk before the one that counts (OpenAI's API and vLLM do):
+those never match. In JSON text a quote inside a string is escaped, so an unescaped `"usage"`
+followed by `:` is a key; a rare false match (a key ending in an escaped quote and `usage`) is
+parsed and let through unchanged."""
+
+
+def _next_usage(events: bytes, start: int) -> int:
+    """Where the next `usage` with an object value begins in `events` at or after `start` (-1: none)."""
+    compact = events.find(_USAGE_OBJECTS[0], start)
+    spaced = events.find(_USAGE_OBJECTS[1], start)
+    if compact < 0 or 0 <= spaced < compact:
+        return spaced
+    return compact
 
 
 class UsageTap:
@@ -163,18 +171,30 @@ class UsageTap:
             return b""
         self._pending = data[end + 2 :]
         complete = data[: end + 2]
-        if _no_usage(complete):
+        at = _next_usage(complete, 0)
+        if at < 0:
             return complete
-        return b"".join(self._event(event + b"\n\n") for event in complete[:-2].split(b"\n\n"))
+        pieces: list[bytes] = []  # only the events with a usage are parsed; the others pass as bytes
+        start = 0
+        while at >= 0:
+            begin = complete.rfind(b"\n\n", start, at)
+            begin = begin + 2 if begin >= 0 else start
+            finish = complete.index(b"\n\n", at) + 2
+            pieces += (complete[start:begin], self._event(complete[begin:finish]))
+            start = finish
+            at = _next_usage(complete, start)
+        pieces.append(complete[start:])
+        return b"".join(pieces)
 
     def end(self) -> bytes:
         rest, self._pending = self._pending, b""
         return rest
 
     def _event(self, event: bytes) -> bytes:
-        if _no_usage(event):
-            return event
-        data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
+        if event.startswith(b"data:") and event.count(b"\n") == 2:  # one data line: an engine's chunk
+            data = event[5:].strip()
+        else:
+            data = b"".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:

@@ -111,3 +111,16 @@ def test_the_tap_lets_null_usage_chunks_through_and_counts_the_last() -> None:
     tap = UsageTap(strip=True)
     assert fed(tap, [value_named_usage]) == value_named_usage
     assert tap.tokens is None
+
+
+def test_the_tap_parses_only_events_with_a_usage_and_keeps_the_rest_in_order() -> None:
+    word = data_event({"choices": [{"delta": {"content": "w"}}], "usage": None})
+    first = data_event({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+    spaced = b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}}\n\n'
+    stream = word + first + word + spaced + b": a comment\n\n" + b"data: [DONE]\n\n"
+    kept = UsageTap(strip=False)
+    assert fed(kept, [stream]) == stream
+    assert kept.tokens == Usage(3, 4)  # the last one counts
+    stripped = UsageTap(strip=True)
+    assert fed(stripped, [stream]) == word + word + b": a comment\n\n" + b"data: [DONE]\n\n"
+    assert stripped.tokens == Usage(3, 4)
