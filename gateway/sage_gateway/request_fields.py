@@ -40,7 +40,8 @@ def chat_prefix(messages: Any, limit: int) -> str | None:
     for message in messages:
         if not isinstance(message, dict):
             continue
-        piece = f"{message.get('role', '')}:{_text_of(message.get('content'))}\n"
+        # The text cut at what the prefix can still take (a long prompt is not copied whole).
+        piece = f"{message.get('role', '')}:{_text_of(message.get('content'))[: limit - size]}\n"
         pieces.append(piece)
         size += len(piece)
         if size >= limit:

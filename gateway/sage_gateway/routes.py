@@ -69,7 +69,11 @@ def _openai(path: str, route: str) -> Handler:
             state.proxy.check(fields.model, caller)  # 404 / 503 before anything else
             exchange.model = fields.model
             exchange.grant = await state.guard.admit(caller, fields.document, Protocol.OPENAI)
-            if exchange.grant is not None and route != "embeddings" and (asked := asking_for_usage(fields.document)):
+            if (
+                exchange.grant is not None
+                and route != "embeddings"
+                and (asked := asking_for_usage(fields.document, body))
+            ):
                 body, exchange.strip_usage = asked, True
             affinity_key = fields.affinity_key
             del fields  # the parsed document: only the body's bytes go on

@@ -123,14 +123,23 @@ def body_usage(content: bytes) -> Usage | None:
     return usage_of(parsed.get("usage")) if isinstance(parsed, dict) else None
 
 
-def asking_for_usage(document: dict[str, Any]) -> bytes | None:
+_ASKING = b'{"stream_options":{"include_usage":true},'
+
+
+def asking_for_usage(document: dict[str, Any], body: bytes) -> bytes | None:
     """The body of a streamed request with `stream_options.include_usage` set, or None when the
-    request does not stream or already asks for usage."""
+    request does not stream or already asks for usage. `document` is `body` parsed. Without
+    stream_options (the usual request) the member is put before the body's first one, so a long
+    prompt is not written out again; the object has members (at least `stream`), hence the comma."""
     if document.get("stream") is not True:
         return None
     options = document.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage") is True:
         return None
+    if "stream_options" not in document:
+        start = body.find(b"{")
+        if start >= 0 and not body[:start].strip():
+            return _ASKING + body[start + 1 :]
     merged = dict(options) if isinstance(options, dict) else {}
     merged["include_usage"] = True
     return orjson.dumps({**document, "stream_options": merged})

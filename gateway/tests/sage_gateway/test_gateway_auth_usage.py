@@ -60,12 +60,33 @@ def test_usage_is_the_top_level_member_wherever_the_answer_names_usage() -> None
     assert body_usage(orjson.dumps({"choices": [], "usage": None})) is None
 
 
+def asked(body: bytes) -> bytes | None:
+    return asking_for_usage(orjson.loads(body), body)
+
+
 def test_a_stream_is_asked_for_usage_only_when_it_does_not_ask() -> None:
-    asked = asking_for_usage({"model": "m", "stream": True, "stream_options": {"other": 1}})
-    assert asked is not None
-    assert orjson.loads(asked)["stream_options"] == {"other": 1, "include_usage": True}
-    assert asking_for_usage({"model": "m", "stream": True, "stream_options": {"include_usage": True}}) is None
-    assert asking_for_usage({"model": "m"}) is None
+    merged = asked(b'{"model": "m", "stream": true, "stream_options": {"other": 1}}')
+    assert merged is not None
+    assert orjson.loads(merged)["stream_options"] == {"other": 1, "include_usage": True}
+    assert asked(b'{"model": "m", "stream": true, "stream_options": {"include_usage": true}}') is None
+    assert asked(b'{"model": "m"}') is None
+    assert asked(b'{"model": "m", "stream": false}') is None
+
+
+def test_a_stream_without_options_gets_them_before_its_untouched_body() -> None:
+    prompt = "long " * 10_000
+    for body in (
+        orjson.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}], "stream": True}),
+        b' \n {"stream": true, "model": "m"}\n',
+        b'{"stream":true}',
+    ):
+        spliced = asked(body)
+        assert spliced is not None
+        assert orjson.loads(spliced) == {"stream_options": {"include_usage": True}, **orjson.loads(body)}
+        assert spliced.endswith(body[body.index(b"{") + 1 :])  # the rest of the body as it came
+    with_null = asked(b'{"model": "m", "stream": true, "stream_options": null}')
+    assert with_null is not None
+    assert orjson.loads(with_null)["stream_options"] == {"include_usage": True}
 
 
 STREAM = (

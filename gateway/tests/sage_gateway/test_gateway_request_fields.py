@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pytest
 
 from sage_gateway.discovery.model import endpoints_from_slice, engine_from_object, parse_static_engines
@@ -14,6 +17,18 @@ def test_chat_fields() -> None:
     body = b'{"model": "qwen", "stream": true, "messages": [{"role": "system", "content": "You are terse."}]}'
     fields = routing_fields(body, "chat", 8)
     assert (fields.model, fields.stream, fields.affinity_key) == ("qwen", True, "system:Y")
+
+
+def test_a_chat_prefix_is_the_first_characters_of_the_conversation_whatever_its_length() -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "s" * 5},
+        {"role": "user", "content": [{"type": "text", "text": "u" * 3000}]},
+        {"role": "assistant", "content": "a" * 10},
+    ]
+    whole = "".join(f"{m['role']}:{m['content'] if isinstance(m['content'], str) else 'u' * 3000}\n" for m in messages)
+    for limit in (1, 7, 8, 9, 100, 3015, 3016, 3017, 4000):
+        body = orjson.dumps({"model": "m", "messages": messages})
+        assert routing_fields(body, "chat", limit).affinity_key == whole[:limit], limit
 
 
 def test_chat_content_parts_that_are_not_text_are_passed_over() -> None:
