@@ -52,15 +52,17 @@ if TYPE_CHECKING:
 _EVENT_STREAM = EVENT_STREAM.encode()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outbound:
     """What goes to the replica: the path, the body (the client's own bytes, or a translation) and
-    the headers; `affinity_key` feeds the prefix-hash policy."""
+    the headers; `affinity_key` feeds the prefix-hash policy. `found`: what the route's own check
+    found (`Proxy.check`), which the first attempt routes by instead of resolving the model again."""
 
     path: str
     body: bytes
     headers: RawHeaders
     affinity_key: str | None = None
+    found: Route | Unavailable | None = None
 
 
 @dataclass
@@ -184,9 +186,10 @@ class Proxy:
             }
         return report
 
-    async def _route(self, model: str, caller: KeyPolicy | None) -> Route:
-        """`resolve`, but a model whose engine scales from zero is held until a replica is ready."""
-        found = self.check(model, caller)
+    async def _route(self, model: str, caller: KeyPolicy | None, found: Route | Unavailable | None) -> Route:
+        """`resolve` (unless `found` already), but a model whose engine scales from zero is held
+        until a replica is ready."""
+        found = found or self.check(model, caller)
         key = found.engine.key
         self.requests_by_engine.add(key)
         if isinstance(found, Route):
@@ -223,7 +226,7 @@ class Proxy:
         tried: set[str] = set()
         last_error = "no replica answered"
         for attempt in range(self.settings.connect_retries + 1):
-            route = await self._route(model, caller)
+            route = await self._route(model, caller, None if attempt else outbound.found)
             url = self._pick(route, outbound.affinity_key, tried)
             if url is None:
                 break

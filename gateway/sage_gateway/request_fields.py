@@ -13,7 +13,7 @@ import orjson
 from sage_gateway.errors import WireError, invalid_request
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RoutingFields:
     model: str
     stream: bool

@@ -66,7 +66,7 @@ def _openai(path: str, route: str) -> Handler:
         body = await _read(receive, exchange, state)
         with _parsing(state, len(body)):
             fields = routing_fields(body, route, state.settings.prefix_chars)
-            state.proxy.check(fields.model, caller)  # 404 / 503 before anything else
+            found = state.proxy.check(fields.model, caller)  # 404 / 503 before anything else
             exchange.model = fields.model
             exchange.grant = await state.guard.admit(caller, fields.document, Protocol.OPENAI)
             if (
@@ -78,7 +78,7 @@ def _openai(path: str, route: str) -> Handler:
             affinity_key = fields.affinity_key
             del fields  # the parsed document: only the body's bytes go on
         headers = forward_headers(exchange.raw_headers, exchange.request_id, keep_credentials=caller is None)
-        outbound = Outbound(path, body, headers, affinity_key)
+        outbound = Outbound(path, body, headers, affinity_key, found)
         return await state.proxy.forward(receive, exchange, outbound, OPENAI_PASSTHROUGH)
 
     return handle
@@ -92,14 +92,14 @@ async def messages(receive: Receive, exchange: Exchange, state: GatewayState) ->
         parsed = parse_body(body)
         requested = require_model(parsed)
         chat = messages_to_chat(parsed)
-        state.proxy.check(requested, caller)
+        found = state.proxy.check(requested, caller)
         exchange.model = requested
         exchange.grant = await state.guard.admit(caller, parsed, Protocol.ANTHROPIC)
         translated = orjson.dumps(chat)
         affinity_key = chat_prefix(chat["messages"], state.settings.prefix_chars)
         del parsed, chat
     headers = translated_request_headers(exchange.raw_headers, exchange.request_id)
-    outbound = Outbound("/v1/chat/completions", translated, headers, affinity_key)
+    outbound = Outbound("/v1/chat/completions", translated, headers, affinity_key, found)
     relay = AnthropicMessages(requested, f"msg_{uuid.uuid4().hex}")
     return await state.proxy.forward(receive, exchange, outbound, relay)
 
