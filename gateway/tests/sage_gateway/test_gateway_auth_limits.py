@@ -127,3 +127,20 @@ def test_remaining_is_the_level_rounded_down_and_never_below_zero() -> None:
 
 def test_durations_read_like_openais() -> None:
     assert [duration(s) for s in (0.02, 1, 1.5, 360)] == ["20ms", "1s", "1.5s", "6m0s"]
+
+
+def test_a_replaced_key_keeps_its_buckets_unless_its_limits_changed() -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from sage_gateway.auth.limiter import LocalLimiter  # noqa: PLC0415
+
+    limiter = LocalLimiter(clock=lambda: 0.0)
+    first = KeyPolicy("ns/a", "d", requests_per_minute=10, max_concurrent=5)
+    assert limiter.admit_now(first, 0, openai_headers).readings.requests == Reading(10, 9, 6.0)
+    assert limiter.admit_now(first, 0, openai_headers).readings.requests == Reading(10, 8, 12.0)
+    renamed_models = replace(first, models=frozenset({"m"}))  # a new policy object, the same limits
+    assert limiter.admit_now(renamed_models, 0, openai_headers).readings.requests == Reading(10, 7, 18.0)
+    raised = replace(first, requests_per_minute=20, max_concurrent=4)  # new limits: full buckets
+    assert limiter.admit_now(raised, 0, openai_headers).readings.requests == Reading(20, 19, 3.0)
+    with pytest.raises(WireError, match="4 requests are open"):  # but the requests still open count
+        limiter.admit_now(raised, 0, openai_headers)
