@@ -64,8 +64,7 @@ class LocalLimiter:
     def admit_now(self, policy: KeyPolicy, prompt_tokens: int, tell: Tell) -> Admission:
         if not policy.limited:
             return UNLIMITED
-        known = self._buckets.get(policy.name)  # the usual case first: the same policy as last time
-        buckets = known[1] if known is not None and known[0] is policy else self._buckets_of(policy)
+        buckets = self._buckets_of(policy)
         seen = admit(policy, buckets, prompt_tokens, self.clock(), tell)
 
         def done(tokens: int | None) -> None:
