@@ -33,7 +33,9 @@ def load_backend(settings: EngineSettings) -> Backend:
             SentenceTransformersBackend,
         )
 
-        return SentenceTransformersBackend.load(settings.model, settings.threads_per_embedding_worker())
+        return SentenceTransformersBackend.load(
+            settings.model, settings.threads_per_embedding_worker(), settings.resolved_threads()
+        )
     from sage_engine.backends.transformers_backend import TransformersBackend  # noqa: PLC0415 (imports torch)
 
     return TransformersBackend.load(settings.model, settings.resolved_threads())

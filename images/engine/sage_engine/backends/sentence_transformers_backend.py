@@ -9,6 +9,7 @@ over-length inputs), then run the model in length-sorted chunks (`embedding_batc
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ from sentence_transformers import SentenceTransformer
 
 from sage_engine.backends.base import EmbeddingBatch, EmbeddingItem, Prompt
 from sage_engine.backends.embedding_batches import TokenMatrix, length_sorted_chunks, padded
+from sage_engine.backends.lone_threads import LoneThreads
 from sage_engine.backends.model_source import resolve_model
 from sage_engine.generation import SamplingParams
 
@@ -42,19 +44,34 @@ def tensor_features(model: SentenceTransformer) -> tuple[list[str], dict[str, An
 
 
 class TorchEncoder:
-    """The sentence-transformers modules themselves, in torch."""
+    """The sentence-transformers modules themselves, in torch, on the calling worker's share of
+    the threads; a batch that runs alone may take `every_thread` of them, as `lone` decides from
+    what each arm measured (`lone_threads`: all of them win on a quiet machine, one wins on a
+    busy one, where OpenMP's threads wait for each other)."""
 
-    def __init__(self, model: SentenceTransformer) -> None:
+    def __init__(self, model: SentenceTransformer, share: int = 1, every_thread: int = 1) -> None:
         self.model = model
         self.names, self.extras = tensor_features(model)
+        self.share, self.every_thread = share, every_thread
+        self.lone = LoneThreads()
 
     def __call__(
         self, input_ids: TokenMatrix, attention_mask: TokenMatrix, *, alone: bool = False
     ) -> npt.NDArray[np.float32]:
-        # `alone` changes nothing here. A worker can switch torch to all threads for a lone batch
-        # (OpenMP's count is per thread), and on a quiet machine one client's p50 fell from 14.9
-        # to 10.7 ms; but on a busy one two OpenMP threads wait for each other: p50 45 ms, p99
-        # 600 ms (one thread: 15 ms). ONNX Runtime, which does not spin, takes all threads.
+        if not alone or self.every_thread <= self.share:
+            return self._run(input_ids, attention_mask)
+        every = self.lone.choose()
+        if every:  # OpenMP's thread count is the calling thread's own: other workers keep theirs
+            torch.set_num_threads(self.every_thread)
+        started = time.perf_counter()
+        try:
+            return self._run(input_ids, attention_mask)
+        finally:
+            self.lone.record(every, time.perf_counter() - started)
+            if every:
+                torch.set_num_threads(self.share)
+
+    def _run(self, input_ids: TokenMatrix, attention_mask: TokenMatrix) -> npt.NDArray[np.float32]:
         ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
         tensors = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
         features = {name: tensors[name] for name in self.names if name in tensors} | self.extras
@@ -78,8 +95,10 @@ class SentenceTransformersBackend:
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
-    def load(cls, spec: str, threads: int) -> SentenceTransformersBackend:
-        return cls(load_model(spec, threads))
+    def load(cls, spec: str, threads: int, every_thread: int | None = None) -> SentenceTransformersBackend:
+        """`threads` per batch worker; a lone client's batch may take `every_thread` (see TorchEncoder)."""
+        model = load_model(spec, threads)
+        return cls(model, TorchEncoder(model, threads, every_thread or threads))
 
     def supports_embeddings(self) -> bool:
         return True
