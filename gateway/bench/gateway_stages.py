@@ -47,10 +47,16 @@ class Mark:
 MARKS = (
     Mark("request in", "sage_runtime.http_server", "HttpServerProtocol", "data_received", after=False),
     Mark("request parsed", "sage_runtime.http_server", "HttpServerProtocol", "data_received", after=True),
+    Mark("dispatched", "sage_gateway.dispatch", "Dispatcher", "_serve", after=False),
+    Mark("forwarded", "sage_gateway.proxy", "Proxy", "forward", after=False),
     Mark("replica write", "sage_gateway.upstream.connection", "UpstreamConnection", "send", after=False),
     Mark("replica written", "sage_gateway.upstream.connection", "UpstreamConnection", "send", after=True),
     Mark("answer in", "sage_gateway.upstream.connection", "UpstreamConnection", "data_received", after=False),
     Mark("answer parsed", "sage_gateway.upstream.connection", "UpstreamConnection", "data_received", after=True),
+    Mark("task woken", "sage_gateway.proxy", "Proxy", "_open", after=True),
+    Mark("body read", "sage_gateway.proxy", "Proxy", "_close", after=False),
+    Mark("answer made", "sage_wire.asgi", "CompleteAnswer", "__call__", after=False),
+    Mark("head framed", "sage_runtime.http_response", "HttpExchange", "_start", after=True),
     Mark("client write", "sage_runtime.http_response", "HttpExchange", "_write", after=False),
     Mark("client written", "sage_runtime.http_response", "HttpExchange", "_write", after=True),
     Mark("finished", "sage_gateway.dispatch", "Dispatcher", "_serve", after=True),
@@ -59,11 +65,18 @@ MARKS = (
 
 STAGES = (
     "the request read and parsed, its task made (HTTP server)",
-    "the task's first step: dispatch, body, routing fields, checks, the replica picked, its request framed",
+    "the task's first step, to the dispatcher",
+    "dispatch: headers, the body read, routing fields, the model checked (keys: the key, the prompt estimate, "
+    "the admission)",
+    "the replica picked, its request framed",
     "the write to the replica; on a CPU shared with the replica, the replica's turn when it runs at once",
     "back to the event loop until the answer is read",
     "the answer's first read parsed (its head, and its body when both came at once)",
-    "the task woken (waiting again when the head came without the body), the client's answer framed",
+    "the task woken with the answer's head",
+    "the answer's headers (keys: the limit headers) and its body taken, waited for when the head came alone",
+    "the answer made (keys: the usage read from the body)",
+    "the answer's start sent: its head framed",
+    "its body sent",
     "the write to the client",
     "after the last byte: metrics, budgets",
 )
