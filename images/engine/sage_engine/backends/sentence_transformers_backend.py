@@ -44,32 +44,40 @@ def tensor_features(model: SentenceTransformer) -> tuple[list[str], dict[str, An
 
 
 class TorchEncoder:
-    """The sentence-transformers modules themselves, in torch, on the calling worker's share of
-    the threads; a batch that runs alone may take `every_thread` of them, as `lone` decides from
-    what each arm measured (`lone_threads`: all of them win on a quiet machine, one wins on a
-    busy one, where OpenMP's threads wait for each other)."""
+    """The sentence-transformers modules themselves, in torch, each worker on `share` threads
+    (None: whatever its thread has); a batch that runs alone may take `every_thread` of them, as
+    `lone` decides from what each arm measured (`lone_threads`: all of them win on a quiet
+    machine, one wins on a busy one, where OpenMP's threads wait for each other)."""
 
-    def __init__(self, model: SentenceTransformer, share: int = 1, every_thread: int = 1) -> None:
+    def __init__(self, model: SentenceTransformer, share: int | None = None, every_thread: int | None = None) -> None:
         self.model = model
         self.names, self.extras = tensor_features(model)
         self.share, self.every_thread = share, every_thread
         self.lone = LoneThreads()
+        self._set = threading.local()
 
     def __call__(
         self, input_ids: TokenMatrix, attention_mask: TokenMatrix, *, alone: bool = False
     ) -> npt.NDArray[np.float32]:
-        if not alone or self.every_thread <= self.share:
+        share, every_thread = self.share, self.every_thread
+        if not alone or share is None or every_thread is None or every_thread <= share:
+            if share is not None:
+                self._threads(share)
             return self._run(input_ids, attention_mask)
         every = self.lone.choose()
-        if every:  # OpenMP's thread count is the calling thread's own: other workers keep theirs
-            torch.set_num_threads(self.every_thread)
+        self._threads(every_thread if every else share)
         started = time.perf_counter()
-        try:
-            return self._run(input_ids, attention_mask)
-        finally:
-            self.lone.record(every, time.perf_counter() - started)
-            if every:
-                torch.set_num_threads(self.share)
+        result = self._run(input_ids, attention_mask)
+        self.lone.record(every, time.perf_counter() - started)
+        return result
+
+    def _threads(self, count: int) -> None:
+        """This thread's torch threads. OpenMP's count is the calling thread's own, so other
+        workers keep theirs; each worker sets its own before its first batch, since a thread that
+        never set one starts from the count last set anywhere (a lone batch's, say)."""
+        if getattr(self._set, "count", None) != count:
+            torch.set_num_threads(count)
+            self._set.count = count
 
     def _run(self, input_ids: TokenMatrix, attention_mask: TokenMatrix) -> npt.NDArray[np.float32]:
         ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)

@@ -97,3 +97,18 @@ def test_a_lone_torch_batch_takes_every_thread_and_gives_them_back(minilm_path: 
     assert set(encoder.lone.medians()) == {True, False}
     for name in [name for name in batches if name.startswith("lone")]:
         assert np.abs(batches[name].vectors - batches["shared"].vectors).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_a_worker_thread_runs_on_its_share_whatever_count_was_set_last(minilm_path: Path) -> None:
+    model = load_model(str(minilm_path), 1)
+    encoder = CountingEncoder(model, share=1, every_thread=2)
+    backend = SentenceTransformersBackend(model, encoder)
+    torch.set_num_threads(2)  # as a lone batch on another worker leaves it for threads yet to start
+    try:
+        thread = threading.Thread(target=backend.embed, args=(["a new worker's first batch"],))
+        thread.start()
+        thread.join()
+    finally:
+        torch.set_num_threads(1)
+    assert encoder.threads == [1]
