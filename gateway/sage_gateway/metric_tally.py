@@ -38,6 +38,7 @@ class MetricTally:
     def __init__(self) -> None:
         self._counts: dict[Counter, float] = {}
         self._observed: dict[Histogram, _Observations] = {}
+        self._timer: asyncio.TimerHandle | None = None
 
     def count(self, child: Counter, amount: float = 1.0) -> None:
         """`child.inc(amount)`, applied at the next flush."""
@@ -61,6 +62,9 @@ class MetricTally:
 
     def flush(self) -> None:
         """Every pending addition onto its series."""
+        if self._timer is not None:
+            self._timer.cancel()  # a scrape or the app's end came first: the next addition sets another
+            self._timer = None
         counts, self._counts = self._counts, {}
         observed, self._observed = self._observed, {}
         for counter, amount in counts.items():
@@ -73,11 +77,13 @@ class MetricTally:
             values._sum.inc(pending.total)
 
     def _flush_soon(self) -> None:
-        """A series got its first pending addition since the last flush. Outside an event loop
-        (a script, a test) there is no later: it is applied at once."""
+        """A series got its first pending addition since the last flush: one timer flushes them
+        all. Outside an event loop (a script, a test) there is no later: it is applied at once."""
+        if self._timer is not None:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
-        loop.call_later(FLUSH_SECONDS, self.flush)
+        self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
