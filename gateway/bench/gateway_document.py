@@ -17,6 +17,7 @@ from bench.gateway_report import (
     cpu_table,
     detail_table,
 )
+from bench.gateway_rounds import rounds_table
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,13 @@ def _paragraph(text: str) -> str:
 
 
 def tables(results: Results, rss_bytes: dict[str, int], scenarios: list[Scenario], targets: list[str]) -> str:
-    """What the benchmark prints: the comparison, CPU by scenario, every measurement."""
+    """What the benchmark prints: the comparison, CPU by scenario, round by round, every measurement."""
     return (
         comparison_table(results, rss_bytes, targets)
         + "\n\n"
         + cpu_table(results, scenarios, targets)
+        + "\n\n"
+        + rounds_table(results, targets)
         + "\n\n"
         + detail_table(results, scenarios, targets)
     )
@@ -84,6 +87,13 @@ def document(
         "to SAGE's gateway, and two workers' CPU per request over one's (1.00: running several costs nothing "
         "per request)."
     )
+    rounds_note = (
+        "The headline figures in each round, each against its baseline measured in the same round "
+        f"(direct for added latency, {REFERENCE} for ratios), and the median of those paired figures. The "
+        "table above pools the rounds instead (req/s: the median of rounds; p50s: over every request of "
+        "every round), so its figures can differ a little from these medians. How far the rounds spread is "
+        "how far other work on the machine moved the figures during the run."
+    )
     return (
         "# Gateway overhead beside its peers\n\n"
         + _paragraph(about)
@@ -96,6 +106,10 @@ def document(
         + _paragraph(cpu_note)
         + "\n"
         + cpu_table(results, scenarios, targets)
+        + "\n\n## Round by round\n\n"
+        + _paragraph(rounds_note)
+        + "\n"
+        + rounds_table(results, targets)
         + "\n\n## Every measurement\n\n"
         + _paragraph("req/s: median of rounds; p50, p99 and TTFT p50: over every request of every round.")
         + "\n"

@@ -50,6 +50,9 @@ class Cell:
     latencies: list[float] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
     round_rates: list[float] = field(default_factory=list)
+    round_p50s: list[float] = field(default_factory=list)
+    """Seconds, each round's own median (nan for wrk's rounds, which time no request)."""
+    round_ttft_p50s: list[float] = field(default_factory=list)
     errors: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     cpu_seconds: float = 0.0
@@ -59,6 +62,8 @@ class Cell:
         self.latencies += measurement.latencies
         self.ttfts += measurement.ttfts
         self.round_rates.append(measurement.rate)
+        self.round_p50s.append(percentile(measurement.latencies, 0.5) if measurement.latencies else math.nan)
+        self.round_ttft_p50s.append(percentile(measurement.ttfts, 0.5) if measurement.ttfts else math.nan)
         self.errors += measurement.errors
         self.reasons.update(measurement.reasons)
         self.cpu_seconds += measurement.cpu_seconds

@@ -14,6 +14,7 @@ from bench.gateway_report import (
     cpu_table,
     read_markdown,
 )
+from bench.gateway_rounds import rounds_table
 from bench.gateway_wrk import parse_summary, wrk_script
 
 
@@ -107,3 +108,30 @@ def test_wrk_reports_through_its_done_hook() -> None:
     assert 'wrk.headers["content-type"] = "application/json"' in script
     output = "Running 3s test\nsage-bench-wrk 9000 3000000 12\n"
     assert parse_summary(output) == (9000, 3.0, 12)
+
+
+def rounds_of(*rounds: tuple[float, float]) -> Cell:
+    """A cell of one request per round: (latency ms, req/s) in each."""
+    pooled = Cell()
+    for latency_ms, rate in rounds:
+        pooled.add(Measurement(latencies=[latency_ms / 1000], completed=10, elapsed=10 / rate))
+    return pooled
+
+
+def test_each_round_is_read_against_the_baseline_of_the_same_round() -> None:
+    measured: Results = {
+        CHAT_1.name: {
+            "direct": rounds_of((0.10, 1), (0.30, 1), (0.10, 1)),  # round 2: the machine was busy
+            "SAGE": rounds_of((0.25, 1), (0.60, 1), (0.28, 1)),
+        },
+        CHAT_64.name: {
+            "vllm-router": rounds_of((1, 5000), (1, 2500), (1, 5000)),
+            "SAGE": rounds_of((1, 4000), (1, 2000), (1, 3000)),
+        },
+    }
+    table = rounds_table(measured, ["direct", "vllm-router", "SAGE"])
+    assert table.splitlines()[0] == "| figure | target | round 1 | round 2 | round 3 | median of rounds |"
+    by_row = {tuple(line.split(" | ")[:2]): line.split(" | ")[2:] for line in table.splitlines()[2:]}
+    assert by_row[("| added p50, 1 client (ms)", "SAGE")] == ["+0.15", "+0.30", "+0.18", "+0.18 |"]
+    assert by_row[("| req/s, 64 clients, ratio to vllm-router", "SAGE")] == ["0.80", "0.80", "0.60", "0.80 |"]
+    assert len(by_row) == 2  # no row for a baseline against itself, none for a scenario not run
