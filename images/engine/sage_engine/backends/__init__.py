@@ -1,7 +1,9 @@
 """Model backends: what a model can do, independent of HTTP.
 
 `load_backend(settings)` imports only the backend asked for, so the deterministic test backend
-starts without importing torch.
+starts without importing torch, and finds the model before importing any: a model that is not
+there fails the engine in well under a second instead of after torch's import (seconds; tens of
+them in a container starting cold), on each restart of a crash loop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ def load_backend(settings: EngineSettings) -> Backend:
 
         log.warning("backend 'deterministic' is a TEST backend: hash embeddings and an echo chat, no model")
         return DeterministicBackend(settings.model, settings.dimensions, settings.token_seconds)
+    from sage_engine.backends.model_source import resolve_model  # noqa: PLC0415 (imports httpx)
+
+    resolve_model(settings.model)  # raises, saying why, when the model cannot be found
     if settings.backend == "sentence-transformers" and settings.embedding_runtime == "onnx":
         from sage_engine.backends.onnx_backend import load_onnx_backend  # noqa: PLC0415 (imports onnxruntime)
 
