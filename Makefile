@@ -22,6 +22,12 @@ help: ## List every target with one line each
 env: ## Create the Python environment (once per machine; PyTorch is large) and install SAGE editable
 	@$(call timed,venv=$$(.ci/python-env.sh) && ln -sfn "$$venv" $(VENV),env)
 
+.PHONY: vllm-env-background
+vllm-env-background: ## Start making the vLLM environment (the vLLM parser test's; once per machine, about 9 GB of downloads) in the background: the downloads overlap the Go builds, and the test waits for them (the script holds a lock)
+	@log="$${XDG_CACHE_HOME:-$$HOME/.cache}/sage/vllm-env.log"; mkdir -p "$$(dirname "$$log")"; \
+	  (e2e/vllm/vllm-env.sh >/dev/null 2>"$$log" &); \
+	  echo "==> vLLM environment: made ready in the background when missing (log: $$log)"
+
 .PHONY: binaries
 binaries: ## Build kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, kubectl, helm, kube-score from Go modules (cached)
 	@$(call timed,e2e/envtest/build-binaries.sh >/dev/null,binaries)
@@ -50,6 +56,7 @@ fmt: env-ready ## Format and auto-fix with ruff
 
 .PHONY: test
 test: ## Everything CI runs: environment, node packages, binaries, lint, images, then every test tier (node included)
+	@$(MAKE) --no-print-directory vllm-env-background
 	@$(MAKE) --no-print-directory env
 	@$(call timed,e2e/node/install-prerequisites.sh,node-prereqs)
 	@$(MAKE) --no-print-directory binaries
