@@ -241,12 +241,16 @@ class Node(NodeFiles, Started):
             self.ctr("containers", "delete", container, check=False)
 
     def _drain(self, timeout: float = 45) -> None:
-        """Cordon, delete every pod, and wait for the kubelet to stop their sandboxes (CNI DEL)."""
+        """Cordon, delete every pod, and wait for the kubelet to stop their sandboxes (CNI DEL).
+        Only the pods bound to this node are waited for: the controllers of what the tests left
+        (a release's Deployments) make new pods at once, which stay Pending on a cordoned node,
+        and waiting for those to go ran into the timeout at the end of every test run."""
         self.kubectl.run("cordon", self.name, check=False)
         self.kubectl.run("delete", "pods", "--all", "--all-namespaces", "--grace-period=1", "--wait=false", check=False)
+        on_this_node = f"spec.nodeName={self.name}"
 
         def drained() -> bool:
-            pods = self.kubectl.run("get", "pods", "-A", "-o", "name", check=False)
+            pods = self.kubectl.run("get", "pods", "-A", "-o", "name", "--field-selector", on_this_node, check=False)
             return pods.returncode == 0 and not pods.stdout.strip() and not self._running_tasks()
 
         with contextlib.suppress(WaitTimeout):
