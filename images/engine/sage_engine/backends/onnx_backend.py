@@ -28,7 +28,6 @@ import onnxruntime as ort
 from sentence_transformers import SentenceTransformer
 
 from sage_engine.backends.embedding_batches import TokenMatrix, padded
-from sage_engine.backends.model_source import resolve_model
 from sage_engine.backends.onnx_export import PROBE_TEXTS, OnnxExport, cached_export, model_folder
 from sage_engine.backends.sentence_transformers_backend import (
     Encoder,
@@ -107,14 +106,14 @@ def check_against_torch(model: SentenceTransformer, encoder: Encoder, limit: int
 
 
 def load_onnx_backend(
-    spec: str, threads: int, cache_root: Path, all_threads: int | None = None
+    source: str, threads: int, cache_root: Path, all_threads: int | None = None
 ) -> SentenceTransformersBackend:
-    """The backend of `spec` computing with ONNX Runtime on `threads` intra-op threads per worker,
+    """The backend of `source` (a folder or a cached hub id, as `model_source.resolve_model` gives
+    it) computing with ONNX Runtime on `threads` intra-op threads per worker,
     and `all_threads` for a batch that runs alone (a second session, when that is more)."""
-    resolved = resolve_model(spec)
-    model = load_model(resolved, threads)
+    model = load_model(source, threads)
     input_names, _ = tensor_features(model)
-    export = cached_export(model, model_folder(resolved), cache_root, input_names)
+    export = cached_export(model, model_folder(source), cache_root, input_names)
     shared = open_session(export, threads)
     whole = open_session(export, all_threads) if all_threads and all_threads > threads else None
     encoder = OnnxEncoder(shared, whole)

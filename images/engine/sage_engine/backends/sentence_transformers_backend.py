@@ -21,7 +21,6 @@ from sentence_transformers import SentenceTransformer
 from sage_engine.backends.base import EmbeddingBatch, EmbeddingItem, Prompt
 from sage_engine.backends.embedding_batches import TokenMatrix, length_sorted_chunks, padded
 from sage_engine.backends.lone_threads import LoneThreads
-from sage_engine.backends.model_source import resolve_model
 from sage_engine.generation import SamplingParams
 
 
@@ -103,9 +102,9 @@ class SentenceTransformersBackend:
         self._tokenizer_lock = threading.Lock()
 
     @classmethod
-    def load(cls, spec: str, threads: int, every_thread: int | None = None) -> SentenceTransformersBackend:
+    def load(cls, source: str, threads: int, every_thread: int | None = None) -> SentenceTransformersBackend:
         """`threads` per batch worker; a lone client's batch may take `every_thread` (see TorchEncoder)."""
-        model = load_model(spec, threads)
+        model = load_model(source, threads)
         return cls(model, TorchEncoder(model, threads, every_thread or threads))
 
     def supports_embeddings(self) -> bool:
@@ -172,9 +171,10 @@ class SentenceTransformersBackend:
         self.load_adapter(name, "")
 
 
-def load_model(spec: str, threads: int) -> SentenceTransformer:
-    """The sentence-transformers model on the CPU, with `threads` torch threads."""
+def load_model(source: str, threads: int) -> SentenceTransformer:
+    """The sentence-transformers model of `source` (a folder or a cached hub id, as
+    `model_source.resolve_model` gives it) on the CPU, with `threads` torch threads."""
     torch.set_num_threads(threads)
-    model = SentenceTransformer(resolve_model(spec), device="cpu")
+    model = SentenceTransformer(source, device="cpu")
     model.eval()
     return model

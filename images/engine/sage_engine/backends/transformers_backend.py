@@ -18,7 +18,6 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sage_engine.backends.base import EmbeddingBatch, EmbeddingItem, Prompt
-from sage_engine.backends.model_source import resolve_model
 from sage_engine.backends.sampling import next_token
 from sage_engine.errors import bad_request
 from sage_engine.generation import SamplingParams
@@ -49,9 +48,9 @@ class TransformersBackend:
         return ids
 
     @classmethod
-    def load(cls, spec: str, threads: int) -> TransformersBackend:
+    def load(cls, source: str, threads: int) -> TransformersBackend:
+        """`source`: a folder or a cached hub id, as `model_source.resolve_model` gives it."""
         torch.set_num_threads(threads)
-        source = resolve_model(spec)
         tokenizer = AutoTokenizer.from_pretrained(source)
         model: Any = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         model.eval()
